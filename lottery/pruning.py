@@ -1,0 +1,91 @@
+"""Pruning strategies: pure functions (weights, masks, density, generator) -> new masks.
+
+`density` maps each tensor name to the fraction of its weights to keep *after* this call,
+counted against the full tensor (not against the survivors), so that the density after
+k levels is (1 - fraction)^k within one weight, however many levels were run.
+A strategy only ever removes weights: pruned weights score -inf and are never chosen again.
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import torch
+
+from lottery.errors import LotteryError
+
+Masks = dict[str, torch.Tensor]
+Strategy = Callable[[Mapping[str, torch.Tensor], Mapping[str, torch.Tensor], Mapping[str, float], "torch.Generator | None"], Masks]
+
+
+def _keep_top(scores: torch.Tensor, masks: list[torch.Tensor], keep: int) -> list[torch.Tensor]:
+    """Keep the `keep` highest scores among the surviving entries of the concatenated masks."""
+    flat_mask = torch.cat([m.flatten() for m in masks])
+    keep = min(keep, int(flat_mask.sum()))  # masks only shrink
+    scores = scores.masked_fill(~flat_mask, float("-inf"))
+    new_flat = torch.zeros_like(flat_mask)
+    # topk keeps exactly `keep` entries (a threshold would keep every tie); deterministic on the CPU.
+    new_flat[torch.topk(scores, keep, sorted=False).indices] = True
+    return list(torch.split(new_flat, [m.numel() for m in masks]))
+
+
+def _select(scores: Masks, masks: Mapping[str, torch.Tensor], density: Mapping[str, float], scope: str) -> Masks:
+    """Keep the top-scoring survivors, per tensor (scope "layer") or across all tensors ("global")."""
+    device = {n: m.device for n, m in masks.items()}
+    masks = {n: m.cpu() for n, m in masks.items()}
+    names = list(masks)
+    groups = [names] if scope == "global" else [[n] for n in names]
+    new: Masks = {}
+    for group in groups:
+        keep = round(sum(masks[n].numel() * density[n] for n in group))
+        flat_scores = torch.cat([scores[n].flatten().float() for n in group])
+        kept = _keep_top(flat_scores, [masks[n] for n in group], keep)
+        for n, m in zip(group, kept):
+            new[n] = m.view_as(masks[n]).to(device[n])
+    return new
+
+
+def _magnitude_scores(weights: Mapping[str, torch.Tensor]) -> Masks:
+    return {n: w.detach().abs().cpu() for n, w in weights.items()}
+
+
+def _random_scores(weights: Mapping[str, torch.Tensor], generator: torch.Generator | None) -> Masks:
+    # Drawn on the CPU so that the same seed gives the same mask on any device.
+    return {n: torch.rand(w.shape, generator=generator) for n, w in weights.items()}
+
+
+def global_magnitude(weights, masks, density, generator=None) -> Masks:
+    """Remove the smallest-magnitude weights ranked across all tensors together (Frankle et al. 2020)."""
+    return _select(_magnitude_scores(weights), masks, density, "global")
+
+
+def layer_magnitude(weights, masks, density, generator=None) -> Masks:
+    """Remove the smallest-magnitude weights of each tensor separately (Frankle & Carbin 2019)."""
+    return _select(_magnitude_scores(weights), masks, density, "layer")
+
+
+def global_random(weights, masks, density, generator=None) -> Masks:
+    """Remove surviving weights uniformly at random across all tensors (the random-pruning control)."""
+    return _select(_random_scores(weights, generator), masks, density, "global")
+
+
+def layer_random(weights, masks, density, generator=None) -> Masks:
+    """Remove surviving weights uniformly at random within each tensor."""
+    return _select(_random_scores(weights, generator), masks, density, "layer")
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "global_magnitude": global_magnitude,
+    "layer_magnitude": layer_magnitude,
+    "global_random": global_random,
+    "layer_random": layer_random,
+}
+# Strategies that rank all tensors together; the mask manager keeps tensors with their own
+# rate multiplier (e.g. the output layer at half the rate) out of the shared ranking.
+GLOBAL_STRATEGIES = {"global_magnitude", "global_random"}
+
+
+def get_strategy(name: str) -> Strategy:
+    """Look a strategy up by name, with an error that lists the valid names."""
+    if name not in STRATEGIES:
+        raise LotteryError(f"unknown pruning strategy {name!r}; choose one of: {', '.join(sorted(STRATEGIES))}")
+    return STRATEGIES[name]
