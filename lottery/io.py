@@ -1,0 +1,87 @@
+"""Atomic files: everything is written to a temporary name in the same folder, then renamed,
+so a crash at any moment leaves either the old file or the new one, never half of one."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from lottery.errors import LotteryError
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp(path)
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return write_bytes(path, text.encode())
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | os.PathLike):
+    return json.loads(Path(path).read_text())
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
+    """Safetensors file (no pickle), written atomically."""
+    from safetensors.torch import save
+
+    data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    return write_bytes(path, data)
+
+
+def load_tensors(path: str | os.PathLike, with_metadata: bool = False):
+    """Tensors of a safetensors file (and its string metadata when asked)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            metadata = f.metadata() or {}
+    except Exception as e:  # safetensors has an error type per kind of damage
+        raise LotteryError(f"cannot read {path} ({e}); the file is damaged: delete it and run again") from None
+    return (tensors, metadata) if with_metadata else tensors
+
+
+def save_masks(path: str | os.PathLike, masks) -> Path:
+    """A MaskManager's masks and density targets, as safetensors."""
+    state = masks.state_dict()
+    return save_tensors(path, state["masks"], {"density": json.dumps(state["density"])})
+
+
+def load_masks(path: str | os.PathLike) -> dict:
+    """The state `save_masks` wrote, ready for `MaskManager.load_state_dict`."""
+    tensors, metadata = load_tensors(path, with_metadata=True)
+    state = {"masks": tensors}
+    if "density" in metadata:
+        state["density"] = json.loads(metadata["density"])
+    return state
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints written to a temporary name and renamed: `kill -9` never leaves half a file."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _tmp(path)
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)

@@ -1,0 +1,136 @@
+"""A winning ticket on disk: masks + rewind-point weights (+ final weights) + metadata.
+
+One safetensors file: loading it never executes code, and any safetensors reader opens it.
+Tensors are stored under three prefixes:
+
+    mask/<param>    the mask, bit-packed (numpy.packbits order: big-endian bits, zero-padded)
+    rewind/<key>    the model's state_dict at the rewind point, pruned weights already zero
+    final/<key>     the trained state_dict of the ticket's level (optional)
+
+The header's metadata holds `format`, `architecture`, `level`, `density`, ... as strings,
+and `mask_shapes` (JSON) to unpack the masks.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lottery.errors import LotteryError
+
+FORMAT = "lottery.ticket/1"
+_BITS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
+
+
+def pack_bits(mask: torch.Tensor) -> torch.Tensor:
+    """Bool tensor -> uint8 tensor of ceil(numel / 8) bytes, in numpy.packbits order."""
+    flat = mask.detach().flatten().cpu().to(torch.uint8)
+    flat = torch.cat([flat, flat.new_zeros(-flat.numel() % 8)])
+    return (flat.view(-1, 8) * _BITS).sum(dim=1, dtype=torch.uint8)
+
+
+def unpack_bits(packed: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Inverse of `pack_bits`."""
+    numel = int(torch.tensor(shape).prod()) if shape else 1
+    bits = (packed.view(-1, 1) & _BITS).ne(0).flatten()
+    return bits[:numel].view(shape)
+
+
+@dataclass
+class Ticket:
+    masks: dict[str, torch.Tensor]
+    rewind: dict[str, torch.Tensor]
+    final: dict[str, torch.Tensor] = field(default_factory=dict)
+    metadata: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def density(self) -> float:
+        kept = sum(int(m.sum()) for m in self.masks.values())
+        return kept / sum(m.numel() for m in self.masks.values())
+
+    def sparsity_per_layer(self) -> dict[str, float]:
+        return {n: 1.0 - int(m.sum()) / m.numel() for n, m in self.masks.items()}
+
+
+def save_ticket(ticket: Ticket, path: str | os.PathLike) -> Path:
+    """Write `ticket` atomically (temporary file, then rename)."""
+    from safetensors.torch import save_file
+
+    tensors = {f"mask/{n}": pack_bits(m) for n, m in ticket.masks.items()}
+    tensors.update({f"rewind/{k}": v.detach().cpu().contiguous() for k, v in ticket.rewind.items()})
+    tensors.update({f"final/{k}": v.detach().cpu().contiguous() for k, v in ticket.final.items()})
+    meta = {k: json.dumps(v) for k, v in ticket.metadata.items()}
+    meta.update(format=FORMAT, mask_shapes=json.dumps({n: list(m.shape) for n, m in ticket.masks.items()}))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return path
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The raw header metadata, after checking that `path` is a lottery ticket."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise LotteryError(f"ticket file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types for every kind of damage
+        raise LotteryError(f"{path} is not a readable safetensors file ({e}); is it corrupt or truncated? "
+                           "Export the ticket again with `lottery export`") from None
+    if meta.get("format") != FORMAT:
+        raise LotteryError(f"{path} is a safetensors file but not a lottery ticket (no format={FORMAT!r} in its header)")
+    return meta
+
+
+def load_ticket(path: str | os.PathLike) -> Ticket:
+    """Read a ticket written by `save_ticket`, bit for bit."""
+    from safetensors.torch import load_file
+
+    meta = read_metadata(path)
+    tensors = load_file(str(path))
+    shapes = json.loads(meta["mask_shapes"])
+    masks = {n: unpack_bits(tensors[f"mask/{n}"], tuple(s)) for n, s in shapes.items()}
+
+    def prefixed(prefix: str) -> dict[str, torch.Tensor]:
+        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+    metadata = {k: json.loads(v) for k, v in meta.items() if k not in ("format", "mask_shapes")}
+    return Ticket(masks, prefixed("rewind/"), prefixed("final/"), metadata)
+
+
+def load_into(model: nn.Module, ticket: Ticket, weights: str = "rewind"):
+    """Load the ticket's `weights` ("rewind" or "final") and masks into a fresh `model`.
+
+    Returns a MaskManager that keeps the ticket's pruned weights at zero while you train.
+    """
+    from lottery.masks import MaskManager
+
+    state = {"rewind": ticket.rewind, "final": ticket.final}.get(weights)
+    if not state:
+        raise LotteryError(f"the ticket has no {weights!r} weights; choose 'rewind' or 'final'")
+    _check_fits(model, state, ticket.metadata.get("architecture"))
+    model.load_state_dict(state)
+    masks = MaskManager(model, include=list(ticket.masks))
+    masks.set_masks(ticket.masks)
+    return masks
+
+
+def _check_fits(model: nn.Module, state: dict[str, torch.Tensor], architecture) -> None:
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+             if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        details = "; ".join(f"{what}: {items[:3]}{' ...' if len(items) > 3 else ''}"
+                            for what, items in (("missing", missing), ("unexpected", unexpected), ("shape", wrong)) if items)
+        raise LotteryError(f"this ticket is for architecture {architecture!r} and does not fit "
+                           f"{type(model).__name__} ({details}); build the model the ticket names")
