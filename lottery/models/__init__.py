@@ -30,10 +30,15 @@ def create_model(name: str, num_classes: int, input_shape: tuple[int, int, int])
         from lottery.models.torchvision_models import create_torchvision_model
 
         return create_torchvision_model(name.split(":", 1)[1], num_classes, input_shape)
-    if name not in MODELS:
+    check_name(name)
+    return MODELS[name](num_classes, tuple(input_shape))
+
+
+def check_name(name: str) -> None:
+    """Raise a LotteryError listing the valid names unless `name` can be built."""
+    if name not in MODELS and not name.startswith("torchvision:"):
         raise LotteryError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}, "
                            "or 'torchvision:<name>' for a torchvision model")
-    return MODELS[name](num_classes, tuple(input_shape))
 
 
 def output_layer(model: nn.Module) -> str:

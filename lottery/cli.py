@@ -1,0 +1,91 @@
+"""The `lottery` command: run, export, inspect and plot.
+
+    lottery run --config experiments/configs/demo.yaml [key=value ...]
+    lottery export runs/demo [--level N] --out ticket.safetensors
+    lottery inspect ticket.safetensors
+    lottery plot runs/demo
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lottery.errors import LotteryError
+
+
+def _run(args) -> None:
+    from lottery import experiment
+    from lottery.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    experiment.run(cfg)
+
+
+def _export(args) -> None:
+    from lottery import experiment
+
+    path = experiment.export(Path(args.run_dir), args.level, Path(args.out), seed=args.seed)
+    print(f"wrote {path}")
+    _inspect(argparse.Namespace(file=path))
+
+
+def _inspect(args) -> None:
+    from lottery.ticket import load_ticket
+
+    ticket = load_ticket(args.file)
+    print(f"ticket {args.file}")
+    for k, v in ticket.metadata.items():
+        print(f"  {k:15s} {v}")
+    print(f"  {'density':15s} {ticket.density:.4%} of prunable weights remain")
+    print("  per-layer sparsity:")
+    for name, s in ticket.sparsity_per_layer().items():
+        print(f"    {name:40s} {tuple(ticket.masks[name].shape)!s:18s} {s:7.2%}")
+
+
+def _plot(args) -> None:
+    from lottery import experiment
+
+    run_dir = Path(args.run_dir)
+    cfg = experiment.load_run_config(run_dir)
+    experiment.write_curve(run_dir, cfg)
+    print(f"wrote {run_dir / 'curve.csv'} and {run_dir / 'curve.png'}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lottery", description="Lottery-ticket experiments: IMP with rewinding.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run or resume an IMP experiment")
+    r.add_argument("--config", help="YAML config (see experiments/configs/); omitted: the built-in defaults")
+    r.add_argument("overrides", nargs="*", help="key=value overrides, e.g. prune.levels=5 train.optim.lr=0.01")
+    r.set_defaults(func=_run)
+    e = sub.add_parser("export", help="export a winning ticket from a run folder")
+    e.add_argument("run_dir")
+    e.add_argument("--level", type=int, help="level to export (default: the sparsest matching level)")
+    e.add_argument("--seed", type=int, help="seed folder to export from (default: the run's seed)")
+    e.add_argument("--out", required=True, help="output .safetensors file")
+    e.set_defaults(func=_export)
+    i = sub.add_parser("inspect", help="print a ticket's metadata and per-layer sparsity")
+    i.add_argument("file")
+    i.set_defaults(func=_inspect)
+    pl = sub.add_parser("plot", help="rebuild curve.csv and curve.png of a run folder")
+    pl.add_argument("run_dir")
+    pl.set_defaults(func=_plot)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except LotteryError as e:
+        print(f"lottery: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lottery: interrupted; finished levels are saved, run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

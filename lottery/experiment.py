@@ -1,0 +1,119 @@
+"""An experiment folder: the resolved config, one IMP run per seed, the curve and the exported ticket.
+
+    runs/<name>/config.yaml             the resolved config (checked on every start)
+    runs/<name>/seed_<s>/init.safetensors, level_<NN>/{mask,final}.safetensors, metrics.json
+    runs/<name>/curve.csv, curve.png    the sparsity-vs-accuracy curve
+    runs/<name>/ticket.safetensors      the winning ticket
+"""
+from __future__ import annotations
+
+import datetime
+import platform
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from lottery import curve, io
+from lottery.config import ExperimentConfig, from_yaml, to_yaml
+from lottery.errors import LotteryError
+from lottery.imp import IMP
+from lottery.ticket import Ticket, save_ticket
+
+# Keys that may change between starts of the same experiment: more levels, more controls, other hardware.
+_MUTABLE = {"prune.levels", "controls", "matching_tolerance", "trainer"}
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if key in _MUTABLE:
+            continue
+        out.update(_flat(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def prepare(cfg: ExperimentConfig) -> Path:
+    """Create the run folder, or check that an existing one holds this same experiment."""
+    run_dir = cfg.run_dir
+    saved = run_dir / "config.yaml"
+    if saved.exists():
+        old = _flat(asdict(from_yaml(saved.read_text())))
+        new = _flat(asdict(cfg))
+        diff = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        if diff:
+            raise LotteryError(f"{run_dir} holds a different experiment ({'; '.join(diff[:3])}). "
+                               f"Choose another name (name=...) or delete {run_dir} to start over")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise LotteryError(f"{run_dir} exists and is not a lottery run (no config.yaml); choose another name=... or runs_dir=...")
+    io.write_text(saved, to_yaml(cfg))
+    return run_dir
+
+
+def run(cfg: ExperimentConfig, log=print) -> Path:
+    """Run (or resume) every level of the experiment, then write the curve and export the ticket."""
+    run_dir = prepare(cfg)
+    seed_dir = run_dir / f"seed_{cfg.seed}"
+    log(f"experiment {cfg.name}: {cfg.model.name} on {cfg.data.name}, {cfg.prune.levels} levels of "
+        f"{cfg.prune.fraction:.0%} {cfg.prune.strategy}, rewind {cfg.rewind.policy} (k={cfg.rewind.step}), seed {cfg.seed}")
+    IMP(cfg, cfg.seed, seed_dir, log=log).run()
+    table = write_curve(run_dir, cfg)
+    best = curve.matching_level(table, cfg.matching_tolerance)
+    path = export(run_dir, best["level"], run_dir / "ticket.safetensors")
+    log(f"winning ticket: level {best['level']}, {best['percent_remaining']:.2f}% of weights remaining, "
+        f"test acc {best['test_acc']:.2%} (dense {table[0]['test_acc']:.2%}) -> {path}")
+    return run_dir
+
+
+def write_curve(run_dir: Path, cfg: ExperimentConfig) -> list[dict]:
+    table = curve.rows(run_dir / f"seed_{cfg.seed}", cfg.controls)
+    if not table:
+        raise LotteryError(f"{run_dir} has no finished level yet; run `lottery run` first")
+    curve.write_csv(table, run_dir / "curve.csv")
+    curve.plot(table, cfg.controls, run_dir / "curve.png", f"{cfg.model.name} on {cfg.data.name}: IMP, rewind {cfg.rewind.policy}")
+    return table
+
+
+def load_run_config(run_dir: Path) -> ExperimentConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise LotteryError(f"{run_dir} is not a lottery run folder (no config.yaml); pass e.g. runs/demo")
+    return from_yaml(path.read_text())
+
+
+def export(run_dir: Path, level: int | None, out: Path, seed: int | None = None) -> Path:
+    """Write the ticket of `level` (default: the sparsest matching level) to `out`."""
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    seed = cfg.seed if seed is None else seed
+    seed_dir = run_dir / f"seed_{seed}"
+    table = curve.rows(seed_dir, cfg.controls)
+    if not table:
+        raise LotteryError(f"{seed_dir} has no finished level to export; run `lottery run` first")
+    row = curve.matching_level(table, cfg.matching_tolerance) if level is None else next(
+        (r for r in table if r["level"] == level), None)
+    if row is None:
+        raise LotteryError(f"level {level} is not finished in {seed_dir}; finished levels: {[r['level'] for r in table]}")
+    level_dir = seed_dir / f"level_{row['level']:02d}"
+    masks = io.load_tensors(level_dir / "mask.safetensors")
+    point = "init.safetensors" if cfg.rewind.step == 0 else f"rewind_step_{cfg.rewind.step}.safetensors"
+    rewind_state = io.load_tensors(seed_dir / point)
+    rewind_state.update({n: rewind_state[n] * m for n, m in masks.items()})  # the ticket: rewind weights, pruned
+    import lottery
+    import pytorch_lightning
+
+    from lottery.data import create_datamodule
+
+    data = create_datamodule(cfg.data.name, **cfg.data.options)  # for its shapes; loads nothing
+    metadata = {
+        "architecture": cfg.model.name, "num_classes": data.num_classes, "input_shape": list(data.input_shape),
+        "dataset": cfg.data.name, "level": row["level"], "density": row["density"],
+        "sparsity": 1 - row["density"], "test_acc": row["test_acc"], "val_acc": row["final_val_acc"], "seed": seed,
+        "rewind_policy": cfg.rewind.policy, "rewind_step": cfg.rewind.step, "fraction": cfg.prune.fraction,
+        "strategy": cfg.prune.strategy, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"lottery": lottery.__version__, "torch": torch.__version__,
+                     "pytorch_lightning": pytorch_lightning.__version__, "python": platform.python_version()},
+    }
+    final = io.load_tensors(level_dir / "final.safetensors")
+    return save_ticket(Ticket(masks, rewind_state, final, metadata), out)

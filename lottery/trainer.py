@@ -1,0 +1,107 @@
+"""Train one level (or one control branch) with a real Lightning Trainer, resumably."""
+from __future__ import annotations
+
+import logging
+import shutil
+import warnings
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import TQDMProgressBar
+
+from lottery.callback import MaskCallback
+from lottery.config import ExperimentConfig
+from lottery.io import AtomicCheckpointIO, read_json, save_tensors, write_json
+from lottery.masks import MaskManager
+from lottery.module import ClassificationModule
+from lottery.rewind import LevelPlan
+
+for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+# Our tensors live in memory (or on the device); worker processes would only add overhead.
+warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+
+
+class _LevelProgressBar(TQDMProgressBar):
+    """Lightning's progress bar, labelled with the level (or branch) being trained."""
+
+    def __init__(self, label: str):
+        super().__init__(leave=False)
+        self.label = label
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        super().on_train_epoch_start(trainer, pl_module)
+        self.train_progress_bar.set_description(f"{self.label} epoch {trainer.current_epoch}")
+
+
+class _EpochCheckpoint(pl.Callback):
+    """Overwrite one resume checkpoint at every epoch end (after that epoch's validation)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        trainer.save_checkpoint(self.path)  # atomic through AtomicCheckpointIO; rank 0 writes
+
+
+class _CaptureRewindPoint(pl.Callback):
+    """Save the weights after step k of the dense level: the rewind point of late rewinding."""
+
+    def __init__(self, step: int, path: Path):
+        self.step, self.path = step, path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step and trainer.is_global_zero and not self.path.exists():
+            save_tensors(self.path, pl_module.model.state_dict(), {"step": str(self.step)})
+
+
+def train(cfg: ExperimentConfig, model: torch.nn.Module, masks: MaskManager, plan: LevelPlan,
+          datamodule: pl.LightningDataModule, out: Path, seed: int, label: str,
+          capture: tuple[int, Path] | None = None, constant_lr: float | None = None) -> dict:
+    """Train `model` under `masks` as `plan` says; results in `out`. A finished `out` is not retrained."""
+    done = out / "metrics.json"
+    if done.exists():
+        return read_json(done)
+    ckpt_dir = out / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    module = ClassificationModule(model, datamodule.num_classes, cfg.train.optim, step_offset=plan.step_offset,
+                                  constant_lr=constant_lr, seed=seed)
+    callbacks = [MaskCallback(masks), _EpochCheckpoint(last)]
+    if capture is not None:
+        callbacks.append(_CaptureRewindPoint(*capture))
+    if cfg.trainer.progress:
+        callbacks.append(_LevelProgressBar(label))
+    trainer = pl.Trainer(
+        max_steps=plan.steps, max_epochs=-1, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
+        accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
+        strategy=cfg.trainer.strategy, precision=cfg.trainer.precision, logger=False, enable_checkpointing=False, enable_model_summary=False,
+        enable_progress_bar=cfg.trainer.progress, num_sanity_val_steps=0, use_distributed_sampler=False,
+        default_root_dir=str(out), check_val_every_n_epoch=1,
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None)
+    # Lightning skips validation when max_steps ends an epoch early: validate the final weights once more.
+    trainer.validate(module, datamodule=datamodule, verbose=False)
+    test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    metrics = _summary(module.history, test, masks, plan)
+    if trainer.is_global_zero:
+        save_tensors(out / "final.safetensors", model.state_dict())
+        write_json(done, metrics)  # written last: its presence marks the level complete
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # final.safetensors holds the trained weights
+    return metrics
+
+
+def _summary(history: list[dict], test: dict, masks: MaskManager, plan: LevelPlan) -> dict:
+    best = max(history, key=lambda h: h["val/acc"]) if history else {}
+    lowest = min(history, key=lambda h: h["val/loss"]) if history else {}
+    counts = masks.counts()
+    return {
+        "density": sum(k for k, _ in counts.values()) / sum(t for _, t in counts.values()),
+        "layer_density": {n: k / t for n, (k, t) in counts.items()},
+        "test_acc": float(test["test/acc"]), "test_loss": float(test["test/loss"]),
+        "final_val_acc": history[-1]["val/acc"] if history else None,
+        "best_val_acc": best.get("val/acc"), "best_val_step": best.get("step"),
+        "early_stop_step": lowest.get("step"),  # step of lowest validation loss (Frankle & Carbin 2019)
+        "start_step": plan.step_offset, "steps": plan.steps, "history": history,
+    }
