@@ -1,0 +1,49 @@
+"""Data registry: `create_datamodule(name, **options)` builds a LightningDataModule by name.
+
+Registered: "digits" (embedded, no download), "mnist", "fashion_mnist", "cifar10", "cifar100"
+(torchvision; options root, download, verify), "imagefolder" (options root, image_size). Any
+user Dataset pair: `DatasetDataModule(train, test, num_classes, input_shape)`.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import pytorch_lightning as pl
+
+from lottery.data.base import TensorDataModule
+from lottery.data.digits import DigitsDataModule
+from lottery.data.folder import ImageFolderDataModule
+from lottery.data.vision import (CIFAR10DataModule, CIFAR100DataModule, FashionMNISTDataModule, MNISTDataModule,
+                                 TorchvisionDataModule)
+from lottery.data.wrap import DatasetDataModule
+from lottery.errors import LotteryError
+
+DATASETS: dict[str, Callable[..., pl.LightningDataModule]] = {
+    "digits": DigitsDataModule,
+    "mnist": MNISTDataModule,
+    "fashion_mnist": FashionMNISTDataModule,
+    "cifar10": CIFAR10DataModule,
+    "cifar100": CIFAR100DataModule,
+    "imagefolder": ImageFolderDataModule,
+}
+
+
+def check_name(name: str) -> None:
+    """Raise a LotteryError listing the valid names unless `name` is a registered dataset."""
+    if name not in DATASETS:
+        raise LotteryError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}")
+
+
+def create_datamodule(name: str, **options) -> pl.LightningDataModule:
+    check_name(name)
+    try:
+        return DATASETS[name](**options)
+    except TypeError as error:
+        if "unexpected keyword argument" not in str(error):
+            raise
+        raise LotteryError(f"dataset {name!r}: {error}; see help({DATASETS[name].__name__}) for its options") from error
+
+
+__all__ = ["DATASETS", "TensorDataModule", "DigitsDataModule", "TorchvisionDataModule", "MNISTDataModule",
+           "FashionMNISTDataModule", "CIFAR10DataModule", "CIFAR100DataModule", "ImageFolderDataModule",
+           "DatasetDataModule", "check_name", "create_datamodule"]
