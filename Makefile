@@ -5,10 +5,19 @@ PY     := $(VENV)/bin/python
 # torch/torchvision are pinned to the releases this project is tested with; pip takes them from a local wheel cache when there is one.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help install demo test test-fast bench clean
+# Overrides for the paper presets: make resnet20-cifar10 LEVELS=5 SEEDS=3 DEVICE=gpu ARGS="train.epochs=10"
+LEVELS ?=
+SEEDS  ?= 1
+DEVICE ?= auto
+ARGS   ?=
+PRESET  = for s in $$(seq 0 $$(($(SEEDS) - 1))); do \
+	  $(VENV)/bin/lottery run --config experiments/configs/$(1).yaml seed=$$s trainer.accelerator=$(DEVICE) \
+	  $(if $(LEVELS),prune.levels=$(LEVELS)) $(ARGS) || exit $$?; done
+
+.PHONY: help install demo test test-fast bench bench-data clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
 
 help:  ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +39,27 @@ test-fast: install  ## the test suite without the slow end-to-end tests
 
 bench: install  ## mask overhead per training step: dense vs MaskManager.apply() vs torch.nn.utils.prune
 	$(PY) experiments/bench_masks.py
+
+bench-data: install  ## epoch time: torchvision DataLoader pipeline vs device-resident tensors vs pure compute
+	$(PY) experiments/bench_data.py
+
+lenet-mnist: install  ## Frankle & Carbin 2019: LeNet-300-100 on MNIST, 20 levels, rewind to init
+	$(call PRESET,lenet_mnist)
+
+conv2-cifar10: install  ## Frankle & Carbin 2019: Conv-2 on CIFAR-10, rewind to init
+	$(call PRESET,conv2_cifar10)
+
+conv4-cifar10: install  ## Frankle & Carbin 2019: Conv-4 on CIFAR-10, rewind to init
+	$(call PRESET,conv4_cifar10)
+
+conv6-cifar10: install  ## Frankle & Carbin 2019: Conv-6 on CIFAR-10, rewind to init
+	$(call PRESET,conv6_cifar10)
+
+resnet20-cifar10: install  ## Frankle et al. 2020: ResNet-20 on CIFAR-10, global pruning, rewind to iteration 500
+	$(call PRESET,resnet20_cifar10)
+
+vgg16-cifar10: install  ## Frankle et al. 2020: VGG-16 on CIFAR-10, global pruning, rewind to iteration 2000
+	$(call PRESET,vgg16_cifar10)
 
 clean:  ## remove the virtual environment and runs/
 	rm -rf $(VENV) runs

@@ -64,6 +64,9 @@ def plot(table: list[dict], controls: list[str], path: Path, title: str) -> Path
     dense = next(r for r in table if r["level"] == 0)
     ax.axhline(100 * dense["test_acc"], color="gray", linestyle=":", label="dense network")
     ax.set_xscale("log")
+    ticks = [t for t in (100, 51.2, 26.2, 13.4, 6.9, 3.5, 1.8, 0.9, 0.5, 0.2, 0.1) if min(x) * 0.9 <= t]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
     ax.invert_xaxis()
     ax.set_xlabel("percent of weights remaining")
     ax.set_ylabel("test accuracy (%)")

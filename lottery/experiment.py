@@ -20,8 +20,9 @@ from lottery.errors import LotteryError
 from lottery.imp import IMP
 from lottery.ticket import Ticket, save_ticket
 
-# Keys that may change between starts of the same experiment: more levels, more controls, other hardware.
-_MUTABLE = {"prune.levels", "controls", "matching_tolerance", "trainer"}
+# Keys that may change between starts of the same experiment: more levels, more controls, other
+# hardware, another seed (each seed has its own folder).
+_MUTABLE = {"prune.levels", "controls", "matching_tolerance", "trainer", "seed"}
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -12,6 +12,9 @@ class DigitsDataModule(TensorDataModule):
     input_shape = (1, 8, 8)
     test_size = 360  # ~20% held out, fixed with split_seed
 
+    def __init__(self, batch_size: int = 60, val_size: int | float = 300, **options):
+        super().__init__(batch_size=batch_size, val_size=val_size, **options)  # 300 of the 1,437 training images
+
     def load(self):
         from sklearn.datasets import load_digits
 
