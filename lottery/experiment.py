@@ -54,6 +54,7 @@ def prepare(cfg: ExperimentConfig) -> Path:
 
 def run(cfg: ExperimentConfig, log=print) -> Path:
     """Run (or resume) every level of the experiment, then write the curve and export the ticket."""
+    log = log if io.is_writer() else (lambda *_: None)
     run_dir = prepare(cfg)
     seed_dir = run_dir / f"seed_{cfg.seed}"
     log(f"experiment {cfg.name}: {cfg.model.name} on {cfg.data.name}, {cfg.prune.levels} levels of "
@@ -117,4 +118,6 @@ def export(run_dir: Path, level: int | None, out: Path, seed: int | None = None)
                      "pytorch_lightning": pytorch_lightning.__version__, "python": platform.python_version()},
     }
     final = io.load_tensors(level_dir / "final.safetensors")
+    if not io.is_writer():
+        return Path(out)
     return save_ticket(Ticket(masks, rewind_state, final, metadata), out)

@@ -1,5 +1,7 @@
 """Atomic files: everything is written to a temporary name in the same folder, then renamed,
-so a crash at any moment leaves either the old file or the new one, never half of one."""
+so a crash at any moment leaves either the old file or the new one, never half of one.
+Under multi-process training only global rank 0 writes; the other ranks compute the same
+values and read what rank 0 wrote after a barrier."""
 from __future__ import annotations
 
 import json
@@ -8,6 +10,7 @@ from pathlib import Path
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning_fabric.utilities.rank_zero import rank_zero_only
 
 from lottery.errors import LotteryError
 
@@ -16,8 +19,15 @@ def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
+def is_writer() -> bool:
+    """True on the process that writes files: global rank 0 (from the launcher's environment)."""
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
+    if not is_writer():
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp(path)
     with open(tmp, "wb") as f:

@@ -89,6 +89,7 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module, masks: MaskManager, pla
         save_tensors(out / "final.safetensors", model.state_dict())
         write_json(done, metrics)  # written last: its presence marks the level complete
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # final.safetensors holds the trained weights
+    trainer.strategy.barrier("level written")  # other ranks read these files next
     return metrics
 
 

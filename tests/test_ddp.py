@@ -1,0 +1,64 @@
+"""Two CPU processes (gloo) train IMP levels with Lightning's DDP: identical masks, one writer."""
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPT = textwrap.dedent('''
+    import hashlib, json, os, sys
+    from pathlib import Path
+    from lottery import io
+    from lottery.config import load_config
+    from lottery.experiment import run
+    from lottery.imp import IMP
+
+    out = Path(sys.argv[1])
+    rank = os.environ.get("LOCAL_RANK", "0")
+    write_bytes = io.write_bytes
+
+    def logged_write(path, data):  # record which process actually writes
+        if io.is_writer():
+            with open(out / f"writes_{os.getpid()}.txt", "a") as f:
+                f.write(str(path) + "\\n")
+        return write_bytes(path, data)
+
+    io.write_bytes = logged_write
+    pruned_level = IMP.pruned_level
+
+    def recording(self, level):  # each rank notes a digest of the masks it trained with
+        metrics = pruned_level(self, level)
+        model = self.build(self.seed)
+        masks = self.masks_for(model)
+        masks.load_state_dict(io.load_masks(self.level_dir(level) / "mask.safetensors"))
+        digest = hashlib.sha256(b"".join(m.numpy().tobytes() for m in masks.masks.values())).hexdigest()
+        with open(out / f"rank{rank}_level{level}.json", "w") as f:
+            json.dump({"digest": digest, "test_acc": metrics["test_acc"]}, f)
+        return metrics
+
+    IMP.pruned_level = recording
+    cfg = load_config(None, [f"runs_dir={out / 'runs'}", f"prune.strategy={sys.argv[2]}", "train.epochs=1",
+                             "prune.levels=2", "controls=[]", "trainer.progress=false", "trainer.accelerator=cpu",
+                             "trainer.devices=2", "trainer.strategy=ddp", "data.val_size=200"])
+    run(cfg)
+''')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["global_magnitude", "layer_random"])
+def test_two_processes_prune_identically_and_one_writes(tmp_path, strategy):
+    script = tmp_path / "ddp_imp.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path), strategy], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for level in (1, 2):
+        ranks = [json.loads((tmp_path / f"rank{r}_level{level}.json").read_text()) for r in (0, 1)]
+        assert ranks[0] == ranks[1]  # same masks, and the same (synchronised) test accuracy
+    writers = list(tmp_path.glob("writes_*.txt"))
+    assert len(writers) == 1  # only rank 0 wrote files
+    assert (tmp_path / "runs" / "demo" / "ticket.safetensors").exists()
