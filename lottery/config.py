@@ -62,6 +62,7 @@ class TrainerConfig:
     num_nodes: int = 1
     strategy: str = "auto"  # e.g. ddp
     precision: str = "32-true"  # e.g. bf16-mixed
+    compile: bool = False  # torch.compile the model's forward (masks are applied outside the graph)
     progress: bool = True  # show Lightning's progress bar
 
 

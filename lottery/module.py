@@ -21,19 +21,24 @@ class ClassificationModule(pl.LightningModule):
         constant_lr: train at this fixed learning rate (fine-tuning) instead of the schedule.
         seed: the global RNG is reseeded from (seed, epoch) at each epoch start, so that a run
             resumed from an epoch checkpoint draws the same random numbers as an uninterrupted one.
+        compile: run the forward through `torch.compile`.
     """
 
     def __init__(self, model: nn.Module, num_classes: int, optim: OptimConfig, step_offset: int = 0,
-                 constant_lr: float | None = None, seed: int = 0):
+                 constant_lr: float | None = None, seed: int = 0, compile: bool = False):
         super().__init__()
         self.model, self.optim, self.step_offset = model, optim, step_offset
+        # Only the forward is compiled; parameters stay those of `model`, so the MaskManager's
+        # in-place multiply after each step reaches them and state_dict keys keep their names.
+        # Kept out of the submodules (plain __dict__ entry) so the weights are not listed twice.
+        self.__dict__["_forward"] = torch.compile(model) if compile else model
         self.constant_lr, self.seed = constant_lr, seed
         self.acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro") for s in STAGES})
         self.loss = nn.ModuleDict({s: MeanMetric() for s in STAGES})
         self.history: list[dict] = []  # one entry per validation: step, val/loss, val/acc
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self._forward(x)
 
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch

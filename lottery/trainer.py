@@ -67,7 +67,7 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module, masks: MaskManager, pla
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     module = ClassificationModule(model, datamodule.num_classes, cfg.train.optim, step_offset=plan.step_offset,
-                                  constant_lr=constant_lr, seed=seed)
+                                  constant_lr=constant_lr, seed=seed, compile=cfg.trainer.compile)
     callbacks = [MaskCallback(masks), _EpochCheckpoint(last)]
     if capture is not None:
         callbacks.append(_CaptureRewindPoint(*capture))
