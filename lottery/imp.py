@@ -79,7 +79,7 @@ class IMP:
         masks = self.masks_for(model)
         if not (self.level_dir(0) / "mask.safetensors").exists():
             io.save_masks(self.level_dir(0) / "mask.safetensors", masks)
-        capture = (self.cfg.rewind.step, self.rewind_path()) if self.cfg.rewind.step > 0 else None
+        capture = {self.cfg.rewind.step: self.rewind_path()} if self.cfg.rewind.step > 0 else None
         full = rewind.LevelPlan(True, 0, self.total_steps, False)
         metrics = train(self.cfg, model, masks, full, self.data, self.level_dir(0), self.seed, "level 0", capture)
         self._report(0, metrics)

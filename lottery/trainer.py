@@ -46,21 +46,25 @@ class _EpochCheckpoint(pl.Callback):
         trainer.save_checkpoint(self.path)  # atomic through AtomicCheckpointIO; rank 0 writes
 
 
-class _CaptureRewindPoint(pl.Callback):
-    """Save the weights after step k of the dense level: the rewind point of late rewinding."""
+class _CaptureRewindPoints(pl.Callback):
+    """Save the weights after step k of the dense level: the rewind points of late rewinding."""
 
-    def __init__(self, step: int, path: Path):
-        self.step, self.path = step, path
+    def __init__(self, points: dict[int, Path]):
+        self.points = points  # step -> file
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step and trainer.is_global_zero and not self.path.exists():
-            save_tensors(self.path, pl_module.model.state_dict(), {"step": str(self.step)})
+        path = self.points.get(pl_module.step_offset + trainer.global_step)
+        if path is not None and trainer.is_global_zero and not path.exists():
+            save_tensors(path, pl_module.model.state_dict(), {"step": str(pl_module.step_offset + trainer.global_step)})
 
 
 def train(cfg: ExperimentConfig, model: torch.nn.Module, masks: MaskManager, plan: LevelPlan,
           datamodule: pl.LightningDataModule, out: Path, seed: int, label: str,
-          capture: tuple[int, Path] | None = None, constant_lr: float | None = None) -> dict:
-    """Train `model` under `masks` as `plan` says; results in `out`. A finished `out` is not retrained."""
+          capture: dict[int, Path] | None = None, constant_lr: float | None = None) -> dict:
+    """Train `model` under `masks` as `plan` says; results in `out`. A finished `out` is not retrained.
+
+    capture: {step: path} of weights to save when the schedule reaches that step (rewind points).
+    """
     done = out / "metrics.json"
     if done.exists():
         return read_json(done)
@@ -69,8 +73,8 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module, masks: MaskManager, pla
     module = ClassificationModule(model, datamodule.num_classes, cfg.train.optim, step_offset=plan.step_offset,
                                   constant_lr=constant_lr, seed=seed, compile=cfg.trainer.compile)
     callbacks = [MaskCallback(masks), _EpochCheckpoint(last)]
-    if capture is not None:
-        callbacks.append(_CaptureRewindPoint(*capture))
+    if capture:
+        callbacks.append(_CaptureRewindPoints(capture))
     if cfg.trainer.progress:
         callbacks.append(_LevelProgressBar(label))
     trainer = pl.Trainer(
