@@ -49,7 +49,7 @@ def _plot(args) -> None:
     run_dir = Path(args.run_dir)
     cfg = experiment.load_run_config(run_dir)
     experiment.write_curve(run_dir, cfg)
-    print(f"wrote {run_dir / 'curve.csv'} and {run_dir / 'curve.png'}")
+    print(f"wrote {run_dir / 'curve.csv'}, curve_seeds.csv, curve.png and report.md")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -68,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="print a ticket's metadata and per-layer sparsity")
     i.add_argument("file")
     i.set_defaults(func=_inspect)
-    pl = sub.add_parser("plot", help="rebuild curve.csv and curve.png of a run folder")
+    pl = sub.add_parser("plot", aliases=["report"], help="rebuild the curves (CSV, PNG) and report.md of a run folder, over all its seeds")
     pl.add_argument("run_dir")
     pl.set_defaults(func=_plot)
     return p

@@ -71,7 +71,7 @@ class ExperimentConfig:
     name: str = "demo"  # folder under runs_dir
     runs_dir: str = "runs"
     seed: int = 0  # model initialisation and data order
-    controls: list[str] = field(default_factory=lambda: ["reinit"])  # control branches run at every level
+    controls: list[str] = field(default_factory=lambda: ["reinit"])  # branches run at every level (lottery.branches)
     matching_tolerance: float = 0.5  # accuracy points (percent) a ticket may lose and still "match"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -83,9 +83,6 @@ class ExperimentConfig:
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
-
-
-CONTROLS = ("reinit", "random_prune")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> ExperimentConfig:
@@ -129,9 +126,11 @@ def validate(cfg: ExperimentConfig) -> None:
         raise LotteryError(f"prune.levels={cfg.prune.levels} must be >= 0")
     if cfg.rewind.policy not in POLICIES:
         raise LotteryError(f"unknown rewind policy {cfg.rewind.policy!r}; choose one of: {', '.join(POLICIES)}")
-    unknown = [c for c in cfg.controls if c not in CONTROLS]
+    from lottery.branches import BRANCHES
+
+    unknown = [c for c in cfg.controls if c not in BRANCHES]
     if unknown:
-        raise LotteryError(f"unknown control {unknown[0]!r}; choose from: {', '.join(CONTROLS)}")
+        raise LotteryError(f"unknown control {unknown[0]!r}; choose from: {', '.join(BRANCHES)}")
     if cfg.train.steps is None and cfg.train.epochs is None:
         raise LotteryError("set train.steps or train.epochs: the training length of each level")
     if (cfg.train.steps or 1) <= 0 or (cfg.train.epochs or 1) <= 0:

@@ -1,4 +1,11 @@
-"""Sparsity-vs-accuracy curves: gather level metrics into a table, a CSV and a plot."""
+"""Sparsity-vs-accuracy curves: level metrics of every seed and branch, as tables, plots and a report.
+
+    curve_seeds.csv  one row per (seed, method, level): the raw numbers
+    curve.csv        one row per level: ticket and branch test accuracies, mean (and std) over seeds
+    curve.png        accuracy vs % of weights remaining (log axis, bands = ± std over seeds), and
+                     the early-stopping iteration vs % remaining (Frankle & Carbin 2019, Figures 3-4)
+    report.md        a table per method and its sparsest matching level
+"""
 from __future__ import annotations
 
 import csv
@@ -6,75 +13,117 @@ import io as _io
 from pathlib import Path
 
 from lottery import io
+from lottery.aggregate import aggregate, markdown_report, sparsest_matching
 
-COLUMNS = ["level", "density", "percent_remaining", "test_acc", "final_val_acc", "best_val_acc",
-           "best_val_step", "early_stop_step"]
-
-
-def rows(seed_dir: Path, controls: list[str]) -> list[dict]:
-    """One row per finished level of one seed, with each control's test accuracy beside the ticket's."""
-    out = []
-    for level_dir in sorted(Path(seed_dir).glob("level_*")):
-        if not (level_dir / "metrics.json").exists():
-            continue
-        m = io.read_json(level_dir / "metrics.json")
-        row = {"level": int(level_dir.name.split("_")[1]), "density": m["density"],
-               "percent_remaining": 100 * m["density"], **{k: m[k] for k in COLUMNS[3:]}}
-        for c in controls:
-            path = level_dir / f"control_{c}" / "metrics.json"
-            row[f"{c}_test_acc"] = io.read_json(path)["test_acc"] if path.exists() else None
-        out.append(row)
-    return out
+TICKET = "ticket"
+VALUES = ("density", "test_acc", "final_val_acc", "best_val_acc", "best_val_step", "early_stop_step")
+LABELS = {TICKET: "winning ticket (IMP)", "reinit": "random re-initialisation", "random_prune": "random pruning (per layer)",
+          "random_prune_global": "random pruning (global)", "oneshot": "one-shot magnitude", "lr_rewind": "learning-rate rewinding",
+          "finetune": "fine-tuning", "magnitude_init": "magnitude at init", "snip": "SNIP", "grasp": "GraSP", "synflow": "SynFlow"}
 
 
-def write_csv(table: list[dict], path: Path) -> Path:
+def seed_rows(run_dir: Path) -> list[dict]:
+    """Every finished level and branch of every seed folder."""
+    rows = []
+    for seed_dir in sorted(Path(run_dir).glob("seed_*")):
+        seed = int(seed_dir.name.split("_")[1])
+        for level_dir in sorted(seed_dir.glob("level_*")):
+            level = int(level_dir.name.split("_")[1])
+            runs = [(TICKET, level_dir)] + [(d.name.removeprefix("control_"), d) for d in sorted(level_dir.glob("control_*"))]
+            for method, folder in runs:
+                if (folder / "metrics.json").exists():
+                    m = io.read_json(folder / "metrics.json")
+                    rows.append({"seed": seed, "method": method, "level": level, **{k: m[k] for k in VALUES}})
+    return rows
+
+
+def level_table(summary: list[dict]) -> list[dict]:
+    """One row per level: the ticket's numbers and each branch's test accuracy (means over seeds)."""
+    table: dict[int, dict] = {}
+    for r in summary:
+        if r["method"] == TICKET:
+            table[r["level"]] = {"level": r["level"], "density": r["density_mean"], "percent_remaining": 100 * r["density_mean"],
+                                 "test_acc": r["test_acc_mean"], "test_acc_std": r["test_acc_std"], "seeds": r["n"],
+                                 **{k: r[f"{k}_mean"] for k in VALUES[3:]}, "final_val_acc": r["final_val_acc_mean"]}
+    for r in summary:
+        if r["method"] != TICKET and r["level"] in table:
+            table[r["level"]][f"{r['method']}_test_acc"] = r["test_acc_mean"]
+            table[r["level"]][f"{r['method']}_test_acc_std"] = r["test_acc_std"]
+    return [table[k] for k in sorted(table)]
+
+
+def write_csv(rows: list[dict], path: Path) -> Path:
+    fields = list(dict.fromkeys(k for r in rows for k in r))
     buf = _io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(table[0]) if table else COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(table)
+    writer.writerows(rows)
     return io.write_text(path, buf.getvalue())
 
 
-def matching_level(table: list[dict], tolerance_points: float) -> dict:
-    """The sparsest level whose final validation accuracy is within `tolerance_points` of level 0's.
+def matching_level(rows: list[dict], tolerance_points: float) -> dict:
+    """The sparsest ticket level whose final validation accuracy is within `tolerance_points` of level 0's.
 
     Selected on validation accuracy, so that the test set stays untouched by the choice.
     """
-    dense = next(r for r in table if r["level"] == 0)
+    tickets = [r for r in rows if r.get("method", TICKET) == TICKET]
+    dense = next(r for r in tickets if r["level"] == 0)
     threshold = dense["final_val_acc"] - tolerance_points / 100
-    matching = [r for r in table if r["final_val_acc"] >= threshold]
-    return min(matching, key=lambda r: r["density"])
+    return min((r for r in tickets if r["final_val_acc"] >= threshold), key=lambda r: r["density"])
 
 
-def plot(table: list[dict], controls: list[str], path: Path, title: str) -> Path:
-    """Test accuracy against % of weights remaining (log axis, dense on the left), as in Frankle & Carbin (2019)."""
+def write_all(run_dir: Path, tolerance_points: float, title: str) -> list[dict]:
+    """Write curve_seeds.csv, curve.csv, curve.png and report.md of `run_dir`; return the level table."""
+    rows = seed_rows(run_dir)
+    summary = aggregate(rows, by=("method", "level"), values=VALUES)
+    summary.sort(key=lambda r: r["method"] != TICKET)  # the ticket first, the branches after (stable sort)
+    table = level_table(summary)
+    write_csv(rows, run_dir / "curve_seeds.csv")
+    write_csv(table, run_dir / "curve.csv")
+    plot(summary, run_dir / "curve.png", title)
+    matching = sparsest_matching(summary, tolerance_points, dense_method=TICKET)
+    seeds = sorted({r["seed"] for r in rows})
+    report = (f"# {title}\n\nSeeds: {seeds}. Test accuracy, mean ± sample std over seeds. A level *matches* when its "
+              f"mean test accuracy is within {tolerance_points:g} points of the dense network's.\n\n"
+              + markdown_report(summary, matching, tolerance_points))
+    io.write_text(run_dir / "report.md", report)
+    return table
+
+
+def plot(summary: list[dict], path: Path, title: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    x = [r["percent_remaining"] for r in table]
-    ax.plot(x, [100 * r["test_acc"] for r in table], "o-", label="winning ticket (IMP, rewound)")
-    labels = {"reinit": "random re-initialisation", "random_prune": "random pruning"}
-    for c in controls:
-        pts = [(r["percent_remaining"], 100 * r[f"{c}_test_acc"]) for r in table if r.get(f"{c}_test_acc") is not None]
-        if pts:
-            ax.plot(*zip(*pts), "s--", label=labels.get(c, c))
-    dense = next(r for r in table if r["level"] == 0)
-    ax.axhline(100 * dense["test_acc"], color="gray", linestyle=":", label="dense network")
-    ax.set_xscale("log")
-    ticks = [t for t in (100, 51.2, 26.2, 13.4, 6.9, 3.5, 1.8, 0.9, 0.5, 0.2, 0.1) if min(x) * 0.9 <= t]
-    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-    ax.minorticks_off()
-    ax.invert_xaxis()
-    ax.set_xlabel("percent of weights remaining")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    fig, (acc_ax, stop_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    methods = list(dict.fromkeys(r["method"] for r in summary))
+    colors = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20").colors
+    for i, method in enumerate(methods):
+        rows = sorted((r for r in summary if r["method"] == method), key=lambda r: r["level"])
+        x = [100 * r["density_mean"] for r in rows]
+        style = "o-" if method == TICKET else "s--"
+        for ax, key, scale in ((acc_ax, "test_acc", 100), (stop_ax, "early_stop_step", 1)):
+            mean = [scale * r[f"{key}_mean"] for r in rows]
+            std = [scale * (r[f"{key}_std"] or 0) for r in rows]
+            ax.plot(x, mean, style, color=colors[i], label=LABELS.get(method, method), markersize=4)
+            ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], color=colors[i], alpha=0.15)
+    dense = next(r for r in summary if r["method"] == TICKET and r["level"] == 0)
+    acc_ax.axhline(100 * dense["test_acc_mean"], color="gray", linestyle=":", label="dense network")
+    xs = [100 * r["density_mean"] for r in summary]
+    ticks = [t for t in (100, 51.2, 26.2, 13.4, 6.9, 3.5, 1.8, 0.9, 0.5, 0.2, 0.1) if min(xs) * 0.9 <= t]
+    for ax, label in ((acc_ax, "test accuracy (%)"), (stop_ax, "early-stopping iteration (lowest val. loss)")):
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.invert_xaxis()  # dense on the left, sparser to the right, as in the papers
+        ax.set_xlabel("percent of weights remaining")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    acc_ax.legend(fontsize=8)
+    fig.suptitle(title)
     fig.tight_layout()
     buf = _io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     return io.write_bytes(path, buf.getvalue())

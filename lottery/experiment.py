@@ -60,21 +60,22 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
     log(f"experiment {cfg.name}: {cfg.model.name} on {cfg.data.name}, {cfg.prune.levels} levels of "
         f"{cfg.prune.fraction:.0%} {cfg.prune.strategy}, rewind {cfg.rewind.policy} (k={cfg.rewind.step}), seed {cfg.seed}")
     IMP(cfg, cfg.seed, seed_dir, log=log).run()
-    table = write_curve(run_dir, cfg)
-    best = curve.matching_level(table, cfg.matching_tolerance)
+    write_curve(run_dir, cfg)
+    rows = [r for r in curve.seed_rows(run_dir) if r["seed"] == cfg.seed and r["method"] == curve.TICKET]
+    best = curve.matching_level(rows, cfg.matching_tolerance)
     path = export(run_dir, best["level"], run_dir / "ticket.safetensors")
-    log(f"winning ticket: level {best['level']}, {best['percent_remaining']:.2f}% of weights remaining, "
-        f"test acc {best['test_acc']:.2%} (dense {table[0]['test_acc']:.2%}) -> {path}")
+    log(f"winning ticket: level {best['level']}, {best['density']:.2%} of weights remaining, "
+        f"test acc {best['test_acc']:.2%} (dense {rows[0]['test_acc']:.2%}) -> {path}")
+    log(f"curve: {run_dir / 'curve.png'}, table: {run_dir / 'curve.csv'}, report: {run_dir / 'report.md'}")
     return run_dir
 
 
 def write_curve(run_dir: Path, cfg: ExperimentConfig) -> list[dict]:
-    table = curve.rows(run_dir / f"seed_{cfg.seed}", cfg.controls)
-    if not table:
+    """Rebuild curve.csv, curve_seeds.csv, curve.png and report.md from the finished levels of every seed."""
+    if not curve.seed_rows(run_dir):
         raise LotteryError(f"{run_dir} has no finished level yet; run `lottery run` first")
-    curve.write_csv(table, run_dir / "curve.csv")
-    curve.plot(table, cfg.controls, run_dir / "curve.png", f"{cfg.model.name} on {cfg.data.name}: IMP, rewind {cfg.rewind.policy}")
-    return table
+    title = f"{cfg.model.name} on {cfg.data.name}: IMP {cfg.prune.strategy}, rewind {cfg.rewind.policy} (k={cfg.rewind.step})"
+    return curve.write_all(run_dir, cfg.matching_tolerance, title)
 
 
 def load_run_config(run_dir: Path) -> ExperimentConfig:
@@ -90,7 +91,7 @@ def export(run_dir: Path, level: int | None, out: Path, seed: int | None = None)
     cfg = load_run_config(run_dir)
     seed = cfg.seed if seed is None else seed
     seed_dir = run_dir / f"seed_{seed}"
-    table = curve.rows(seed_dir, cfg.controls)
+    table = [r for r in curve.seed_rows(run_dir) if r["seed"] == seed and r["method"] == curve.TICKET]
     if not table:
         raise LotteryError(f"{seed_dir} has no finished level to export; run `lottery run` first")
     row = curve.matching_level(table, cfg.matching_tolerance) if level is None else next(

@@ -2,7 +2,7 @@
 
     level 0: train the dense network (capturing the rewind point at step k)
     level L: prune the previous level's trained weights, rewind, retrain
-    controls: branches off level L that reuse its mask (random re-init) or its per-layer counts
+    branches: controls and comparisons off level L at its sparsity (lottery.branches)
 
 Every step reads its inputs from disk and writes its outputs atomically, so a run stopped at
 any moment continues where it was: finished levels are skipped, an interrupted one resumes
@@ -21,12 +21,9 @@ from lottery.config import ExperimentConfig
 from lottery.data import create_datamodule
 from lottery.masks import MaskManager
 from lottery.models import create_model, output_layer
-from lottery.pruning import layer_random
+from lottery.branches import BRANCHES, CONTROL_SEED_OFFSET
 from lottery.schedule import final_lr
 from lottery.trainer import train
-
-CONTROL_SEED_OFFSET = 1_000_003  # control branches draw their weights/masks from seed + this
-
 
 class IMP:
     """One seed of an IMP experiment, living in `seed_dir`."""
@@ -105,22 +102,12 @@ class IMP:
         return metrics
 
     def control(self, level: int, kind: str, ticket_masks: MaskManager) -> dict:
-        """A branch at the ticket's sparsity: `reinit` keeps the mask with fresh weights;
-        `random_prune` keeps the rewind weights with a random mask of the same per-layer counts."""
-        control_seed = self.seed + CONTROL_SEED_OFFSET
-        if kind == "reinit":
-            model = self.build(control_seed + level)
-            masks = self.masks_for(model)
-            masks.set_masks(ticket_masks.masks)
-        else:
-            model = self.build(self.seed)
-            rewind.restore(model, self.rewind_point())
-            masks = self.masks_for(model)
-            density = {n: int(m.sum()) / m.numel() for n, m in ticket_masks.masks.items()}
-            masks.set_masks(layer_random(masks.masks, masks.masks, density, torch.Generator().manual_seed(control_seed + level)))
-        plan = rewind.LevelPlan(True, self.plan.step_offset, self.plan.steps, False)
-        return train(self.cfg, model, masks, plan, self.data, self.level_dir(level) / f"control_{kind}",
-                     control_seed, f"level {level} {kind}")
+        """Train branch `kind` (see lottery.branches) at this level's sparsity."""
+        branch = BRANCHES[kind](self, level, ticket_masks)
+        lr = final_lr(self.cfg.train.optim) if branch.constant_lr else None
+        return train(self.cfg, branch.model, branch.masks, branch.plan, self.data,
+                     self.level_dir(level) / f"control_{kind}", self.seed + CONTROL_SEED_OFFSET,
+                     f"level {level} {kind}", constant_lr=lr)
 
     def _report(self, level: int, m: dict) -> None:
         controls = "  ".join(f"{k} {c['test_acc']:.2%}" for k, c in m.get("controls", {}).items())

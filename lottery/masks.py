@@ -91,9 +91,15 @@ class MaskManager:
         """Remove `fraction` of the remaining weights (times each tensor's rate), then apply the masks."""
         if not 0.0 < fraction < 1.0:
             raise LotteryError(f"fraction must be in (0, 1), got {fraction}: it is the share of the remaining weights removed")
+        self.prune_to({n: d * (1.0 - min(1.0, fraction * self.rates[n])) for n, d in self.density.items()},
+                      strategy, generator)
+
+    def prune_to(self, density: Mapping[str, float], strategy: str = "global_magnitude",
+                 generator: torch.Generator | None = None) -> None:
+        """Prune each tensor to `density` (its fraction of the full tensor kept), e.g. in one shot."""
         fn = get_strategy(strategy)
         self._follow_model()
-        self.density = {n: d * (1.0 - min(1.0, fraction * self.rates[n])) for n, d in self.density.items()}
+        self.density = {n: min(self.density[n], float(density[n])) for n in self.names}
         weights = {n: self._param(n) for n in self.names}
         # Tensors with their own rate are ranked on their own; the rest share one global ranking.
         shared = [n for n in self.names if self.rates[n] == 1.0]
