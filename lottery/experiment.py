@@ -59,7 +59,8 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
     seed_dir = run_dir / f"seed_{cfg.seed}"
     log(f"experiment {cfg.name}: {cfg.model.name} on {cfg.data.name}, {cfg.prune.levels} levels of "
         f"{cfg.prune.fraction:.0%} {cfg.prune.strategy}, rewind {cfg.rewind.policy} (k={cfg.rewind.step}), seed {cfg.seed}")
-    IMP(cfg, cfg.seed, seed_dir, log=log).run()
+    with io.exclusive(seed_dir / ".lock", f"seed {cfg.seed} of {run_dir}"):
+        IMP(cfg, cfg.seed, seed_dir, log=log).run()
     write_curve(run_dir, cfg)
     rows = [r for r in curve.seed_rows(run_dir) if r["seed"] == cfg.seed and r["method"] == curve.TICKET]
     best = curve.matching_level(rows, cfg.matching_tolerance)

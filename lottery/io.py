@@ -4,6 +4,8 @@ Under multi-process training only global rank 0 writes; the other ranks compute 
 values and read what rank 0 wrote after a barrier."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -84,6 +86,32 @@ def load_masks(path: str | os.PathLike) -> dict:
     if "density" in metadata:
         state["density"] = json.loads(metadata["density"])
     return state
+
+
+@contextlib.contextmanager
+def exclusive(path: str | os.PathLike, what: str):
+    """Hold an advisory lock on `path` (released by the OS even after `kill -9`), or fail at once.
+
+    Two processes on one seed of one experiment would train the same levels twice; different seeds
+    and experiments share a runs folder freely.
+    """
+    path = Path(path)
+    if not is_writer():  # the other DDP ranks follow rank 0, which holds the lock
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise LotteryError(f"{what} is being run by another process (pid {f.read().strip() or '?'}); "
+                               "wait for it to finish, or run another seed or experiment name") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        yield
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -107,3 +107,20 @@ def test_kill_and_resume_gives_the_same_curve(tmp_path):
     clean[0] = f"runs_dir={tmp_path / 'clean'}"
     subprocess.run(cmd + clean, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert _curve(tmp_path / "killed" / "demo") == _curve(tmp_path / "clean" / "demo")
+
+
+def test_a_second_process_on_the_same_seed_is_refused(tmp_path):
+    import fcntl
+
+    run(tiny(tmp_path, "prune.levels=0"), log=lambda *_: None)
+    lock = tmp_path / "demo" / "seed_0" / ".lock"
+    with open(lock, "w") as held:  # another process running seed 0
+        held.write("4242")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX)
+        child = subprocess.run([sys.executable, "-m", "lottery", "run", "--config", str(DEMO), f"runs_dir={tmp_path}",
+                                "train.epochs=2", "prune.levels=1", "trainer.progress=false", "trainer.accelerator=cpu",
+                                "data.val_size=200"], cwd=ROOT, capture_output=True, text=True)
+    assert child.returncode == 2 and "seed 0 of" in child.stderr and "pid 4242" in child.stderr
+    run(tiny(tmp_path, "prune.levels=1"), log=lambda *_: None)  # once released, the same seed runs
+    assert (tmp_path / "demo" / "seed_0" / "level_01" / "metrics.json").exists()
