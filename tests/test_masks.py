@@ -101,6 +101,7 @@ def test_masks_follow_the_model_to_another_device_or_dtype():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_cuda_masks_move_with_the_model():
     model = mlp()
     masks = MaskManager(model)

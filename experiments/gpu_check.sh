@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The GPU check: on a machine with CUDA, the CUDA-marked tests, then every benchmark on the GPU,
+# in under ~5 minutes on one modern GPU. Prints one summary at the end.
+#   bash experiments/gpu_check.sh            (after `make install`; PY=... to use another Python)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+OUT=${OUT:-$(mktemp -d)}
+$PY - <<'PYEOF' || exit 1
+import torch
+assert torch.cuda.is_available(), "no CUDA device: this script checks the GPU path"
+print(f"torch {torch.__version__} on {torch.cuda.get_device_name()}")
+PYEOF
+step() {  # step NAME COMMAND...: run, keep the output, remember the status
+  local name=$1; shift
+  echo "== $name: $*"
+  if timeout 240 "$@" >"$OUT/$name.txt" 2>&1; then status[$name]=ok; else status[$name]="FAILED ($?)"; fi
+  tail -n 25 "$OUT/$name.txt"
+}
+declare -A status
+step tests      $PY -m pytest -q -m "cuda" tests
+step bench_masks $PY experiments/bench_masks.py --device cuda --models lenet cnn resnet20
+step bench_level $PY experiments/bench_level.py --device cuda --models lenet resnet20 --epochs 2 --repeats 2
+step bench_data  $PY experiments/bench_data.py --device cuda --train-size 50000 --epochs 2
+echo
+echo "== summary (full outputs in $OUT)"
+for name in tests bench_masks bench_level bench_data; do printf '  %-12s %s\n' "$name" "${status[$name]}"; done
+grep -h -E '^\|' "$OUT"/bench_*.txt
