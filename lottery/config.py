@@ -24,7 +24,7 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     name: str = "digits"  # a registered dataset
-    batch_size: int = 60  # examples per optimizer step (across all processes)
+    batch_size: int = 60  # examples per optimizer step, over all processes (each takes batch_size / world size)
     val_size: int = 300  # validation examples taken from the training set
     split_seed: int = 0  # fixes the validation split, independent of the run seed
     options: dict = field(default_factory=dict)  # dataset-specific options (root, download, ...)

@@ -132,8 +132,18 @@ class TensorDataModule(pl.LightningDataModule):
                                        seed=self.seed)
         return self._make_loader(self._sets[split], batch_size, sampler)
 
+    def _world(self) -> int:
+        return self.trainer.world_size if self.trainer is not None else 1
+
+    def per_process_batch(self, world_size: int) -> int:
+        """`batch_size` is the global batch of the papers; each of `world_size` processes takes its share."""
+        if self.batch_size % world_size:
+            raise LotteryError(f"data.batch_size={self.batch_size} is the global batch and must divide evenly "
+                               f"over {world_size} processes; choose a multiple of {world_size}")
+        return self.batch_size // world_size
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
+        return self._loader("train", self.per_process_batch(self._world()), shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self.eval_batch_size, shuffle=False)
@@ -144,7 +154,7 @@ class TensorDataModule(pl.LightningDataModule):
     def steps_per_epoch(self, world_size: int = 1) -> int:
         self.setup()
         n = -(-len(self._sets["train"]) // world_size)
-        return -(-n // self.batch_size)
+        return -(-n // self.per_process_batch(world_size))
 
     def augment_batch(self, x: torch.Tensor, epoch: int, batch_idx: int, rank: int = 0) -> torch.Tensor:
         """Random crop + flip of a training batch, seeded by (seed, epoch, batch_idx, rank); call it
