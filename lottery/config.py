@@ -63,7 +63,7 @@ class TrainerConfig:
     strategy: str = "auto"  # e.g. ddp
     precision: str = "32-true"  # e.g. bf16-mixed
     compile: bool = False  # torch.compile the model's forward (masks are applied outside the graph)
-    progress: bool = True  # show Lightning's progress bar
+    progress: bool = True  # a status line per epoch (level, epoch, accuracy) on a terminal
 
 
 @dataclass

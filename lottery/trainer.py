@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import TQDMProgressBar
 
 from lottery.callback import MaskCallback
 from lottery.config import ExperimentConfig
@@ -24,16 +24,29 @@ warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 
 
-class _LevelProgressBar(TQDMProgressBar):
-    """Lightning's progress bar, labelled with the level (or branch) being trained."""
+class _LevelProgress(pl.Callback):
+    """One status line, rewritten each epoch: level, epoch and validation accuracy.
+
+    Printed only to a terminal; logs and CI get the one summary line per level the runner prints.
+    """
 
     def __init__(self, label: str):
-        super().__init__(leave=False)
-        self.label = label
+        self.label, self.tty = label, sys.stderr.isatty()
 
-    def on_train_epoch_start(self, trainer, pl_module):
-        super().on_train_epoch_start(trainer, pl_module)
-        self.train_progress_bar.set_description(f"{self.label} epoch {trainer.current_epoch}")
+    def on_train_epoch_end(self, trainer, pl_module):
+        if not (self.tty and trainer.is_global_zero):
+            return
+        m = trainer.callback_metrics
+        total = -(-trainer.max_steps // max(1, trainer.num_training_batches))
+        # Validation has run by now; train/acc is logged after this hook, so it is left out.
+        accs = f"val/acc {float(m['val/acc']):.2%}" if "val/acc" in m else ""
+        sys.stderr.write(f"\r\033[K{self.label}  epoch {trainer.current_epoch + 1}/{total}  {accs}")
+        sys.stderr.flush()
+
+    def on_fit_end(self, trainer, pl_module):
+        if self.tty and trainer.is_global_zero:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
 
 
 class _EpochCheckpoint(pl.Callback):
@@ -76,12 +89,12 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module, masks: MaskManager, pla
     if capture:
         callbacks.append(_CaptureRewindPoints(capture))
     if cfg.trainer.progress:
-        callbacks.append(_LevelProgressBar(label))
+        callbacks.append(_LevelProgress(label))
     trainer = pl.Trainer(
         max_steps=plan.steps, max_epochs=-1, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
         strategy=cfg.trainer.strategy, precision=cfg.trainer.precision, logger=False, enable_checkpointing=False, enable_model_summary=False,
-        enable_progress_bar=cfg.trainer.progress, num_sanity_val_steps=0, use_distributed_sampler=False,
+        enable_progress_bar=False, num_sanity_val_steps=0, use_distributed_sampler=False,
         default_root_dir=str(out), check_val_every_n_epoch=1,
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None)
