@@ -300,7 +300,8 @@ def test_unknown_option_and_bad_device_resident():
 
 def test_digits_unchanged():
     dm = create_datamodule("digits", batch_size=32, val_size=200, seed=0, split_seed=0)
-    assert (dm.num_classes, dm.input_shape, dm.steps_per_epoch(1), dm.steps_per_epoch(2)) == (10, (1, 8, 8), 39, 20)
+    # batch_size is the global batch: two processes take 16 each, so an epoch has as many steps.
+    assert (dm.num_classes, dm.input_shape, dm.steps_per_epoch(1), dm.steps_per_epoch(2)) == (10, (1, 8, 8), 39, 39)
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (32, 1, 8, 8)
     assert len(list(dm.val_dataloader())) == 1 and len(list(dm.test_dataloader())) == 1
