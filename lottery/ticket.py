@@ -61,8 +61,9 @@ def save_ticket(ticket: Ticket, path: str | os.PathLike) -> Path:
     from safetensors.torch import save_file
 
     tensors = {f"mask/{n}": pack_bits(m) for n, m in ticket.masks.items()}
-    tensors.update({f"rewind/{k}": v.detach().cpu().contiguous() for k, v in ticket.rewind.items()})
-    tensors.update({f"final/{k}": v.detach().cpu().contiguous() for k, v in ticket.final.items()})
+    # Cloned: safetensors refuses tensors that share memory (tied weights, or the same tensor given twice).
+    tensors.update({f"rewind/{k}": v.detach().cpu().clone() for k, v in ticket.rewind.items()})
+    tensors.update({f"final/{k}": v.detach().cpu().clone() for k, v in ticket.final.items()})
     meta = {k: json.dumps(v) for k, v in ticket.metadata.items()}
     meta.update(format=FORMAT, mask_shapes=json.dumps({n: list(m.shape) for n, m in ticket.masks.items()}))
     path = Path(path)

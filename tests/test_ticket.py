@@ -41,6 +41,13 @@ def test_ticket_round_trips_bit_for_bit(tmp_path):
     assert back.metadata == ticket.metadata
 
 
+def test_shared_tensors_are_saved(tmp_path):
+    ticket = _ticket()
+    ticket.final = ticket.rewind  # the same tensors twice, as with tied weights
+    back = load_ticket(save_ticket(ticket, tmp_path / "t.safetensors"))
+    assert all(torch.equal(back.final[k], v) for k, v in ticket.rewind.items())
+
+
 def test_masks_take_an_eighth_of_a_byte_per_weight(tmp_path):
     ticket = _ticket()
     path = save_ticket(ticket, tmp_path / "t.safetensors")
