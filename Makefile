@@ -14,7 +14,7 @@ PRESET  = for s in $$(seq 0 $$(($(SEEDS) - 1))); do \
 	  $(VENV)/bin/lottery run --config experiments/configs/$(1).yaml seed=$$s trainer.accelerator=$(DEVICE) \
 	  $(if $(LEVELS),prune.levels=$(LEVELS)) $(ARGS) || exit $$?; done
 
-.PHONY: help install demo test test-fast bench bench-data clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
+.PHONY: help install demo test test-fast bench bench-data bench-level bench-memory gpu-check curves clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -39,6 +39,20 @@ test-fast: install  ## the test suite without the slow end-to-end tests
 
 bench: install  ## mask overhead per training step: dense vs MaskManager.apply() vs torch.nn.utils.prune
 	$(PY) experiments/bench_masks.py
+
+bench-level: install  ## one IMP level with lottery vs a hand-written PyTorch loop (LeNet-300-100, ResNet-20)
+	$(PY) experiments/bench_level.py
+
+bench-memory: install  ## mask bytes per weight in training (ours vs nn.utils.prune) and ticket size vs torch.save
+	$(PY) experiments/bench_memory.py
+
+gpu-check: install  ## on a CUDA machine: CUDA tests + every benchmark on the GPU, one summary (< 5 min)
+	bash experiments/gpu_check.sh
+
+curves: install  ## run CONFIG=<yaml> with its controls over SEEDS seeds, then the curves and report.md
+	@test -n "$(CONFIG)" || { echo "usage: make curves CONFIG=experiments/configs/<name>.yaml [SEEDS=3] [LEVELS=..]"; exit 2; }
+	for s in $$(seq 0 $$(($(SEEDS) - 1))); do $(VENV)/bin/lottery run --config $(CONFIG) seed=$$s \
+	  trainer.accelerator=$(DEVICE) $(if $(LEVELS),prune.levels=$(LEVELS)) $(ARGS) || exit $$?; done
 
 bench-data: install  ## epoch time: torchvision DataLoader pipeline vs device-resident tensors vs pure compute
 	$(PY) experiments/bench_data.py
