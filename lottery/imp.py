@@ -48,8 +48,9 @@ class IMP:
 
     def masks_for(self, model: torch.nn.Module) -> MaskManager:
         p = self.cfg.prune
-        rates = {output_layer(model): p.output_rate, **p.rates}
-        rates = {k: v for k, v in rates.items() if (p.include is None or k in p.include) and k not in p.exclude}
+        prunable = MaskManager(model, include=p.include, exclude=p.exclude).names
+        out = output_layer(model)  # its rate applies only if the output layer is pruned at all
+        rates = {**({out: p.output_rate} if out in prunable else {}), **p.rates}
         return MaskManager(model, include=p.include, exclude=p.exclude, rates=rates)
 
     def level_dir(self, level: int) -> Path:

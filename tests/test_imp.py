@@ -124,3 +124,9 @@ def test_a_second_process_on_the_same_seed_is_refused(tmp_path):
     assert child.returncode == 2 and "seed 0 of" in child.stderr and "pid 4242" in child.stderr
     run(tiny(tmp_path, "prune.levels=1"), log=lambda *_: None)  # once released, the same seed runs
     assert (tmp_path / "demo" / "seed_0" / "level_01" / "metrics.json").exists()
+
+
+def test_output_layer_excluded_by_pattern(tmp_path):
+    run_dir = run(tiny(tmp_path, "prune.exclude=[fc3.*]", "prune.levels=1", "controls=[]"), log=lambda *_: None)
+    masks = _masks(run_dir, 1)
+    assert set(masks) == {"fc1.weight", "fc2.weight"}
