@@ -58,6 +58,7 @@ SETTINGS = {
     "lenet": (lambda: create_model("lenet_300_100", 10, (1, 28, 28)), (1, 28, 28), 60, _adam),
     "cnn": (small_cnn, (3, 32, 32), 128, _sgd),
     "resnet20": (lambda: create_model("resnet20", 10, (3, 32, 32)), (3, 32, 32), 128, _sgd),
+    "resnet18": (lambda: create_model("torchvision:resnet18", 10, (3, 32, 32)), (3, 32, 32), 64, _sgd),
 }
 
 
@@ -183,8 +184,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=0, help="timed steps per repetition; 0: enough for --target-s")
     p.add_argument("--target-s", type=float, default=0.5, help="seconds per variant per repetition when --steps=0")
     p.add_argument("--repeats", type=int, default=9, help="interleaved repetitions; cells are medians")
-    p.add_argument("--models", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    p.add_argument("--sparsity", type=float, default=0.8, help="fraction of prunable weights removed")
+    p.add_argument("--models", nargs="+", default=["lenet", "cnn", "resnet20"], choices=list(SETTINGS),
+                   help="resnet18 (torchvision) is opt-in on the CPU: seconds per step")
+    p.add_argument("--sparsity", type=float, nargs="+", default=[0.8], help="fractions of prunable weights removed")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS[:4]), choices=VARIANTS[1:],
                    help="variants timed beside dense")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads; 0: torch's default")
@@ -194,20 +196,23 @@ def main() -> None:
     args.variants = ["dense"] + [v for v in args.variants if v != "dense"]
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, {device_name(device)}, {torch.get_num_threads()} threads, "
-          f"sparsity {args.sparsity}, {args.repeats} repeats, load average {os.getloadavg()[0]:.2f} (want ~0)\n")
+          f"{args.repeats} repeats, load average {os.getloadavg()[0]:.2f} (want ~0)\n")
     shown = args.variants[1:]
-    head = ("| model | device | steps | dense ms | dense range | "
+    head = ("| model | sparsity | device | steps | dense ms | dense range | "
             + " | ".join(f"{v} ms | {v}/dense" for v in shown) + " |")
     print(head + "\n|" + "---|" * (head.count("|") - 1))
     notes = []
-    for key in args.models:
+    sparsities = args.sparsity
+    for key, sparsity in ((k, s) for k in args.models for s in sparsities):
+        args.sparsity = sparsity
         try:
             ms, steps, mem, ops = bench_model(key, args, device)
         except LotteryError as e:
             notes.append(f"{key}: skipped ({e})")
             continue
         cells = " | ".join(f"{ms[v]:.3f} | {ms[v] / ms['dense']:.3f}x" for v in shown)
-        print(f"| {key} | {device.type} | {steps} | {ms['dense']:.3f} | {ms['noise']:.1f}% | {cells} |", flush=True)
+        print(f"| {key} | {sparsity:g} | {device.type} | {steps} | {ms['dense']:.3f} | {ms['noise']:.1f}% | {cells} |",
+              flush=True)
         notes.append(f"{key}: extra bytes per prunable weight: apply {mem['apply']:.1f}, prune {mem['prune']:.1f}; "
                      "mask multiply alone (us): " + ", ".join(f"{k} {v:.1f}" for k, v in ops.items()))
     print("\n" + "\n".join(notes))
