@@ -11,6 +11,7 @@ are medians over repetitions.
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import shutil
 import statistics
@@ -68,7 +69,9 @@ def pruned(imp, device: str):
     return model, masks
 
 
-def run_lottery(cfg, imp, device: str, out: Path) -> float:
+def run_lottery(cfg, imp, device: str, out: Path, precision: str = "32-true", compile: bool = False) -> float:
+    cfg = copy.deepcopy(cfg)
+    cfg.trainer.precision, cfg.trainer.compile = precision, compile
     model, masks = pruned(imp, device)
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
@@ -118,21 +121,31 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per level (default: lenet 10, resnet20 1)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--extras", nargs="*", default=[], choices=["bf16", "compile"],
+                        help="also time lottery with precision=bf16-mixed and/or trainer.compile=true")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench_level_"))
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"device {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
-    print("\n| model | steps | plain loop s | lottery s | ratio |\n|---|---:|---:|---:|---:|")
+    extra_head = "".join(f" lottery {e} s | ratio |" for e in args.extras)
+    print(f"\n| model | steps | plain loop s | lottery s | ratio |{extra_head}\n|---|---:|---:|---:|---:|"
+          + "---:|---:|" * len(args.extras))
+    settings = {"bf16": dict(precision="bf16-mixed"), "compile": dict(compile=True)}
     for name in args.models:
         epochs = args.epochs or {"lenet": 10, "resnet20": 1}[name]
         cfg, imp = setup(name, epochs, args.device, root)
         run_plain(cfg, imp, args.device)  # warm-up (allocator, kernels, data)
-        plain, ours = [], []
+        for extra in args.extras:  # warm-up: compilation happens once per process
+            run_lottery(cfg, imp, args.device, root / name / "level", **settings[extra])
+        plain, ours, extras = [], [], {e: [] for e in args.extras}
         for _ in range(args.repeats):
             ours.append(run_lottery(cfg, imp, args.device, root / name / "level"))
             plain.append(run_plain(cfg, imp, args.device))
+            for extra in args.extras:
+                extras[extra].append(run_lottery(cfg, imp, args.device, root / name / "level", **settings[extra]))
         p, o = statistics.median(plain), statistics.median(ours)
-        print(f"| {name} | {imp.total_steps} | {p:.2f} | {o:.2f} | {o / p:.2f}x |")
+        cells = "".join(f" {statistics.median(v):.2f} | {statistics.median(v) / p:.2f}x |" for v in extras.values())
+        print(f"| {name} | {imp.total_steps} | {p:.2f} | {o:.2f} | {o / p:.2f}x |{cells}")
     shutil.rmtree(root, ignore_errors=True)
 
 
