@@ -35,9 +35,11 @@ def _inspect(args) -> None:
 
     ticket = load_ticket(args.file)
     print(f"ticket {args.file}")
-    for k, v in ticket.metadata.items():
-        print(f"  {k:15s} {v}")
-    print(f"  {'density':15s} {ticket.density:.4%} of prunable weights remain")
+    first = ["architecture", "num_classes", "input_shape", "dataset", "level", "seed", "test_acc", "val_acc"]
+    meta = ticket.metadata
+    for k in [k for k in first if k in meta] + sorted(k for k in meta if k not in first and k not in ("density", "sparsity")):
+        print(f"  {k:15s} {meta[k]}")
+    print(f"  {'density':15s} {ticket.density:.4%} of prunable weights remain (sparsity {1 - ticket.density:.4%})")
     print("  per-layer sparsity:")
     for name, s in ticket.sparsity_per_layer().items():
         print(f"    {name:40s} {tuple(ticket.masks[name].shape)!s:18s} {s:7.2%}")
