@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     except LotteryError as e:
         print(f"lottery: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and closed: not an error
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         print("lottery: interrupted; finished levels are saved, run the same command again to resume", file=sys.stderr)
         return 130
