@@ -122,3 +122,14 @@ def test_works_on_a_torchvision_resnet():
     masks.prune(0.2)
     assert len(masks.names) == 21  # 20 convolutions + fc
     assert masks.sparsity() == pytest.approx(0.2, abs=0.001)
+
+
+def test_the_core_imports_only_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, lottery; from lottery import MaskManager, load_ticket, capture; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'pytorch_lightning', 'lightning_fabric', "
+            "'torchvision', 'torchmetrics', 'omegaconf', 'safetensors', 'matplotlib', 'sklearn'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
