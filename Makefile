@@ -14,7 +14,7 @@ PRESET  = for s in $$(seq 0 $$(($(SEEDS) - 1))); do \
 	  $(VENV)/bin/lottery run --config experiments/configs/$(1).yaml seed=$$s trainer.accelerator=$(DEVICE) \
 	  $(if $(LEVELS),prune.levels=$(LEVELS)) $(ARGS) || exit $$?; done
 
-.PHONY: help install demo test test-fast bench bench-data bench-level bench-memory gpu-check curves clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
+.PHONY: help install demo test test-fast bench bench-data bench-level bench-memory gpu-check curves stability clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -74,6 +74,11 @@ resnet20-cifar10: install  ## Frankle et al. 2020: ResNet-20 on CIFAR-10, global
 
 vgg16-cifar10: install  ## Frankle et al. 2020: VGG-16 on CIFAR-10, global pruning, rewind to iteration 2000
 	$(call PRESET,vgg16_cifar10)
+
+STEPS ?= 0 20 100
+stability: install  ## instability analysis of CONFIG (default: the demo setting) at rewind steps STEPS="0 20 100", LEVELS="0"
+	$(VENV)/bin/lottery stability --config $(or $(CONFIG),experiments/configs/stability_demo.yaml) \
+	  trainer.accelerator=$(DEVICE) $(ARGS) --steps $(STEPS) --levels $(or $(LEVELS),0)
 
 clean:  ## remove the virtual environment and runs/
 	rm -rf $(VENV) runs

@@ -55,6 +55,17 @@ def _plot(args) -> None:
     print(f"wrote {run_dir / 'curve.csv'}, curve_seeds.csv, curve.png and report.md")
 
 
+def _stability(args) -> None:
+    from lottery.config import load_config
+    from lottery.stability import Stability
+
+    cfg = load_config(args.config, args.overrides)
+    rows = Stability(cfg).run(args.steps, args.levels, args.points)
+    worst = max(rows, key=lambda r: r["barrier"])
+    print(f"largest error barrier {worst['barrier']:+.4f} at level {worst['level']}, k={worst['k']}; "
+          f"results in {cfg.run_dir / 'stability'}")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lottery", description="Lottery-ticket experiments: IMP with rewinding.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -71,6 +82,13 @@ def parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="print a ticket's metadata and per-layer sparsity")
     i.add_argument("file")
     i.set_defaults(func=_inspect)
+    st = sub.add_parser("stability", help="instability analysis: error barrier between two copies trained from step k")
+    st.add_argument("--config", help="YAML config (see experiments/configs/)")
+    st.add_argument("--steps", type=int, nargs="+", default=[0], help="rewind iterations k, e.g. --steps 0 100 500")
+    st.add_argument("--levels", type=int, nargs="+", default=[0], help="0: the dense network; L: the ticket of level L")
+    st.add_argument("--points", type=int, default=30, help="points on the linear path (30 in the paper)")
+    st.add_argument("overrides", nargs="*", help="key=value overrides")
+    st.set_defaults(func=_stability)
     pl = sub.add_parser("plot", aliases=["report"], help="rebuild the curves (CSV, PNG) and report.md of a run folder, over all its seeds")
     pl.add_argument("run_dir")
     pl.set_defaults(func=_plot)
