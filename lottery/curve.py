@@ -122,6 +122,13 @@ def plot(summary: list[dict], path: Path, title: str) -> Path:
         ax.grid(True, which="both", alpha=0.3)
     acc_ax.legend(fontsize=8)
     fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Write a matplotlib figure as PNG, atomically, and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buf = _io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)

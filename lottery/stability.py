@@ -12,14 +12,12 @@ is ~0 when the network is *stable* at k: the copies end in one linearly connecte
 """
 from __future__ import annotations
 
-import csv
-import io as _io
-from pathlib import Path
 
 import torch
 
 from lottery import experiment, io
 from lottery.config import ExperimentConfig
+from lottery.curve import save_figure, write_csv
 from lottery.data import create_datamodule
 from lottery.errors import LotteryError
 from lottery.imp import IMP
@@ -110,11 +108,7 @@ class Stability:
         return rows
 
     def _write(self, rows: list[dict]) -> None:
-        buf = _io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        io.write_text(self.out / "stability.csv", buf.getvalue())
+        write_csv(rows, self.out / "stability.csv")
         io.write_json(self.out / "stability.json", {"rows": rows, "curves": [
             {"level": level, "k": k, "alpha": [a for a, _ in c], "error": [e for _, e in c]} for (level, k), c in self.curves.items()]})
         self._plot(rows)
@@ -137,8 +131,4 @@ class Stability:
         for ax in (path_ax, barrier_ax):
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=8)
-        fig.tight_layout()
-        buf = _io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-        plt.close(fig)
-        io.write_bytes(self.out / "stability.png", buf.getvalue())
+        save_figure(fig, self.out / "stability.png")

@@ -1,6 +1,5 @@
 """bf16 mixed precision and torch.compile keep the masks applied through a real IMP run."""
 import pytest
-import torch
 
 from lottery import io
 from lottery.config import load_config
