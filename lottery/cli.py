@@ -4,6 +4,7 @@
     lottery export runs/demo [--level N] --out ticket.safetensors
     lottery inspect ticket.safetensors
     lottery plot runs/demo
+    lottery stability --config experiments/configs/stability_demo.yaml --steps 0,20,100 --levels 0,3
 """
 from __future__ import annotations
 
@@ -55,15 +56,23 @@ def _plot(args) -> None:
     print(f"wrote {run_dir / 'curve.csv'}, curve_seeds.csv, curve.png and report.md")
 
 
+def _ints(text: str) -> list[int]:
+    """`0,100,500` -> [0, 100, 500] (space-separated values work too: `--steps 0 100 500`)."""
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of integers like 0,100,500") from None
+
+
 def _stability(args) -> None:
     from lottery.config import load_config
-    from lottery.stability import Stability
+    from lottery.stability import Stability, summary
 
     cfg = load_config(args.config, args.overrides)
-    rows = Stability(cfg).run(args.steps, args.levels, args.points)
-    worst = max(rows, key=lambda r: r["barrier"])
-    print(f"largest error barrier {worst['barrier']:+.4f} at level {worst['level']}, k={worst['k']}; "
-          f"results in {cfg.run_dir / 'stability'}")
+    st = Stability(cfg)
+    flat = lambda groups: [v for group in groups for v in group]  # `--steps 0,20 100` -> [0, 20, 100]
+    rows = st.run(flat(args.steps), flat(args.levels), args.points)
+    print(f"{summary(rows)}; results in {st.dir}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -84,10 +93,10 @@ def parser() -> argparse.ArgumentParser:
     i.set_defaults(func=_inspect)
     st = sub.add_parser("stability", help="instability analysis: error barrier between two copies trained from step k")
     st.add_argument("--config", help="YAML config (see experiments/configs/)")
-    st.add_argument("--steps", type=int, nargs="+", default=[0], help="rewind iterations k, e.g. --steps 0 100 500")
-    st.add_argument("--levels", type=int, nargs="+", default=[0], help="0: the dense network; L: the ticket of level L")
+    st.add_argument("--steps", type=_ints, nargs="+", default=[[0]], help="rewind iterations k, e.g. --steps 0,100,500 (default 0)")
+    st.add_argument("--levels", type=_ints, nargs="+", default=[[0]], help="0: the dense network (default); L: the IMP ticket of level L")
     st.add_argument("--points", type=int, default=30, help="points on the linear path (30 in the paper)")
-    st.add_argument("overrides", nargs="*", help="key=value overrides")
+    st.add_argument("overrides", nargs="*", help="key=value overrides (before --steps/--levels)")
     st.set_defaults(func=_stability)
     pl = sub.add_parser("plot", aliases=["report"], help="rebuild the curves (CSV, PNG) and report.md of a run folder, over all its seeds")
     pl.add_argument("run_dir")

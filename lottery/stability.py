@@ -1,17 +1,19 @@
 """Instability analysis (Frankle, Dziugaite, Roy & Carbin 2020, "Linear Mode Connectivity and the
-Lottery Ticket Hypothesis", Sections 2-3).
+Lottery Ticket Hypothesis", Sections 2-3; for tickets, Section 4).
 
-From the network at iteration k of the dense training (times a level's mask for a ticket), train two
-copies with different data orders and measure the test error along the straight line between the
-two end points. The error barrier (highest error on the path minus the mean of the two end errors)
-is ~0 when the network is *stable* at k: the copies end in one linearly connected minimum.
+From the dense network at iteration k (times a level's IMP mask for a ticket), train two copies with
+different data orders for the remaining T - k iterations and measure the test error along the straight
+line between the two end points. The error barrier (highest error on the path minus the mean of the two
+end errors) is ~0 when the network is *stable* at k: both copies end in one linearly connected minimum.
 
-    runs/<name>/stability/rewind_points/step_<k>.safetensors   the dense run's weights at step k
-    runs/<name>/stability/level_LL/k_<k>/copy_{a,b}/           the two trainings (resumable)
-    runs/<name>/stability/stability.{csv,json,png}
+    runs/<name>/stability/seed_<s>/rewind_points/step_<k>.safetensors  dense weights at step k
+    runs/<name>/stability/seed_<s>/dense/                             the one dense run capturing them
+    runs/<name>/stability/seed_<s>/level_<LL>/k_<k>/copy_{a,b}/        the two copies (resumable)
+    runs/<name>/stability/seed_<s>/stability.{csv,json,png}
 """
 from __future__ import annotations
 
+import shutil
 
 import torch
 
@@ -21,114 +23,180 @@ from lottery.curve import save_figure, write_csv
 from lottery.data import create_datamodule
 from lottery.errors import LotteryError
 from lottery.imp import IMP
-from lottery.instability import error_barrier, error_curve
+from lottery.instability import Curve, alphas, error_barrier, error_curve
+from lottery.masks import MaskManager
 from lottery.rewind import LevelPlan
 from lottery.trainer import train
+
+STABLE = 0.02  # a barrier under 2 error points counts as ~0, the paper's tolerance for "stable"
 
 
 @torch.no_grad()
 def test_error(model: torch.nn.Module, data) -> float:
-    """1 - accuracy on the test split, in eval mode."""
-    was_training = model.training
+    """1 - accuracy on the test split, in eval mode, batched on the model's device."""
+    was_training, device = model.training, next(model.parameters()).device
     model.eval()
-    device = next(model.parameters()).device
-    correct = total = 0
+    correct, total = torch.zeros((), dtype=torch.long, device=device), 0
     for x, y in data.test_dataloader():
-        correct += int((model(x.to(device)).argmax(1) == y.to(device)).sum())
+        correct += (model(x.to(device)).argmax(1) == y.to(device)).sum()  # no host sync per batch
         total += len(y)
     model.train(was_training)
-    return 1.0 - correct / total
+    return 1.0 - correct.item() / total
 
 
 class Stability:
-    """One experiment's instability analysis, in `runs/<name>/stability/`."""
+    """The instability analysis of one seed of an experiment, in `runs/<name>/stability/seed_<s>/`.
+
+    data_seeds: the data-order seeds of copies a and b (default seed + 1, seed + 2); equal seeds give
+    identical copies, a barrier of exactly 0 on the CPU.
+    """
 
     def __init__(self, cfg: ExperimentConfig, data_seeds: tuple[int, int] | None = None, log=print):
-        self.cfg, self.log = cfg, log
-        self.run_dir = experiment.prepare(cfg)
-        self.imp = IMP(cfg, cfg.seed, self.run_dir / f"seed_{cfg.seed}", log=log)
-        self.out = self.run_dir / "stability"
-        self.data_seeds = data_seeds or (cfg.seed + 1, cfg.seed + 2)
+        self.cfg, self.log = cfg, log if io.is_writer() else (lambda *_: None)
+        run_dir = experiment.prepare(cfg)
+        self.imp = IMP(cfg, cfg.seed, run_dir / f"seed_{cfg.seed}", log=self.log)  # its cfg has milestones in steps
+        self.dir = run_dir / "stability" / f"seed_{cfg.seed}"
+        self.data_seeds = tuple(data_seeds or (cfg.seed + 1, cfg.seed + 2))
+        self.device = torch.device("cuda" if cfg.trainer.accelerator != "cpu" and torch.cuda.is_available() else "cpu")
 
     def _data(self, seed: int):
         c = self.cfg.data
         return create_datamodule(c.name, batch_size=c.batch_size, val_size=c.val_size, seed=seed,
                                  split_seed=c.split_seed, **c.options)
 
-    def starting_points(self, steps: list[int]) -> dict[int, dict[str, torch.Tensor]]:
-        """The dense network at each step k, from one dense training that captures them all."""
+    def _check(self, steps: list[int], levels: list[int], points: int) -> None:
+        """Fail before any training on arguments that cannot work."""
+        alphas(points)
         total = self.imp.total_steps
-        bad = [k for k in steps if not 0 <= k < total]
-        if bad:
-            raise LotteryError(f"--steps {bad} outside [0, {total}): k must lie inside the training ({total} steps)")
-        paths = {k: self.out / "rewind_points" / f"step_{k}.safetensors" for k in steps}
-        model = self.imp.build(self.cfg.seed)
-        if not paths[steps[0]].parent.joinpath("step_0.safetensors").exists():
-            io.save_tensors(self.out / "rewind_points" / "step_0.safetensors", model.state_dict())
-        paths[0] = self.out / "rewind_points" / "step_0.safetensors"
-        if any(not p.exists() for p in paths.values()):
-            train(self.cfg, model, self.imp.masks_for(model), LevelPlan(True, 0, total, False), self.imp.data,
-                  self.out / "dense", self.cfg.seed, "dense (capturing k)", capture={k: paths[k] for k in steps if k})
-        return {k: io.load_tensors(paths[k]) for k in steps}
+        if bad := [k for k in steps if not 0 <= k < total]:
+            raise LotteryError(f"--steps {bad}: k must be in [0, {total}), the training length in steps; choose smaller k")
+        if bad := [level for level in levels if level < 0]:
+            raise LotteryError(f"--levels {bad}: levels are 0 (dense) or an IMP level >= 1")
+        for level in (level for level in levels if level > 0):
+            if not (self.imp.level_dir(level) / "mask.safetensors").exists():
+                raise LotteryError(f"level {level} has no IMP mask in {self.imp.dir}: run `lottery run --config <this config> "
+                                   f"prune.levels={level}` (same name and seed) first, then this command again")
+        seeds_file = self.dir / "data_seeds.json"  # finished copies are reused: they must be of these seeds
+        if seeds_file.exists() and tuple(io.read_json(seeds_file)) != self.data_seeds:
+            raise LotteryError(f"{self.dir} holds copies trained with data seeds {io.read_json(seeds_file)}, not "
+                               f"{list(self.data_seeds)}; delete that folder or use another name=...")
+        io.write_json(seeds_file, list(self.data_seeds))
 
-    def pair(self, level: int, k: int, start: dict[str, torch.Tensor]) -> float:
-        """Train the two copies of (level, k); return the error barrier between them."""
-        folder = self.out / f"level_{level:02d}" / f"k_{k}"
-        finals = []
+    def starting_points(self, steps: list[int]) -> dict[int, dict[str, torch.Tensor]]:
+        """The dense network at each step k (Section 3), all captured in one dense training."""
+        paths = {k: self.dir / "rewind_points" / f"step_{k}.safetensors" for k in steps}
+        model = self.imp.build(self.cfg.seed)  # the same initialisation as IMP's level 0
+        if 0 in paths and not paths[0].exists():
+            io.save_tensors(paths[0], model.state_dict())  # step 0 is before the first batch: no training needed
+        if missing := {k: p for k, p in paths.items() if not p.exists()}:
+            self._train_dense(model, missing)
+        return {k: io.load_tensors(p) for k, p in paths.items()}
+
+    def _train_dense(self, model: torch.nn.Module, capture: dict) -> None:
+        out, planned = self.dir / "dense", self.dir / "dense" / "capture.json"
+        # An interrupted run resumes from its last epoch checkpoint: the k's it was started with that are still
+        # missing lie after it (earlier ones were saved when reached). A finished run, or a k it was not
+        # started with (maybe before that checkpoint), has to train again from step 0: same seed, same weights.
+        if (out / "metrics.json").exists() or not planned.exists() or not set(capture) <= set(io.read_json(planned)):
+            shutil.rmtree(out, ignore_errors=True)
+            io.write_json(planned, sorted(capture))
+        train(self.imp.cfg, model, self.imp.masks_for(model), LevelPlan(True, 0, self.imp.total_steps, False),
+              self.imp.data, out, self.cfg.seed, "dense (capturing k)", capture=capture)
+
+    def _start(self, level: int, start: dict) -> tuple[torch.nn.Module, MaskManager]:
+        """The network at step k; for level L > 0, times level L's IMP mask (Section 4)."""
+        model = self.imp.build(self.cfg.seed)
+        model.load_state_dict(start)
+        masks = self.imp.masks_for(model)
+        if level > 0:
+            masks.load_state_dict(io.load_masks(self.imp.level_dir(level) / "mask.safetensors"))
+            masks.apply()
+        return model, masks
+
+    def pair(self, level: int, k: int, start: dict, points: int) -> tuple[Curve, float]:
+        """Train copies a and b from `start` on different data orders; their error curve and density."""
+        folder = self.dir / f"level_{level:02d}" / f"k_{k}"
+        plan = LevelPlan(True, k, self.imp.total_steps - k, False)  # the schedule goes on from k, not from 0
+        ends = []
         for name, seed in zip("ab", self.data_seeds):
-            model = self.imp.build(self.cfg.seed)
-            model.load_state_dict(start)
-            masks = self.imp.masks_for(model)
-            if level > 0:
-                masks.load_state_dict(io.load_masks(self.imp.level_dir(level) / "mask.safetensors"))
-            plan = LevelPlan(True, k, self.imp.total_steps - k, False)
-            train(self.cfg, model, masks, plan, self._data(seed), folder / f"copy_{name}", seed, f"level {level} k={k} copy {name}")
-            finals.append(io.load_tensors(folder / f"copy_{name}" / "final.safetensors"))
-        data = self._data(self.cfg.seed)
-        self.curves[(level, k)] = error_curve(self.imp.build(self.cfg.seed), finals[0], finals[1],
-                                              lambda m: test_error(m, data), self.points)
-        return error_barrier(self.curves[(level, k)])
+            model, masks = self._start(level, start)
+            # The data seed sets the order of the examples; it also seeds train()'s per-epoch RNG.
+            metrics = train(self.imp.cfg, model, masks, plan, self._data(seed), folder / f"copy_{name}", seed,
+                            f"level {level} k={k} copy {name}")
+            ends.append(io.load_tensors(folder / f"copy_{name}" / "final.safetensors"))
+        model = self._start(level, start)[0].to(self.device)
+        test = self._data(self.cfg.seed)  # the test split does not depend on the seed
+        return error_curve(model, ends[0], ends[1], lambda m: test_error(m, test), points), metrics["density"]
 
     def run(self, steps: list[int], levels: list[int], points: int = 30) -> list[dict]:
-        self.points, self.curves = points, {}
-        for level in levels:
-            if level > 0 and not (self.imp.level_dir(level) / "mask.safetensors").exists():
-                raise LotteryError(f"level {level} has no mask in {self.imp.dir}: run `lottery run --config ... "
-                                   f"prune.levels={level}` for this experiment first")
-        starts = self.starting_points(sorted(set(steps)))
-        rows = []
-        for level in levels:
-            for k in sorted(set(steps)):
-                barrier = self.pair(level, k, starts[k])
-                errors = [e for _, e in self.curves[(level, k)]]
-                rows.append({"level": level, "k": k, "barrier": barrier, "error_a": errors[0], "error_b": errors[-1],
-                             "max_error": max(errors)})
-                self.log(f"level {level:2d}  k={k:<6d} error barrier {barrier:+.4f}  (end errors {errors[0]:.4f}, {errors[-1]:.4f})")
-        self._write(rows)
+        """Every (level, k): train the pair (or reuse it), evaluate the path, write the results."""
+        steps, levels = sorted(set(steps)), sorted(set(levels))
+        with io.exclusive(self.dir / ".lock", f"the stability analysis in {self.dir}"):
+            self._check(steps, levels, points)
+            starts = self.starting_points(steps)
+            rows, curves = [], {}
+            for level in levels:
+                for k in steps:
+                    curves[level, k], density = self.pair(level, k, starts[k], points)
+                    rows.append(_row(level, k, density, curves[level, k]))
+                    self.log(f"level {level:2d}  k={k:<6d} density {density:7.2%}  error barrier "
+                             f"{100 * rows[-1]['barrier']:5.2f} points  (end errors {rows[-1]['error_a']:.2%}, "
+                             f"{rows[-1]['error_b']:.2%}; max {rows[-1]['max_error']:.2%})")
+            self._write(rows, curves)
         return rows
 
-    def _write(self, rows: list[dict]) -> None:
-        write_csv(rows, self.out / "stability.csv")
-        io.write_json(self.out / "stability.json", {"rows": rows, "curves": [
-            {"level": level, "k": k, "alpha": [a for a, _ in c], "error": [e for _, e in c]} for (level, k), c in self.curves.items()]})
-        self._plot(rows)
+    def _write(self, rows: list[dict], curves: dict) -> None:
+        write_csv(rows, self.dir / "stability.csv")
+        io.write_json(self.dir / "stability.json", {"data_seeds": list(self.data_seeds), "rows": rows, "curves": [
+            {"level": level, "k": k, "alpha": [a for a, _ in c], "error": [e for _, e in c]} for (level, k), c in curves.items()]})
+        _plot(rows, curves, self.dir, f"{self.cfg.name}: instability analysis (seed {self.cfg.seed})")
 
-    def _plot(self, rows: list[dict]) -> None:
-        import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+def _row(level: int, k: int, density: float, curve: Curve) -> dict:
+    errors = [e for _, e in curve]
+    return {"level": level, "k": k, "density": density, "barrier": error_barrier(curve),
+            "error_a": errors[0], "error_b": errors[-1], "max_error": max(errors)}
 
-        fig, (path_ax, barrier_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
-        for (level, k), curve in self.curves.items():
-            path_ax.plot([a for a, _ in curve], [100 * e for _, e in curve], label=f"level {level}, k={k}")
-        for level in sorted({r["level"] for r in rows}):
-            pts = [(r["k"], 100 * r["barrier"]) for r in rows if r["level"] == level]
-            barrier_ax.plot(*zip(*pts), "o-", label=f"level {level}")
-        barrier_ax.set_xscale("symlog", linthresh=max(1, min([r["k"] for r in rows if r["k"] > 0], default=1)))
-        path_ax.set(xlabel="interpolation α (copy a → copy b)", ylabel="test error (%)", title="error along the linear path")
-        barrier_ax.set(xlabel="rewind iteration k", ylabel="error barrier (points)", title="instability vs k")
-        for ax in (path_ax, barrier_ax):
-            ax.grid(True, alpha=0.3)
-            ax.legend(fontsize=8)
-        save_figure(fig, self.out / "stability.png")
+
+def summary(rows: list[dict]) -> str:
+    """One line: per level, the first k from which the network is stable, and the largest barrier."""
+    parts = []
+    for level in sorted({r["level"] for r in rows}):
+        mine = [r for r in rows if r["level"] == level]
+        # Stable from k on: every tested k' >= k has a barrier under the tolerance.
+        stable = [r["k"] for i, r in enumerate(mine) if all(s["barrier"] < STABLE for s in mine[i:])]
+        worst = max(mine, key=lambda r: r["barrier"])
+        parts.append(f"level {level}: " + (f"stable from k={stable[0]}" if stable else "not stable at any k tested")
+                     + f" (largest barrier {100 * worst['barrier']:.2f} points at k={worst['k']})")
+    return f"barrier < {100 * STABLE:g} points counts as stable; " + "; ".join(parts)
+
+
+def _plot(rows: list[dict], curves: dict, folder, title: str) -> None:
+    """Left: test error along each path; right: barrier vs k (symlog x, so that k = 0 shows)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (path_ax, barrier_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    ks, levels = sorted({k for _, k in curves}), sorted({level for level, _ in curves})
+    colors = plt.get_cmap("viridis")
+    for (level, k), curve in curves.items():  # colour: k; line style: level
+        path_ax.plot([a for a, _ in curve], [100 * e for _, e in curve], ("-", "--", ":", "-.")[levels.index(level) % 4],
+                     color=colors(ks.index(k) / max(1, len(ks) - 1)), label=f"level {level}, k={k}")
+    for level in levels:
+        mine = [r for r in rows if r["level"] == level]
+        barrier_ax.plot([r["k"] for r in mine], [100 * r["barrier"] for r in mine], "o-",
+                        label=f"level {level} ({100 * mine[0]['density']:.1f}% of weights)")
+    # symlog: logarithmic for large k, linear near 0 so that k = 0 has a place on the axis.
+    barrier_ax.set_xscale("symlog", linthresh=max(1, min((k for k in ks if k > 0), default=1)))
+    barrier_ax.set_xticks(ks, [str(k) for k in ks])
+    barrier_ax.minorticks_off()
+    barrier_ax.axhline(100 * STABLE, color="gray", linestyle=":", label="stable below")
+    path_ax.set(xlabel="interpolation α (copy a → copy b)", ylabel="test error (%)", title="error along the linear path")
+    barrier_ax.set(xlabel="rewind iteration k", ylabel="error barrier (points)", title="instability vs k")
+    for ax in (path_ax, barrier_ax):
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    save_figure(fig, folder / "stability.png")
