@@ -103,7 +103,7 @@ def _at_init(method: str) -> Callable:
         from lottery.pruning_at_init import prune_at_init
 
         model = imp.build(imp.seed)
-        model.load_state_dict(io.load_tensors(imp.dir / "init.safetensors"))
+        model.load_state_dict(io.load_tensors(imp.rewind_path(0)))
         masks = MaskManager(model, include=ticket.names)
         prune_at_init(method, model, masks, 1.0 - ticket.sparsity(), batches=_batches(imp),
                       input_shape=imp.data.input_shape, generator=torch.Generator().manual_seed(_seed(imp, level)))

@@ -17,7 +17,7 @@ import torch
 from lottery import curve, io
 from lottery.config import ExperimentConfig, from_yaml, to_yaml
 from lottery.errors import LotteryError
-from lottery.imp import IMP
+from lottery.imp import IMP, rewind_file
 from lottery.ticket import Ticket, save_ticket
 
 # Keys that may change between starts of the same experiment: more levels, more controls, other
@@ -101,8 +101,7 @@ def export(run_dir: Path, level: int | None, out: Path, seed: int | None = None)
         raise LotteryError(f"level {level} is not finished in {seed_dir}; finished levels: {[r['level'] for r in table]}")
     level_dir = seed_dir / f"level_{row['level']:02d}"
     masks = io.load_tensors(level_dir / "mask.safetensors")
-    point = "init.safetensors" if cfg.rewind.step == 0 else f"rewind_step_{cfg.rewind.step}.safetensors"
-    rewind_state = io.load_tensors(seed_dir / point)
+    rewind_state = io.load_tensors(rewind_file(seed_dir, cfg.rewind.step))
     rewind_state.update({n: rewind_state[n] * m for n, m in masks.items()})  # the ticket: rewind weights, pruned
     import lottery
     import pytorch_lightning

@@ -19,11 +19,17 @@ import torch
 from lottery import io, rewind
 from lottery.config import ExperimentConfig
 from lottery.data import create_datamodule
+from lottery.branches import BRANCHES, CONTROL_SEED_OFFSET
 from lottery.masks import MaskManager
 from lottery.models import create_model, output_layer
-from lottery.branches import BRANCHES, CONTROL_SEED_OFFSET
 from lottery.schedule import final_lr
 from lottery.trainer import train
+
+
+def rewind_file(seed_dir: Path, step: int) -> Path:
+    """Where a seed's rewind point of iteration `step` lives (step 0: the initial weights)."""
+    return Path(seed_dir) / ("init.safetensors" if step == 0 else f"rewind_step_{step}.safetensors")
+
 
 class IMP:
     """One seed of an IMP experiment, living in `seed_dir`."""
@@ -56,8 +62,9 @@ class IMP:
     def level_dir(self, level: int) -> Path:
         return self.dir / f"level_{level:02d}"
 
-    def rewind_path(self) -> Path:
-        return self.dir / ("init.safetensors" if self.cfg.rewind.step == 0 else f"rewind_step_{self.cfg.rewind.step}.safetensors")
+    def rewind_path(self, step: int | None = None) -> Path:
+        """This seed's rewind point of `step` (default: the config's rewind.step)."""
+        return rewind_file(self.dir, self.cfg.rewind.step if step is None else step)
 
     def rewind_point(self) -> rewind.RewindPoint:
         return rewind.RewindPoint(self.cfg.rewind.step, io.load_tensors(self.rewind_path()))
@@ -72,8 +79,8 @@ class IMP:
     def dense(self) -> dict:
         pl.seed_everything(self.seed, verbose=False)
         model = self.build(self.seed)
-        if not (self.dir / "init.safetensors").exists():
-            io.save_tensors(self.dir / "init.safetensors", model.state_dict())
+        if not self.rewind_path(0).exists():
+            io.save_tensors(self.rewind_path(0), model.state_dict())
         masks = self.masks_for(model)
         if not (self.level_dir(0) / "mask.safetensors").exists():
             io.save_masks(self.level_dir(0) / "mask.safetensors", masks)

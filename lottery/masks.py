@@ -130,10 +130,6 @@ class MaskManager:
             return {n: 1.0 - kept / total for n, (kept, total) in counts.items()}
         return 1.0 - sum(k for k, _ in counts.values()) / sum(t for _, t in counts.values())
 
-    def density_now(self) -> float:
-        """Fraction of prunable weights remaining (1 - sparsity)."""
-        return 1.0 - self.sparsity()
-
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"masks": {n: m.detach().cpu().clone() for n, m in self.masks.items()},
