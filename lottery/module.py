@@ -10,11 +10,16 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lottery.schedule import OptimConfig, lr_factor, make_optimizer
 
-STAGES = ("train_", "val_", "test_")  # ModuleDict keys may not shadow nn.Module attributes such as `train`
+EVAL_STAGES = ("val_", "test_")  # ModuleDict keys may not shadow nn.Module attributes such as `train`
 
 
 class ClassificationModule(pl.LightningModule):
-    """Cross-entropy training with torchmetrics accuracy, logged per epoch as `train/acc`, `val/acc`, `test/acc`.
+    """Cross-entropy training; loss and accuracy logged per epoch as `train/*`, `val/*`, `test/*`.
+
+    The training step is written out (Lightning's manual optimization): zero_grad, backward, set the
+    learning rate of this step, optimizer step. Lightning's automatic optimization (closures) and an
+    LR scheduler object add ~0.5 ms of Python per step, a third of a LeNet step on a CPU
+    (experiments/bench_level.py); the schedule is a pure function of the step, so setting it needs no state.
 
     Args:
         step_offset: schedule position of the first step (k when rewound to iteration k).
@@ -33,35 +38,66 @@ class ClassificationModule(pl.LightningModule):
         # Kept out of the submodules (plain __dict__ entry) so the weights are not listed twice.
         self.__dict__["_forward"] = torch.compile(model) if compile else model
         self.constant_lr, self.seed = constant_lr, seed
-        # Argument checks and NaN scans off: they cost more than the update itself on small models.
-        self.acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro", validate_args=False) for s in STAGES})
-        self.loss = nn.ModuleDict({s: MeanMetric(nan_strategy="disable") for s in STAGES})
+        self.automatic_optimization = False
+        self._lr_factor: float | None = None  # factor last written to the optimizer
+        # Training totals (loss * n, correct, n) as one tensor on the device: three in-place adds per
+        # step and no host sync; a torchmetrics update costs ~0.3 ms of Python, as much as a LeNet step.
+        self.register_buffer("train_totals", torch.zeros(3), persistent=False)
+        # Evaluation is off the hot path: torchmetrics, with argument checks and NaN scans off.
+        self.acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+                                  for s in EVAL_STAGES})
+        self.loss = nn.ModuleDict({s: MeanMetric(nan_strategy="disable") for s in EVAL_STAGES})
         self.history: list[dict] = []  # one entry per validation: step, val/loss, val/acc
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._forward(x)
 
-    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+    def training_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        self.acc[f"{stage}_"].update(logits.detach(), y)
-        self.loss[f"{stage}_"].update(loss.detach(), weight=y.numel())
+        optimizer = self.optimizers()
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        self._set_lr(optimizer)
+        optimizer.step()
+        with torch.no_grad():
+            totals = self.train_totals
+            totals[0] += loss.detach() * len(y)
+            totals[1] += (logits.argmax(1) == y).sum()
+            totals[2] += len(y)
         return loss
 
-    def training_step(self, batch, batch_idx):
-        return self._shared_step(batch, "train")
+    def _set_lr(self, optimizer) -> None:
+        """Learning rate of the step about to be taken: lr * lr_factor(global step), written when it changes."""
+        if self.constant_lr is not None:
+            return
+        factor = lr_factor(self.step_offset + self.global_step, self.optim)
+        if factor != self._lr_factor:
+            for group in optimizer.param_groups:
+                group["lr"] = self.optim.lr * factor
+            self._lr_factor = factor
+
+    def _eval_step(self, batch, stage: str) -> None:
+        x, y = batch
+        logits = self(x)
+        self.acc[stage].update(logits, y)
+        self.loss[stage].update(F.cross_entropy(logits, y), weight=y.numel())
 
     def validation_step(self, batch, batch_idx):
-        self._shared_step(batch, "val")
+        self._eval_step(batch, "val_")
 
     def test_step(self, batch, batch_idx):
-        self._shared_step(batch, "test")
+        self._eval_step(batch, "test_")
 
-    def _log_epoch(self, stage: str) -> dict[str, torch.Tensor]:
-        # Metrics are reduced once per epoch (across processes too), not per step: no host sync in the loop.
-        values = {f"{stage}/loss": self.loss[f"{stage}_"].compute(), f"{stage}/acc": self.acc[f"{stage}_"].compute()}
+    def _log(self, stage: str, loss: torch.Tensor, acc: torch.Tensor) -> dict[str, torch.Tensor]:
+        # Reduced once per epoch (across processes too), not per step: no host sync in the loop.
+        values = {f"{stage}/loss": loss, f"{stage}/acc": acc}
         self.log_dict(values, prog_bar=True, sync_dist=False)
+        return values
+
+    def _log_eval(self, stage: str) -> dict[str, torch.Tensor]:
+        values = self._log(stage, self.loss[f"{stage}_"].compute(), self.acc[f"{stage}_"].compute())
         self.loss[f"{stage}_"].reset()
         self.acc[f"{stage}_"].reset()
         return values
@@ -72,10 +108,12 @@ class ClassificationModule(pl.LightningModule):
             torch.manual_seed(self.seed * 1_000_003 + self.step_offset + self.current_epoch)
 
     def on_train_epoch_end(self):
-        self._log_epoch("train")
+        loss_sum, correct, seen = self.trainer.strategy.reduce(self.train_totals.clone(), reduce_op="sum")
+        self._log("train", loss_sum / seen, correct / seen)
+        self.train_totals.zero_()
 
     def on_validation_epoch_end(self):
-        values = self._log_epoch("val")
+        values = self._log_eval("val")
         if self.trainer.sanity_checking:
             return
         entry = {"step": self.step_offset + self.global_step, **{k: float(v) for k, v in values.items()}}
@@ -85,15 +123,11 @@ class ClassificationModule(pl.LightningModule):
             self.history.append(entry)
 
     def on_test_epoch_end(self):
-        self._log_epoch("test")
+        self._log_eval("test")
 
     def configure_optimizers(self):
-        if self.constant_lr is not None:
-            return make_optimizer(self.parameters(), self.optim, lr=self.constant_lr)
-        optimizer = make_optimizer(self.parameters(), self.optim)
-        offset, optim = self.step_offset, self.optim
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step + offset, optim))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        self._lr_factor = None  # a new (or restored) optimizer: write the next step's rate
+        return make_optimizer(self.parameters(), self.optim, lr=self.constant_lr)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["lottery_history"] = self.history

@@ -98,8 +98,9 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module, masks: MaskManager, pla
         default_root_dir=str(out), check_val_every_n_epoch=1,
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None)
-    # Lightning skips validation when max_steps ends an epoch early: validate the final weights once more.
-    trainer.validate(module, datamodule=datamodule, verbose=False)
+    # Lightning skips validation when max_steps ends an epoch early: then validate the final weights.
+    if not module.history or module.history[-1]["step"] != plan.step_offset + trainer.global_step:
+        trainer.validate(module, datamodule=datamodule, verbose=False)
     test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     metrics = _summary(module.history, test, masks, plan)
     if trainer.is_global_zero:
