@@ -5,7 +5,9 @@ the end. lottery also writes an epoch checkpoint (for resuming) and the level's 
 hand-written loop does not: that is part of what is measured. Runs alternate in one process; cells
 are medians over repetitions; a ratio is the median of the ratios of runs made side by side.
 The plain loop steps an LR schedule and applies the masks, as lottery does; lottery also logs
-training loss and accuracy per epoch.
+training loss and accuracy per epoch. "Minimal Lightning" is the least a Lightning user writes for
+the same training (a bare Trainer, a 20-line module, the MaskCallback): the floor that the Trainer's
+own per-step bookkeeping sets, so that what lottery adds and what Lightning costs read apart.
 
     .venv/bin/python experiments/bench_level.py                   # ~3 min on 2 CPU cores
     .venv/bin/python experiments/bench_level.py --models resnet20 --epochs 2 --device cuda
@@ -22,10 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
+from lottery.callback import MaskCallback  # noqa: E402
 from lottery.config import load_config  # noqa: E402
 from lottery.data.base import TensorDataModule  # noqa: E402
 from lottery.imp import IMP  # noqa: E402
@@ -50,17 +54,17 @@ class Synthetic(TensorDataModule):
         return x, torch.randint(0, 10, (n,), generator=g), xt, torch.randint(0, 10, (m,), generator=g)
 
 
-SETTINGS = {  # model -> (config overrides, (input shape, train size, test size), default epochs)
+SETTINGS = {  # model -> (config overrides, (input shape, train size, test size), default epochs, default repeats)
     # LeNet-300-100 at its MNIST size (266k weights), batch 60 as in Frankle & Carbin 2019.
-    "lenet": (["model.name=lenet_300_100", "data.batch_size=60"], ((1, 28, 28), 6256, 1000), 2),
+    "lenet": (["model.name=lenet_300_100", "data.batch_size=60"], ((1, 28, 28), 6256, 1000), 5, 7),
     "resnet20": (["model.name=resnet20", "data.batch_size=128", "train.optim.optimizer=sgd", "train.optim.lr=0.1",
                   "train.optim.momentum=0.9", "train.optim.milestone_steps=[40]", "prune.strategy=global_magnitude"],
-                 ((3, 32, 32), 2304, 512), 1),
+                 ((3, 32, 32), 2304, 512), 1, 5),
 }
 
 
 def setup(name: str, epochs: int, device: str, root: Path) -> tuple:
-    overrides, (shape, train_size, test_size), _ = SETTINGS[name]
+    overrides, (shape, train_size, test_size), *_ = SETTINGS[name]
     accelerator = "gpu" if device.startswith("cuda") else "cpu"
     cfg = load_config(None, [f"runs_dir={root}", f"train.epochs={epochs}", "trainer.progress=false",
                              f"trainer.accelerator={accelerator}", *overrides])
@@ -123,11 +127,53 @@ def run_plain(cfg, imp, device: str) -> float:
     return time.perf_counter() - start
 
 
+class MinimalModule(pl.LightningModule):
+    """The least a Lightning user writes for the same training: the floor the Trainer itself sets."""
+
+    def __init__(self, model, optim):
+        super().__init__()
+        self.model, self.optim, self.automatic_optimization = model, optim, False
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        optimizer, schedule = self.optimizers(), self.lr_schedulers()
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(F.cross_entropy(self.model(x), y))
+        optimizer.step()
+        schedule.step()
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("acc", (self.model(x).argmax(1) == y).float().mean())
+
+    test_step = validation_step
+
+    def configure_optimizers(self):
+        optimizer = make_optimizer(self.parameters(), self.optim)
+        return [optimizer], [torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, self.optim))]
+
+
+def run_minimal(cfg, imp, device: str) -> float:
+    """A bare Trainer (no logger, checkpoints or progress bar) with the MaskCallback."""
+    model, masks = pruned(imp, device)
+    start = time.perf_counter()
+    trainer = pl.Trainer(max_steps=imp.total_steps, accelerator="gpu" if device.startswith("cuda") else "cpu",
+                         devices=1, callbacks=[MaskCallback(masks)], logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         use_distributed_sampler=False)
+    module = MinimalModule(model, cfg.train.optim)
+    trainer.fit(module, datamodule=imp.data)
+    trainer.test(module, datamodule=imp.data, verbose=False)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per level (default: lenet 2, resnet20 1)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per level (default: lenet 5, resnet20 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="rounds per model (default: lenet 7, resnet20 5)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--extras", nargs="*", default=[], choices=["bf16", "compile"],
                         help="also time lottery with precision=bf16-mixed and/or trainer.compile=true")
@@ -136,32 +182,29 @@ def main() -> None:
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"device {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
     extra_head = "".join(f" lottery {e} s | ratio |" for e in args.extras)
-    print(f"\n| model | steps | plain loop s | lottery s | ratio | extra ms/step |{extra_head}\n"
-          f"|---|---:|---:|---:|---:|---:|" + "---:|---:|" * len(args.extras))
+    print(f"\n| model | steps | plain loop s | minimal Lightning s | ratio | lottery s | ratio | lottery - plain, ms/step |"
+          f"{extra_head}\n|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(args.extras))
     settings = {"bf16": dict(precision="bf16-mixed"), "compile": dict(compile=True)}
     for name in args.models:
         cfg, imp = setup(name, args.epochs or SETTINGS[name][2], args.device, root)
         out = root / name / "level"
-        run_plain(cfg, imp, args.device)  # warm-up (allocator, kernels, data)
-        run_lottery(cfg, imp, args.device, out)
-        for extra in args.extras:  # warm-up: compilation happens once per process
-            run_lottery(cfg, imp, args.device, out, **settings[extra])
-        plain, ours, extras = [], [], {e: [] for e in args.extras}
-        for i in range(args.repeats):
-            # Alternate which runs first, and compare each lottery run with the plain run beside it:
+        runs = {"plain": lambda: run_plain(cfg, imp, args.device), "minimal": lambda: run_minimal(cfg, imp, args.device),
+                "lottery": lambda: run_lottery(cfg, imp, args.device, out)}
+        runs.update({e: (lambda e=e: run_lottery(cfg, imp, args.device, out, **settings[e])) for e in args.extras})
+        for run in runs.values():  # warm-up: allocator, kernels, data; compilation happens once per process
+            run()
+        times = {k: [] for k in runs}
+        for i in range(args.repeats or SETTINGS[name][3]):
+            # Alternate the order, and compare each run with the plain run of the same round:
             # a shared machine's slow phases then hit both sides of a ratio.
-            pair = (lambda: plain.append(run_plain(cfg, imp, args.device)),
-                    lambda: ours.append(run_lottery(cfg, imp, args.device, out)))
-            for run in pair[::-1 if i % 2 else 1]:
-                run()
-            for extra in args.extras:
-                extras[extra].append(run_lottery(cfg, imp, args.device, out, **settings[extra]))
-        p, o = statistics.median(plain), statistics.median(ours)
-        ratio = statistics.median(b / a for a, b in zip(plain, ours))
-        cells = "".join(f" {statistics.median(v):.2f} | {statistics.median(b / a for a, b in zip(plain, v)):.2f}x |"
-                        for v in extras.values())
-        print(f"| {name} | {imp.total_steps} | {p:.2f} | {o:.2f} | {ratio:.2f}x | {(o - p) / imp.total_steps * 1e3:.2f} |"
-              f"{cells}", flush=True)
+            for key, run in list(runs.items())[::-1 if i % 2 else 1]:
+                times[key].append(run())
+        med = {k: statistics.median(v) for k, v in times.items()}
+        ratio = {k: statistics.median(b / a for a, b in zip(times["plain"], v)) for k, v in times.items()}
+        cells = "".join(f" {med[e]:.2f} | {ratio[e]:.2f}x |" for e in args.extras)
+        extra_ms = statistics.median(b - a for a, b in zip(times["plain"], times["lottery"])) / imp.total_steps * 1e3
+        print(f"| {name} | {imp.total_steps} | {med['plain']:.2f} | {med['minimal']:.2f} | {ratio['minimal']:.2f}x | "
+              f"{med['lottery']:.2f} | {ratio['lottery']:.2f}x | {extra_ms:.2f} |{cells}", flush=True)
     shutil.rmtree(root, ignore_errors=True)
 
 
