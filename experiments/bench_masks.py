@@ -11,7 +11,8 @@ Times one step (forward, cross-entropy, backward, optimizer step, zero_grad) at 
             (no copy), or converted to float masks (4 bytes per weight)
 Variants run interleaved in one process (the order rotates each repetition) so machine noise hits all
 alike; cells are medians over repetitions, and "dense range" ((max - min) / median of the dense
-repetitions) gauges the noise. Also printed: the mask memory each approach keeps beside the weights,
+repetitions) gauges the noise. Because a step ratio cannot resolve 2% on a noisy machine, `apply()`
+itself is also timed alone and shown as a share of the dense step: it is all the work apply adds. Also printed: the mask memory each approach keeps beside the weights,
 and the time of the mask multiply alone by mask dtype.
 
     .venv/bin/python experiments/bench_masks.py                      # ~1-2 min on 2 CPU cores
@@ -132,6 +133,8 @@ def bench_model(key: str, args, device: torch.device):
             times[n].append(time_steps(variants[n], x, y, steps, device))
     ms = {n: 1e3 * statistics.median(t) for n, t in times.items()}
     ms["noise"] = 100 * (max(times["dense"]) - min(times["dense"])) / statistics.median(times["dense"])
+    if "apply" in variants:  # the only work apply adds to a step, timed alone: sharper than a step ratio
+        ms["apply_alone"] = 1e-3 * _time_us(variants["apply"][2], device)
     return ms, steps, extra_bytes(masks, copy.deepcopy(base)), mask_op_cost(masks, device)
 
 
@@ -149,13 +152,9 @@ def extra_bytes(masks: MaskManager, pruned: nn.Module) -> dict[str, float]:
     return {"apply": ours / numel, "prune": theirs / numel}
 
 
-def mask_op_cost(masks: MaskManager, device: torch.device, reps: int = 200) -> dict[str, float]:
-    """Microseconds for the mask multiply alone, by mask dtype, on fresh tensors shaped like the weights."""
-    params = [torch.randn_like(masks.model.get_parameter(n)) for n in masks.names]
-    bools = [masks.masks[n] for n in masks.names]
-    u8s, floats = [m.view(torch.uint8) for m in bools], [m.to(p.dtype) for p, m in zip(params, bools)]
-
-    def run(fn):
+def _time_us(fn, device: torch.device, reps: int = 200) -> float:
+    """Median over 5 runs of the microseconds per call of `fn`, over `reps` calls."""
+    def run():
         fn()
         _sync(device)
         start = time.perf_counter()
@@ -163,12 +162,19 @@ def mask_op_cost(masks: MaskManager, device: torch.device, reps: int = 200) -> d
             fn()
         _sync(device)
         return 1e6 * (time.perf_counter() - start) / reps
+    return statistics.median(run() for _ in range(5))
 
+
+def mask_op_cost(masks: MaskManager, device: torch.device) -> dict[str, float]:
+    """Microseconds for the mask multiply alone, by mask dtype, on fresh tensors shaped like the weights."""
+    params = [torch.randn_like(masks.model.get_parameter(n)) for n in masks.names]
+    bools = [masks.masks[n] for n in masks.names]
+    u8s, floats = [m.view(torch.uint8) for m in bools], [m.to(p.dtype) for p, m in zip(params, bools)]
     fns = {"foreach bool": lambda: torch._foreach_mul_(params, bools),
            "foreach bool.view(uint8)": lambda: torch._foreach_mul_(params, u8s),
            "foreach float": lambda: torch._foreach_mul_(params, floats),
            "loop bool": lambda: [p.mul_(m) for p, m in zip(params, bools)]}
-    return {k: statistics.median(run(f) for _ in range(5)) for k, f in fns.items()}
+    return {k: _time_us(f, device) for k, f in fns.items()}
 
 
 def device_name(device: torch.device) -> str:
@@ -198,8 +204,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, {device_name(device)}, {torch.get_num_threads()} threads, "
           f"{args.repeats} repeats, load average {os.getloadavg()[0]:.2f} (want ~0)\n")
     shown = args.variants[1:]
+    alone = "apply" in shown
     head = ("| model | sparsity | device | steps | dense ms | dense range | "
-            + " | ".join(f"{v} ms | {v}/dense" for v in shown) + " |")
+            + " | ".join(f"{v} ms | {v}/dense" for v in shown) + (" | apply() alone ms | % of dense step" * alone) + " |")
     print(head + "\n|" + "---|" * (head.count("|") - 1))
     notes = []
     sparsities = args.sparsity
@@ -211,6 +218,8 @@ def main() -> None:
             notes.append(f"{key}: skipped ({e})")
             continue
         cells = " | ".join(f"{ms[v]:.3f} | {ms[v] / ms['dense']:.3f}x" for v in shown)
+        if alone:
+            cells += f" | {ms['apply_alone']:.3f} | {100 * ms['apply_alone'] / ms['dense']:.2f}%"
         print(f"| {key} | {sparsity:g} | {device.type} | {steps} | {ms['dense']:.3f} | {ms['noise']:.1f}% | {cells} |",
               flush=True)
         notes.append(f"{key}: extra bytes per prunable weight: apply {mem['apply']:.1f}, prune {mem['prune']:.1f}; "
