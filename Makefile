@@ -40,7 +40,7 @@ test-fast: install  ## the test suite without the slow end-to-end tests
 bench: install  ## mask overhead per training step: dense vs MaskManager.apply() vs torch.nn.utils.prune
 	$(PY) experiments/bench_masks.py
 
-bench-level: install  ## one IMP level with lottery vs a hand-written PyTorch loop (LeNet-300-100, ResNet-20)
+bench-level: install  ## one IMP level: lottery vs a hand-written loop vs a minimal Lightning module (LeNet-300-100, ResNet-20; ~5 min)
 	$(PY) experiments/bench_level.py
 
 bench-memory: install  ## mask bytes per weight in training (ours vs nn.utils.prune) and ticket size vs torch.save

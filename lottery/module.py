@@ -17,8 +17,8 @@ class ClassificationModule(pl.LightningModule):
     """Cross-entropy training; loss and accuracy logged per epoch as `train/*`, `val/*`, `test/*`.
 
     The training step is written out (Lightning's manual optimization): zero_grad, backward, set the
-    learning rate of this step, optimizer step. Lightning's automatic optimization (closures) and an
-    LR scheduler object add ~0.5 ms of Python per step, a third of a LeNet step on a CPU
+    learning rate of this step, optimizer step. Lightning's automatic optimization (closures, scheduler
+    stepping) cost ~0.3-0.5 ms of Python per step, a tenth of a LeNet-300-100 step on a CPU
     (experiments/bench_level.py); the schedule is a pure function of the step, so setting it needs no state.
 
     Args:
