@@ -11,6 +11,9 @@ from lottery.module import ClassificationModule
 from lottery.schedule import OptimConfig, lr_factor
 from lottery.trainer import _EpochCheckpoint
 
+# val_size=0 below (the lr=0 test needs every example in training): Lightning warns of the empty validation set.
+pytestmark = pytest.mark.filterwarnings("ignore:Total length of `DataLoader` across ranks is zero")
+
 
 def _data():
     g = torch.Generator().manual_seed(0)
