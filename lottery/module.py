@@ -39,7 +39,6 @@ class ClassificationModule(pl.LightningModule):
         self.__dict__["_forward"] = torch.compile(model) if compile else model
         self.constant_lr, self.seed = constant_lr, seed
         self.automatic_optimization = False
-        self._lr_factor: float | None = None  # factor last written to the optimizer
         # Training loss and accuracy as running sums on the device: two in-place adds per step (~20 us)
         # and no host sync, where a torchmetrics update costs ~0.3 ms of Python, a tenth of a LeNet step.
         self.register_buffer("train_loss_sum", torch.zeros(()), persistent=False)
@@ -70,14 +69,12 @@ class ClassificationModule(pl.LightningModule):
         return loss
 
     def _set_lr(self, optimizer) -> None:
-        """Learning rate of the step about to be taken: lr * lr_factor(global step), written when it changes."""
+        """Learning rate of the step about to be taken: lr * lr_factor(global step); a dict write, well under 1 us."""
         if self.constant_lr is not None:
             return
-        factor = lr_factor(self.step_offset + self.global_step, self.optim)
-        if factor != self._lr_factor:
-            for group in optimizer.param_groups:
-                group["lr"] = self.optim.lr * factor
-            self._lr_factor = factor
+        lr = self.optim.lr * lr_factor(self.step_offset + self.global_step, self.optim)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
 
     def _eval_step(self, batch, stage: str) -> None:
         x, y = batch
@@ -131,7 +128,6 @@ class ClassificationModule(pl.LightningModule):
         self._log_eval("test")
 
     def configure_optimizers(self):
-        self._lr_factor = None  # a new (or restored) optimizer: write the next step's rate
         return make_optimizer(self.parameters(), self.optim, lr=self.constant_lr)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
