@@ -58,7 +58,7 @@ SETTINGS = {  # model -> (config overrides, (input shape, train size, test size)
     # LeNet-300-100 at its MNIST size (266k weights), batch 60 as in Frankle & Carbin 2019.
     "lenet": (["model.name=lenet_300_100", "data.batch_size=60"], ((1, 28, 28), 6256, 1000), 5, 7),
     "resnet20": (["model.name=resnet20", "data.batch_size=128", "train.optim.optimizer=sgd", "train.optim.lr=0.1",
-                  "train.optim.momentum=0.9", "train.optim.milestone_steps=[40]", "prune.strategy=global_magnitude"],
+                  "train.optim.momentum=0.9", "train.optim.milestone_steps=[8]", "prune.strategy=global_magnitude"],
                  ((3, 32, 32), 2304, 512), 1, 5),
 }
 

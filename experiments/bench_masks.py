@@ -12,8 +12,9 @@ Times one step (forward, cross-entropy, backward, optimizer step, zero_grad) at 
 Variants run interleaved in one process (the order rotates each repetition) so machine noise hits all
 alike; cells are medians over repetitions, and "dense range" ((max - min) / median of the dense
 repetitions) gauges the noise. Because a step ratio cannot resolve 2% on a noisy machine, `apply()`
-itself is also timed alone and shown as a share of the dense step: it is all the work apply adds. Also printed: the mask memory each approach keeps beside the weights,
-and the time of the mask multiply alone by mask dtype.
+itself is also timed alone and shown as a share of the dense step: it is all the work apply adds.
+Also printed: the mask memory each approach keeps beside the weights, and the time of the mask
+multiply alone by mask dtype.
 
     .venv/bin/python experiments/bench_masks.py                      # ~1-2 min on 2 CPU cores
     .venv/bin/python experiments/bench_masks.py --models lenet --variants dense apply apply_u8 apply_float
