@@ -35,7 +35,7 @@ from lottery.data.base import TensorDataModule  # noqa: E402
 from lottery.imp import IMP  # noqa: E402
 from lottery.rewind import LevelPlan  # noqa: E402
 from lottery.schedule import lr_factor, make_optimizer  # noqa: E402
-from lottery.trainer import train  # noqa: E402
+from lottery.trainer import runtime_cuda_probe, train  # noqa: E402
 
 
 class Synthetic(TensorDataModule):
@@ -104,7 +104,16 @@ def _accuracy(model, loader, device) -> float:
 
 
 def run_plain(cfg, imp, device: str) -> float:
-    """The loop a careful researcher would write by hand."""
+    """The loop a careful researcher would write by hand.
+
+    Such a script does not import Lightning, so torch's CUDA probe in `optimizer.step()` is not the
+    NVML one Lightning's import switches on: the probe is set back here as in a Lightning-free process.
+    """
+    with runtime_cuda_probe(on_cpu=not device.startswith("cuda")):
+        return _plain_loop(cfg, imp, device)
+
+
+def _plain_loop(cfg, imp, device: str) -> float:
     model, masks = pruned(imp, device)
     start = time.perf_counter()
     optimizer = make_optimizer(model.parameters(), cfg.train.optim)
@@ -162,8 +171,9 @@ def run_minimal(cfg, imp, device: str) -> float:
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                          use_distributed_sampler=False)
     module = MinimalModule(model, cfg.train.optim)
-    trainer.fit(module, datamodule=imp.data)
-    trainer.test(module, datamodule=imp.data, verbose=False)
+    with runtime_cuda_probe(on_cpu=not device.startswith("cuda")):  # as lottery.trainer.train does
+        trainer.fit(module, datamodule=imp.data)
+        trainer.test(module, datamodule=imp.data, verbose=False)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return time.perf_counter() - start
