@@ -1,4 +1,6 @@
-"""ClassificationModule's hand-written training step: the schedule it follows and the metrics it logs."""
+"""ClassificationModule's hand-written training step: the schedule it follows, the metrics it logs, the optimizer."""
+import os
+
 import pytorch_lightning as pl
 import pytest
 import torch
@@ -8,8 +10,8 @@ from torch.utils.data import TensorDataset
 
 from lottery.data.base import TensorDataModule
 from lottery.module import ClassificationModule
-from lottery.schedule import OptimConfig, lr_factor
-from lottery.trainer import _EpochCheckpoint
+from lottery.schedule import OPTIMIZERS, OptimConfig, lr_factor, make_optimizer
+from lottery.trainer import _EpochCheckpoint, runtime_cuda_probe
 
 # val_size=0 below (the lr=0 test needs every example in training): Lightning warns of the empty validation set.
 pytestmark = pytest.mark.filterwarnings("ignore:Total length of `DataLoader` across ranks is zero")
@@ -91,3 +93,34 @@ def test_logged_train_metrics_are_the_epochs_loss_and_accuracy():
     metrics = trainer.callback_metrics
     assert float(metrics["train/loss"]) == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-5)
     assert float(metrics["train/acc"]) == pytest.approx(float((logits.argmax(1) == y).float().mean()))
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_optimizers_are_fused_and_step_as_torchs_default_does(name):
+    cfg = OptimConfig(optimizer=name, lr=0.1, momentum=0.9, nesterov=name == "sgd", weight_decay=1e-3)
+    fused_net, plain_net = _net(), _net()
+    fused = make_optimizer(fused_net.parameters(), cfg)
+    reference = {"sgd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+                 "adam": lambda p: torch.optim.Adam(p, lr=0.1, weight_decay=1e-3),
+                 "adamw": lambda p: torch.optim.AdamW(p, lr=0.1, weight_decay=1e-3)}[name](plain_net.parameters())
+    assert fused.defaults["fused"] is True
+    x, y = _data().tensors
+    for _ in range(3):
+        for net, opt in ((fused_net, fused), (plain_net, reference)):
+            opt.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+    for a, b in zip(fused_net.parameters(), plain_net.parameters()):
+        torch.testing.assert_close(a, b)  # the same update, up to rounding
+
+
+@pytest.mark.skipif(not torch.backends.cuda.is_built() or torch.cuda.device_count() > 0,
+                    reason="only a CUDA build of torch on a machine without GPUs probes NVML per step")
+def test_cpu_runs_skip_the_per_step_nvml_probe(monkeypatch):
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # what importing Lightning does
+    with runtime_cuda_probe(on_cpu=True):
+        assert "PYTORCH_NVML_BASED_CUDA_CHECK" not in os.environ
+        assert not torch.cuda.is_available()
+    assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"  # restored for whatever runs next
+    with runtime_cuda_probe(on_cpu=False):
+        assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"
