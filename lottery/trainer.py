@@ -79,8 +79,8 @@ def runtime_cuda_probe(on_cpu: bool):
     """On a machine without GPUs, let torch ask the CUDA runtime (cached) rather than NVML if CUDA is there.
 
     Importing Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (so that a probe does not poison forks);
-    torch's optimizers then probe NVML (a dlopen) at every `step()` while CUDA is uninitialised: ~0.2 ms
-    per step on a CPU run with a CUDA build of torch, 3-4% of a LeNet-300-100 step. With no GPU there
+    torch's optimizers then probe NVML (a dlopen) at every `step()` while CUDA is uninitialised: ~0.6 ms
+    per step on a CPU run with a CUDA build of torch, 15% of a LeNet-300-100 step. With no GPU there
     is no fork to poison. Machines with GPUs, and CPU-only builds of torch, are left as they are.
     """
     name = "PYTORCH_NVML_BASED_CUDA_CHECK"
