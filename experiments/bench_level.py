@@ -8,8 +8,10 @@ The plain loop steps an LR schedule and applies the masks, as lottery does; lott
 training loss and accuracy per epoch. "Minimal Lightning" is the least a Lightning user writes for
 the same training (a bare Trainer, a 20-line module, the MaskCallback): the floor that the Trainer's
 own per-step bookkeeping sets, so that what lottery adds and what Lightning costs read apart.
+`--extras fabric` times the hand-written loop on Lightning Fabric (no Trainer) beside them.
 
-    .venv/bin/python experiments/bench_level.py                   # ~3 min on 2 CPU cores
+    .venv/bin/python experiments/bench_level.py                   # ~4.5 min on 2 CPU cores
+    .venv/bin/python experiments/bench_level.py --models lenet --extras fabric
     .venv/bin/python experiments/bench_level.py --models resnet20 --epochs 2 --device cuda
 """
 from __future__ import annotations
@@ -179,19 +181,51 @@ def run_minimal(cfg, imp, device: str) -> float:
     return time.perf_counter() - start
 
 
+def run_fabric(cfg, imp, device: str) -> float:
+    """The hand-written loop on Lightning Fabric (devices, precision, DDP) instead of a Trainer."""
+    from lightning_fabric import Fabric
+
+    model, masks = pruned(imp, device)
+    start = time.perf_counter()
+    fabric = Fabric(accelerator="gpu" if device.startswith("cuda") else "cpu", devices=1)
+    model, optimizer = fabric.setup(model, make_optimizer(model.parameters(), cfg.train.optim))
+    train_loader, val_loader, test_loader = fabric.setup_dataloaders(
+        imp.data.train_dataloader(), imp.data.val_dataloader(), imp.data.test_dataloader(), use_distributed_sampler=False)
+    step = 0
+    with runtime_cuda_probe(on_cpu=not device.startswith("cuda")):  # as lottery.trainer.train does
+        for epoch in range(cfg.train.epochs):
+            train_loader.sampler.set_epoch(epoch)
+            for x, y in train_loader:
+                loss = F.cross_entropy(model(x), y)
+                optimizer.zero_grad(set_to_none=True)
+                fabric.backward(loss)
+                for group in optimizer.param_groups:
+                    group["lr"] = cfg.train.optim.lr * lr_factor(step, cfg.train.optim)
+                optimizer.step()
+                masks.apply()
+                step += 1
+            _accuracy(model, val_loader, device)
+        _accuracy(model, test_loader, device)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--epochs", type=int, default=None, help="epochs per level (default: lenet 5, resnet20 1)")
     parser.add_argument("--repeats", type=int, default=None, help="rounds per model (default: lenet 7, resnet20 5)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--extras", nargs="*", default=[], choices=["bf16", "compile"],
-                        help="also time lottery with precision=bf16-mixed and/or trainer.compile=true")
+    parser.add_argument("--extras", nargs="*", default=[], choices=["bf16", "compile", "fabric"],
+                        help="also time lottery with precision=bf16-mixed and/or trainer.compile=true, "
+                             "and/or the hand-written loop on Lightning Fabric")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench_level_"))
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"device {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
-    extra_head = "".join(f" lottery {e} s | ratio |" for e in args.extras)
+    heads = {"bf16": "lottery bf16", "compile": "lottery compile", "fabric": "Fabric loop"}
+    extra_head = "".join(f" {heads[e]} s | ratio |" for e in args.extras)
     print(f"\n| model | steps | plain loop s | minimal Lightning s | ratio | lottery s | ratio | lottery - plain, ms/step |"
           f"{extra_head}\n|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(args.extras))
     settings = {"bf16": dict(precision="bf16-mixed"), "compile": dict(compile=True)}
@@ -200,7 +234,8 @@ def main() -> None:
         out = root / name / "level"
         runs = {"plain": lambda: run_plain(cfg, imp, args.device), "minimal": lambda: run_minimal(cfg, imp, args.device),
                 "lottery": lambda: run_lottery(cfg, imp, args.device, out)}
-        runs.update({e: (lambda e=e: run_lottery(cfg, imp, args.device, out, **settings[e])) for e in args.extras})
+        runs.update({e: (lambda e=e: run_fabric(cfg, imp, args.device) if e == "fabric" else
+                         run_lottery(cfg, imp, args.device, out, **settings[e])) for e in args.extras})
         for run in runs.values():  # warm-up: allocator, kernels, data; compilation happens once per process
             run()
         times = {k: [] for k in runs}
