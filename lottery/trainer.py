@@ -80,7 +80,7 @@ def runtime_cuda_probe(on_cpu: bool):
 
     Importing Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (so that a probe does not poison forks);
     torch's optimizers then probe NVML (a dlopen) at every `step()` while CUDA is uninitialised: ~0.6 ms
-    per step on a CPU run with a CUDA build of torch, 15% of a LeNet-300-100 step. With no GPU there
+    per step on a CPU run with a CUDA build of torch, 13% of a LeNet-300-100 step. With no GPU there
     is no fork to poison. Machines with GPUs, and CPU-only builds of torch, are left as they are.
     """
     name = "PYTORCH_NVML_BASED_CUDA_CHECK"
