@@ -53,6 +53,11 @@ class ClassificationModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._forward(x)
 
+    @property
+    def schedule_step(self) -> int:
+        """Position in the whole training schedule: the rewind step k plus the steps taken in this level."""
+        return self.step_offset + self.global_step
+
     def training_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
@@ -69,10 +74,10 @@ class ClassificationModule(pl.LightningModule):
         return loss
 
     def _set_lr(self, optimizer) -> None:
-        """Learning rate of the step about to be taken: lr * lr_factor(global step); a dict write, well under 1 us."""
+        """Learning rate of the step about to be taken: lr * lr_factor(schedule_step); a dict write, well under 1 us."""
         if self.constant_lr is not None:
             return
-        lr = self.optim.lr * lr_factor(self.step_offset + self.global_step, self.optim)
+        lr = self.optim.lr * lr_factor(self.schedule_step, self.optim)
         for group in optimizer.param_groups:
             group["lr"] = lr
 
@@ -118,7 +123,7 @@ class ClassificationModule(pl.LightningModule):
         values = self._log_eval("val")
         if self.trainer.sanity_checking:
             return
-        entry = {"step": self.step_offset + self.global_step, **{k: float(v) for k, v in values.items()}}
+        entry = {"step": self.schedule_step, **{k: float(v) for k, v in values.items()}}
         if self.history and self.history[-1]["step"] == entry["step"]:
             self.history[-1] = entry  # the closing validation repeats the last epoch's
         else:

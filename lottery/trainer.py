@@ -69,9 +69,9 @@ class _CaptureRewindPoints(pl.Callback):
         self.points = points  # step -> file
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        path = self.points.get(pl_module.step_offset + trainer.global_step)
+        path = self.points.get(pl_module.schedule_step)
         if path is not None and trainer.is_global_zero and not path.exists():
-            save_tensors(path, pl_module.model.state_dict(), {"step": str(pl_module.step_offset + trainer.global_step)})
+            save_tensors(path, pl_module.model.state_dict(), {"step": str(pl_module.schedule_step)})
 
 
 @contextlib.contextmanager
@@ -123,7 +123,7 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module, masks: MaskManager, pla
     with runtime_cuda_probe(on_cpu=isinstance(trainer.accelerator, CPUAccelerator)):
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None)
         # Lightning skips validation when max_steps ends an epoch early: then validate the final weights.
-        if not module.history or module.history[-1]["step"] != plan.step_offset + trainer.global_step:
+        if not module.history or module.history[-1]["step"] != module.schedule_step:
             trainer.validate(module, datamodule=datamodule, verbose=False)
         test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     metrics = _summary(module.history, test, masks, plan)
