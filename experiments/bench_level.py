@@ -105,34 +105,43 @@ def _accuracy(model, loader, device) -> float:
     return float(correct) / total  # one host sync per evaluation
 
 
-def run_plain(cfg, imp, device: str) -> float:
-    """The loop a careful researcher would write by hand.
+def run_plain(cfg, imp, device: str, fabric: bool = False) -> float:
+    """The loop a careful researcher would write by hand; with `fabric`, the same loop on Lightning Fabric.
 
-    Such a script does not import Lightning, so torch's CUDA probe in `optimizer.step()` is not the
-    NVML one Lightning's import switches on: the probe is set back here as in a Lightning-free process.
+    Such a script does not import Lightning's Trainer, so torch's CUDA probe in `optimizer.step()` is
+    not the NVML one Lightning's import switches on: the probe is set back here as in such a process.
     """
     with runtime_cuda_probe(on_cpu=not device.startswith("cuda")):
-        return _plain_loop(cfg, imp, device)
+        return _plain_loop(cfg, imp, device, fabric)
 
 
-def _plain_loop(cfg, imp, device: str) -> float:
+def _plain_loop(cfg, imp, device: str, fabric: bool) -> float:
     model, masks = pruned(imp, device)
     start = time.perf_counter()
     optimizer = make_optimizer(model.parameters(), cfg.train.optim)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg.train.optim))
-    train_loader, val_loader = imp.data.train_dataloader(), imp.data.val_dataloader()
+    loaders = imp.data.train_dataloader(), imp.data.val_dataloader(), imp.data.test_dataloader()
+    backward = torch.Tensor.backward
+    if fabric:  # devices, precision and DDP through Fabric's wrappers, no Trainer
+        from lightning_fabric import Fabric
+
+        runner = Fabric(accelerator="gpu" if device.startswith("cuda") else "cpu", devices=1)
+        model, optimizer = runner.setup(model, optimizer)
+        loaders = runner.setup_dataloaders(*loaders, use_distributed_sampler=False)
+        backward = runner.backward
+    train_loader, val_loader, test_loader = loaders
     for epoch in range(cfg.train.epochs):
         train_loader.sampler.set_epoch(epoch)
         for x, y in train_loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            backward(loss)
             optimizer.step()
             schedule.step()
             masks.apply()
         _accuracy(model, val_loader, device)
-    _accuracy(model, imp.data.test_dataloader(), device)
+    _accuracy(model, test_loader, device)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return time.perf_counter() - start
@@ -181,36 +190,6 @@ def run_minimal(cfg, imp, device: str) -> float:
     return time.perf_counter() - start
 
 
-def run_fabric(cfg, imp, device: str) -> float:
-    """The hand-written loop on Lightning Fabric (devices, precision, DDP) instead of a Trainer."""
-    from lightning_fabric import Fabric
-
-    model, masks = pruned(imp, device)
-    start = time.perf_counter()
-    fabric = Fabric(accelerator="gpu" if device.startswith("cuda") else "cpu", devices=1)
-    model, optimizer = fabric.setup(model, make_optimizer(model.parameters(), cfg.train.optim))
-    train_loader, val_loader, test_loader = fabric.setup_dataloaders(
-        imp.data.train_dataloader(), imp.data.val_dataloader(), imp.data.test_dataloader(), use_distributed_sampler=False)
-    step = 0
-    with runtime_cuda_probe(on_cpu=not device.startswith("cuda")):  # as lottery.trainer.train does
-        for epoch in range(cfg.train.epochs):
-            train_loader.sampler.set_epoch(epoch)
-            for x, y in train_loader:
-                loss = F.cross_entropy(model(x), y)
-                optimizer.zero_grad(set_to_none=True)
-                fabric.backward(loss)
-                for group in optimizer.param_groups:
-                    group["lr"] = cfg.train.optim.lr * lr_factor(step, cfg.train.optim)
-                optimizer.step()
-                masks.apply()
-                step += 1
-            _accuracy(model, val_loader, device)
-        _accuracy(model, test_loader, device)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
@@ -234,7 +213,7 @@ def main() -> None:
         out = root / name / "level"
         runs = {"plain": lambda: run_plain(cfg, imp, args.device), "minimal": lambda: run_minimal(cfg, imp, args.device),
                 "lottery": lambda: run_lottery(cfg, imp, args.device, out)}
-        runs.update({e: (lambda e=e: run_fabric(cfg, imp, args.device) if e == "fabric" else
+        runs.update({e: (lambda e=e: run_plain(cfg, imp, args.device, fabric=True) if e == "fabric" else
                          run_lottery(cfg, imp, args.device, out, **settings[e])) for e in args.extras})
         for run in runs.values():  # warm-up: allocator, kernels, data; compilation happens once per process
             run()
