@@ -11,13 +11,13 @@ from typing import Callable, Mapping
 
 import torch
 
-from lottery.errors import LotteryError
+from lottery.registry import Registry
 
 Masks = dict[str, torch.Tensor]
 Strategy = Callable[[Mapping[str, torch.Tensor], Mapping[str, torch.Tensor], Mapping[str, float], "torch.Generator | None"], Masks]
 
 
-def _keep_top(scores: torch.Tensor, masks: list[torch.Tensor], keep: int) -> list[torch.Tensor]:
+def keep_top(scores: torch.Tensor, masks: list[torch.Tensor], keep: int) -> list[torch.Tensor]:
     """Keep the `keep` highest scores among the surviving entries of the concatenated masks."""
     flat_mask = torch.cat([m.flatten() for m in masks])
     keep = min(keep, int(flat_mask.sum()))  # masks only shrink
@@ -38,7 +38,7 @@ def _select(scores: Masks, masks: Mapping[str, torch.Tensor], density: Mapping[s
     for group in groups:
         keep = round(sum(masks[n].numel() * density[n] for n in group))
         flat_scores = torch.cat([scores[n].flatten().float() for n in group])
-        kept = _keep_top(flat_scores, [masks[n] for n in group], keep)
+        kept = keep_top(flat_scores, [masks[n] for n in group], keep)
         for n, m in zip(group, kept):
             new[n] = m.view_as(masks[n]).to(device[n])
     return new
@@ -73,12 +73,12 @@ def layer_random(weights, masks, density, generator=None) -> Masks:
     return _select(_random_scores(weights, generator), masks, density, "layer")
 
 
-STRATEGIES: dict[str, Strategy] = {
+STRATEGIES: Registry[Strategy] = Registry("pruning strategy", {
     "global_magnitude": global_magnitude,
     "layer_magnitude": layer_magnitude,
     "global_random": global_random,
     "layer_random": layer_random,
-}
+})
 # Strategies that rank all tensors together; the mask manager keeps tensors with their own
 # rate multiplier (e.g. the output layer at half the rate) out of the shared ranking.
 GLOBAL_STRATEGIES = {"global_magnitude", "global_random"}
@@ -86,6 +86,4 @@ GLOBAL_STRATEGIES = {"global_magnitude", "global_random"}
 
 def get_strategy(name: str) -> Strategy:
     """Look a strategy up by name, with an error that lists the valid names."""
-    if name not in STRATEGIES:
-        raise LotteryError(f"unknown pruning strategy {name!r}; choose one of: {', '.join(sorted(STRATEGIES))}")
-    return STRATEGIES[name]
+    return STRATEGIES.lookup(name)

@@ -23,7 +23,8 @@ from torch.func import functional_call
 
 from lottery.errors import LotteryError
 from lottery.masks import MaskManager
-from lottery.pruning import _keep_top
+from lottery.pruning import keep_top
+from lottery.registry import Registry
 
 Scores = dict[str, torch.Tensor]
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -139,21 +140,14 @@ def synflow_scores(model, masks, batches=None, input_shape=None, generator=None)
     return {n: (w * g).abs().detach() for n, w, g in zip(masks, weights, grads)}
 
 
-PAI_METHODS: dict[str, Scorer] = {
+PAI_METHODS: Registry[Scorer] = Registry("pruning-at-init method", {
     "magnitude": magnitude_scores,
     "random": random_scores,
     "snip": snip_scores,
     "grasp": grasp_scores,
     "synflow": synflow_scores,
-}
+})
 DATA_METHODS = {"snip", "grasp"}  # the methods that need labelled batches
-
-
-def get_pai_method(name: str) -> Scorer:
-    """Look a pruning-at-initialisation method up by name, with an error that lists the valid names."""
-    if name not in PAI_METHODS:
-        raise LotteryError(f"unknown pruning-at-init method {name!r}; choose one of: {', '.join(sorted(PAI_METHODS))}")
-    return PAI_METHODS[name]
 
 
 def _keep_global(scores: Scores, masks: Mapping[str, torch.Tensor], density: float) -> dict[str, torch.Tensor]:
@@ -164,7 +158,7 @@ def _keep_global(scores: Scores, masks: Mapping[str, torch.Tensor], density: flo
     flat = torch.cat([scores[n].detach().double().cpu().flatten() for n in names])
     if torch.isnan(flat).any():
         raise LotteryError("pruning-at-init scores contain NaN: check the model's outputs on the scoring batches")
-    kept = _keep_top(flat, [masks[n] for n in names], keep)
+    kept = keep_top(flat, [masks[n] for n in names], keep)
     return {n: k.view_as(masks[n]) & masks[n] for n, k in zip(names, kept)}
 
 
@@ -188,7 +182,7 @@ def prune_at_init(method: str, model: nn.Module, masks: MaskManager, density: fl
             (Tanaka et al. 2020, Algorithm 1); default 100 for synflow, 1 otherwise.
         input_shape: one example's shape, e.g. (3, 32, 32), for synflow; read from `batches` if omitted.
     """
-    scorer = get_pai_method(method)
+    scorer = PAI_METHODS.lookup(method)
     iterations = iterations if iterations is not None else (SYNFLOW_ITERATIONS if method == "synflow" else 1)
     _check(method, density, batches, iterations)
     batches = list(batches) if batches is not None else None  # GraSP and later rounds reuse them

@@ -5,7 +5,7 @@ from torch import nn
 
 from lottery.errors import LotteryError
 from lottery.masks import MaskManager
-from lottery.pruning_at_init import (PAI_METHODS, get_pai_method, grasp_scores, prune_at_init, snip_scores,
+from lottery.pruning_at_init import (PAI_METHODS, grasp_scores, prune_at_init, snip_scores,
                                      synflow_scores)
 from conftest import Tiny
 
@@ -167,7 +167,7 @@ def test_pruned_weights_are_not_revived(tiny):
 
 def test_unknown_method_lists_the_valid_ones():
     with pytest.raises(LotteryError, match="grasp, magnitude, random, snip, synflow"):
-        get_pai_method("lamp")
+        PAI_METHODS.lookup("lamp")
 
 
 @pytest.mark.parametrize("method", ["snip", "grasp"])

@@ -17,27 +17,22 @@ from lottery.data.vision import (CIFAR10DataModule, CIFAR100DataModule, FashionM
                                  TorchvisionDataModule)
 from lottery.data.wrap import DatasetDataModule
 from lottery.errors import LotteryError
+from lottery.registry import Registry
 
-DATASETS: dict[str, Callable[..., pl.LightningDataModule]] = {
+DATASETS: Registry[Callable[..., pl.LightningDataModule]] = Registry("dataset", {
     "digits": DigitsDataModule,
     "mnist": MNISTDataModule,
     "fashion_mnist": FashionMNISTDataModule,
     "cifar10": CIFAR10DataModule,
     "cifar100": CIFAR100DataModule,
     "imagefolder": ImageFolderDataModule,
-}
-
-
-def check_name(name: str) -> None:
-    """Raise a LotteryError listing the valid names unless `name` is a registered dataset."""
-    if name not in DATASETS:
-        raise LotteryError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}")
+})
 
 
 def create_datamodule(name: str, **options) -> pl.LightningDataModule:
-    check_name(name)
+    factory = DATASETS.lookup(name)
     try:
-        return DATASETS[name](**options)
+        return factory(**options)
     except TypeError as error:
         if "unexpected keyword argument" not in str(error):
             raise
@@ -46,4 +41,4 @@ def create_datamodule(name: str, **options) -> pl.LightningDataModule:
 
 __all__ = ["DATASETS", "TensorDataModule", "DigitsDataModule", "TorchvisionDataModule", "MNISTDataModule",
            "FashionMNISTDataModule", "CIFAR10DataModule", "CIFAR100DataModule", "ImageFolderDataModule",
-           "DatasetDataModule", "check_name", "create_datamodule"]
+           "DatasetDataModule", "create_datamodule"]

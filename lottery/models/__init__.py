@@ -11,34 +11,35 @@ from typing import Callable
 from torch import nn
 
 from lottery.errors import LotteryError
+from lottery.registry import Registry
 
 Factory = Callable[[int, tuple[int, int, int]], nn.Module]
-MODELS: dict[str, Factory] = {}
-
-
-def register(name: str) -> Callable[[Factory], Factory]:
-    def add(factory: Factory) -> Factory:
-        MODELS[name] = factory
-        return factory
-
-    return add
+TORCHVISION = "torchvision:"  # prefix of torchvision model names
+MODELS: Registry[Factory] = Registry("model", hint=", or 'torchvision:<name>' for a torchvision model")
+register = MODELS.register
 
 
 def create_model(name: str, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
     """Build model `name` for `num_classes` classes and inputs of shape (C, H, W)."""
-    if name.startswith("torchvision:"):
+    if name.startswith(TORCHVISION):
         from lottery.models.torchvision_models import create_torchvision_model
 
-        return create_torchvision_model(name.split(":", 1)[1], num_classes, input_shape)
-    check_name(name)
-    return MODELS[name](num_classes, tuple(input_shape))
+        return create_torchvision_model(name.removeprefix(TORCHVISION), num_classes, input_shape)
+    return MODELS.lookup(name)(num_classes, tuple(input_shape))
 
 
 def check_name(name: str) -> None:
     """Raise a LotteryError listing the valid names unless `name` can be built."""
-    if name not in MODELS and not name.startswith("torchvision:"):
-        raise LotteryError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}, "
-                           "or 'torchvision:<name>' for a torchvision model")
+    if not name.startswith(TORCHVISION):
+        MODELS.check(name)
+
+
+def kaiming_normal_init(model: nn.Module) -> None:
+    """He et al. (2015, "Delving deep into rectifiers") normal init of every Conv2d/Linear weight, as in
+    OpenLTH's `kaiming_normal`; biases and batch norm keep PyTorch's defaults."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
 
 
 def output_layer(model: nn.Module) -> str:
