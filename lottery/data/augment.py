@@ -36,11 +36,3 @@ def random_crop_flip(x: torch.Tensor, padding: int, generator: torch.Generator,
     flip = torch.rand(b, generator=generator, device=x.device) < 0.5
     out = crop(pad(x, padding, fill), offsets[0], offsets[1], h, w)
     return torch.where(flip.view(b, 1, 1, 1), out.flip(3), out)
-
-
-def batch_seed(*parts: int) -> int:
-    """One 61-bit seed from several integers (run seed, epoch, batch index, rank), stable across runs."""
-    seed = 0
-    for part in parts:
-        seed = (seed * 1_000_003 + int(part)) % (2**61 - 1)
-    return seed

@@ -16,7 +16,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
-from lottery.data.augment import batch_seed, random_crop_flip
+from lottery import seeds
+from lottery.data.augment import random_crop_flip
 from lottery.errors import LotteryError
 
 
@@ -159,7 +160,7 @@ class TensorDataModule(pl.LightningDataModule):
     def augment_batch(self, x: torch.Tensor, epoch: int, batch_idx: int, rank: int = 0) -> torch.Tensor:
         """Random crop + flip of a training batch, seeded by (seed, epoch, batch_idx, rank); call it
         yourself in a plain PyTorch loop (Lightning calls it through `on_after_batch_transfer`)."""
-        generator = torch.Generator(device=x.device).manual_seed(batch_seed(self.seed, epoch, batch_idx, rank))
+        generator = torch.Generator(device=x.device).manual_seed(seeds.batch(self.seed, epoch, batch_idx, rank))
         fill = None if self.pad_fill is None else torch.tensor(self.pad_fill)
         return random_crop_flip(x, self.crop_padding, generator, fill)
 
