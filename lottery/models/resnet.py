@@ -14,7 +14,7 @@ from __future__ import annotations
 from torch import nn
 
 from lottery.errors import LotteryError
-from lottery.models import register
+from lottery.models import kaiming_normal_init, register
 
 
 class BasicBlock(nn.Module):
@@ -57,12 +57,8 @@ class CifarResNet(nn.Module):
         self.blocks = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(filters, num_classes)
-        # He et al. (2015, "Delving deep into rectifiers") normal init for conv/linear weights, as in
-        # OpenLTH's `kaiming_normal`; biases and batch norm keep PyTorch's defaults. (OpenLTH draws
-        # BN scales from U(0, 1) by default; we keep the standard 1, as in He et al. 2016.)
-        for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+        # (OpenLTH draws BN scales from U(0, 1) by default; we keep the standard 1, as in He et al. 2016.)
+        kaiming_normal_init(self)
 
     def forward(self, x):
         out = self.blocks(self.relu(self.bn(self.conv(x))))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from lottery.models import register
+from lottery.models import kaiming_normal_init, register
 
 # Filters per conv layer; "M" is a 2x2 max-pool. OpenLTH's plans (VGG's A, B, D, E minus the last pool).
 PLANS: dict[int, list[int | str]] = {
@@ -40,11 +40,7 @@ class CifarVGG(nn.Module):
         # also accepts other sizes.
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
-        # He et al. (2015) normal init for conv/linear weights, OpenLTH's `kaiming_normal`; biases and
-        # batch norm keep PyTorch's defaults.
-        for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+        kaiming_normal_init(self)
 
     def forward(self, x):
         return self.fc(self.pool(self.features(x)).flatten(1))
