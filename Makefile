@@ -49,7 +49,7 @@ bench-memory: install  ## mask bytes per weight in training (ours vs nn.utils.pr
 gpu-check: install  ## on a CUDA machine: CUDA tests + every benchmark on the GPU, one summary (< 5 min)
 	bash experiments/gpu_check.sh
 
-curves: install  ## run CONFIG=<yaml> with its controls over SEEDS seeds, then the curves and report.md
+curves: install  ## run CONFIG=<yaml> with its branches (controls) over SEEDS seeds, then the curves and report.md
 	@test -n "$(CONFIG)" || { echo "usage: make curves CONFIG=experiments/configs/<name>.yaml [SEEDS=3] [LEVELS=..]"; exit 2; }
 	for s in $$(seq 0 $$(($(SEEDS) - 1))); do $(VENV)/bin/lottery run --config $(CONFIG) seed=$$s \
 	  trainer.accelerator=$(DEVICE) $(if $(LEVELS),prune.levels=$(LEVELS)) $(ARGS) || exit $$?; done

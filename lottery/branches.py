@@ -1,6 +1,7 @@
 """Branches off an IMP level: controls and comparisons trained at the level's sparsity.
 
-Each branch builds (model, masks, plan) from the level's ticket; the runner trains it like a level.
+Each branch is a function of the level it branches off (a `BranchContext`) returning what to train:
+a `Branch` (model with its starting weights, masks, plan). The runner trains it like a level.
 
     reinit               the ticket's mask, fresh random weights (Frankle & Carbin 2019, Section 2)
     random_prune         a random mask with the ticket's per-layer counts, rewind-point weights
@@ -14,109 +15,127 @@ Each branch builds (model, masks, plan) from the level's ticket; the runner trai
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 
-from lottery import io, rewind
-from lottery.masks import MaskManager
-from lottery.rewind import LevelPlan
+from lottery import rewind, seeds
+from lottery.files import load_tensors
+from lottery.layout import SeedDir
+from lottery.masks import MaskManager, layer_density
+from lottery.registry import Registry
+from lottery.rewind import REWIND, LevelPlan
 
-CONTROL_SEED_OFFSET = 1_000_003  # branches draw their random weights/masks from seed + this + level
+
+@dataclass(frozen=True)
+class BranchContext:
+    """What a branch reads about the level it branches off."""
+
+    level: int
+    ticket: MaskManager  # the level's IMP masks
+    plan: LevelPlan  # how the level itself retrains (its rewind policy's plan)
+    total_steps: int  # T, the training length of level 0
+    rewind_step: int  # k
+    finetune_lr: float  # the constant learning rate of fine-tuning
+    strategy: str  # the IMP pruning strategy
+    run_seed: int  # the seed of the ticket's own initialisation
+    seed_dir: SeedDir  # the seed's files: rewind points and trained weights of every level
+    build: Callable[[int], torch.nn.Module]  # a freshly initialised model from a seed
+    masks_for: Callable[[torch.nn.Module], MaskManager]  # the experiment's prunable tensors and rates
+    data: object  # the LightningDataModule (pruning at initialisation scores on its batches)
+
+    def generator(self) -> torch.Generator:
+        """The branch's random draws (masks, weights): seeded per level, apart from the ticket's."""
+        return torch.Generator().manual_seed(seeds.branch(self.run_seed, self.level))
+
+    def model_with(self, weights: Path) -> torch.nn.Module:
+        """The ticket's architecture holding the weights of a file of this seed."""
+        model = self.build(self.run_seed)
+        model.load_state_dict(load_tensors(weights))
+        return model
+
+    def rewound(self) -> torch.nn.Module:
+        model = self.build(self.run_seed)
+        rewind.restore(model, rewind.RewindPoint(self.rewind_step, load_tensors(self.seed_dir.rewind(self.rewind_step))))
+        return model
+
+    def retrain_plan(self) -> LevelPlan:
+        """Branches from rewind-point or fresh weights train as the level does when it rewinds, else from step 0."""
+        return self.plan if self.plan.weights == REWIND else LevelPlan.from_start(self.total_steps)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Branch:
     model: torch.nn.Module
     masks: MaskManager
     plan: LevelPlan
-    constant_lr: bool = False
 
 
-def _seed(imp, level: int) -> int:
-    return imp.seed + CONTROL_SEED_OFFSET + level
+def reinit(ctx: BranchContext) -> Branch:
+    model = ctx.build(seeds.branch(ctx.run_seed, ctx.level))
+    masks = ctx.masks_for(model)
+    masks.set_masks(ctx.ticket.masks)
+    return Branch(model, masks, ctx.retrain_plan())
 
 
-def _rewound(imp) -> torch.nn.Module:
-    model = imp.build(imp.seed)
-    rewind.restore(model, imp.rewind_point())
-    return model
+def random_prune(ctx: BranchContext) -> Branch:
+    model = ctx.rewound()
+    masks = ctx.masks_for(model)
+    masks.prune_to(layer_density(ctx.ticket.masks), "layer_random", ctx.generator())
+    return Branch(model, masks, ctx.retrain_plan())
 
 
-def _retrain(imp) -> LevelPlan:
-    return LevelPlan(True, imp.plan.step_offset if imp.plan.from_rewind_point else 0,
-                     imp.plan.steps if imp.plan.from_rewind_point else imp.total_steps, False)
+def random_prune_global(ctx: BranchContext) -> Branch:
+    model = ctx.rewound()
+    masks = MaskManager(model, include=ctx.ticket.names)  # no per-layer rates: one global draw
+    overall = 1.0 - ctx.ticket.sparsity()
+    masks.prune_to({n: overall for n in masks.names}, "global_random", ctx.generator())
+    return Branch(model, masks, ctx.retrain_plan())
 
 
-def reinit(imp, level: int, ticket: MaskManager) -> Branch:
-    model = imp.build(_seed(imp, level))
-    masks = imp.masks_for(model)
-    masks.set_masks(ticket.masks)
-    return Branch(model, masks, _retrain(imp))
+def oneshot(ctx: BranchContext) -> Branch:
+    model = ctx.model_with(ctx.seed_dir.level(0).final)
+    masks = ctx.masks_for(model)
+    masks.prune_to(ctx.ticket.density, ctx.strategy, ctx.generator())
+    rewind.restore(model, rewind.RewindPoint(ctx.rewind_step, load_tensors(ctx.seed_dir.rewind(ctx.rewind_step))), masks)
+    return Branch(model, masks, ctx.retrain_plan())
 
 
-def random_prune(imp, level: int, ticket: MaskManager) -> Branch:
-    model = _rewound(imp)
-    masks = imp.masks_for(model)
-    density = {n: int(m.sum()) / m.numel() for n, m in ticket.masks.items()}
-    masks.prune_to(density, "layer_random", torch.Generator().manual_seed(_seed(imp, level)))
-    return Branch(model, masks, _retrain(imp))
+def _trained(ctx: BranchContext, policy: str) -> Branch:
+    """The ticket's mask on the previous level's trained weights, retrained as rewind `policy` says."""
+    model = ctx.model_with(ctx.seed_dir.level(ctx.level - 1).final)
+    masks = ctx.masks_for(model)
+    masks.set_masks(ctx.ticket.masks)
+    return Branch(model, masks, rewind.plan(policy, ctx.rewind_step, ctx.total_steps, ctx.finetune_lr))
 
 
-def random_prune_global(imp, level: int, ticket: MaskManager) -> Branch:
-    model = _rewound(imp)
-    masks = MaskManager(model, include=ticket.names)  # no per-layer rates: one global draw
-    overall = 1.0 - ticket.sparsity()
-    masks.prune_to({n: overall for n in masks.names}, "global_random", torch.Generator().manual_seed(_seed(imp, level)))
-    return Branch(model, masks, _retrain(imp))
+def lr_rewind(ctx: BranchContext) -> Branch:
+    return _trained(ctx, "lr")
 
 
-def oneshot(imp, level: int, ticket: MaskManager) -> Branch:
-    model = imp.build(imp.seed)
-    model.load_state_dict(io.load_tensors(imp.level_dir(0) / "final.safetensors"))
-    masks = imp.masks_for(model)
-    masks.prune_to(ticket.density, imp.cfg.prune.strategy, torch.Generator().manual_seed(_seed(imp, level)))
-    rewind.restore(model, imp.rewind_point(), masks)
-    return Branch(model, masks, _retrain(imp))
+def finetune(ctx: BranchContext) -> Branch:
+    return _trained(ctx, "finetune")
 
 
-def _trained(imp, level: int, ticket: MaskManager) -> tuple[torch.nn.Module, MaskManager]:
-    model = imp.build(imp.seed)
-    model.load_state_dict(io.load_tensors(imp.level_dir(level - 1) / "final.safetensors"))
-    masks = imp.masks_for(model)
-    masks.set_masks(ticket.masks)
-    return model, masks
-
-
-def lr_rewind(imp, level: int, ticket: MaskManager) -> Branch:
-    k = imp.cfg.rewind.step
-    return Branch(*_trained(imp, level, ticket), LevelPlan(False, k, imp.total_steps - k, False))
-
-
-def finetune(imp, level: int, ticket: MaskManager) -> Branch:
-    k = imp.cfg.rewind.step
-    return Branch(*_trained(imp, level, ticket), LevelPlan(False, k, imp.total_steps - k, True), constant_lr=True)
-
-
-def _at_init(method: str) -> Callable:
-    def branch(imp, level: int, ticket: MaskManager) -> Branch:
+def _at_init(method: str) -> Callable[[BranchContext], Branch]:
+    def branch(ctx: BranchContext) -> Branch:
         from lottery.pruning_at_init import prune_at_init
 
-        model = imp.build(imp.seed)
-        model.load_state_dict(io.load_tensors(imp.rewind_path(0)))
-        masks = MaskManager(model, include=ticket.names)
-        prune_at_init(method, model, masks, 1.0 - ticket.sparsity(), batches=_batches(imp),
-                      input_shape=imp.data.input_shape, generator=torch.Generator().manual_seed(_seed(imp, level)))
-        return Branch(model, masks, LevelPlan(True, 0, imp.total_steps, False))
+        model = ctx.model_with(ctx.seed_dir.rewind(0))
+        masks = MaskManager(model, include=ctx.ticket.names)
+        prune_at_init(method, model, masks, 1.0 - ctx.ticket.sparsity(), batches=_batches(ctx.data),
+                      input_shape=ctx.data.input_shape, generator=ctx.generator())
+        return Branch(model, masks, LevelPlan.from_start(ctx.total_steps))
 
     branch.__doc__ = f"Prune at initialisation with {method}, then train from the initial weights."
     return branch
 
 
-def _batches(imp, samples_per_class: int = 10) -> list:
+def _batches(data, samples_per_class: int = 10) -> list:
     """About ten examples per class, as GraSP (Wang et al. 2020) scores with; SNIP uses one batch of similar size."""
-    want, out = samples_per_class * imp.data.num_classes, []
-    for x, y in imp.data.train_dataloader():
+    want, out = samples_per_class * data.num_classes, []
+    for x, y in data.train_dataloader():
         out.append((x.cpu(), y.cpu()))
         want -= len(y)
         if want <= 0:
@@ -124,8 +143,8 @@ def _batches(imp, samples_per_class: int = 10) -> list:
     return out
 
 
-BRANCHES: dict[str, Callable[..., Branch]] = {
+BRANCHES: Registry[Callable[[BranchContext], Branch]] = Registry("branch", {
     "reinit": reinit, "random_prune": random_prune, "random_prune_global": random_prune_global,
     "oneshot": oneshot, "lr_rewind": lr_rewind, "finetune": finetune,
     **{name: _at_init(name.removesuffix("_init")) for name in ("magnitude_init", "snip", "grasp", "synflow")},
-}
+})

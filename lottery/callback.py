@@ -1,10 +1,19 @@
-"""MaskCallback: keeps any LightningModule's pruned weights at zero, and its masks in checkpoints."""
+"""Lightning callbacks: `MaskCallback` keeps any LightningModule's pruned weights at zero (and its masks
+in checkpoints); the others are what the IMP trainer adds to a level: an atomic resume checkpoint per
+epoch, rewind-point capture, a status line.
+"""
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
 from typing import Callable
 
 import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from lottery.files import save_tensors, temporary
 from lottery.masks import MaskManager
 
 
@@ -52,3 +61,64 @@ class MaskCallback(pl.Callback):
             self._pending = state_dict
         else:
             self.masks.load_state_dict(state_dict)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints written to a temporary name and renamed: `kill -9` never leaves half a file."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temporary(path)
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)
+
+
+class EpochCheckpoint(pl.Callback):
+    """Overwrite one resume checkpoint at every epoch end (after that epoch's validation)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        trainer.save_checkpoint(self.path)  # atomic through AtomicCheckpointIO; rank 0 writes
+
+
+class CaptureRewindPoints(pl.Callback):
+    """Save the weights after schedule step k: the rewind points of late rewinding (Frankle et al. 2020).
+
+    Reads `pl_module.schedule_step` and `pl_module.model` (ClassificationModule's).
+    """
+
+    def __init__(self, points: dict[int, Path]):
+        self.points = points  # step -> file
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        path = self.points.get(pl_module.schedule_step)
+        if path is not None and trainer.is_global_zero and not path.exists():
+            save_tensors(path, pl_module.model.state_dict(), {"step": str(pl_module.schedule_step)})
+
+
+class LevelProgress(pl.Callback):
+    """One status line, rewritten each epoch: level, epoch and validation accuracy.
+
+    Printed only to a terminal; logs and CI get the one summary line per level the runner prints.
+    """
+
+    def __init__(self, label: str):
+        self.label, self.tty = label, sys.stderr.isatty()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if not (self.tty and trainer.is_global_zero):
+            return
+        m = trainer.callback_metrics
+        total = -(-trainer.max_steps // max(1, trainer.num_training_batches))
+        # Validation has run by now; train/acc is logged after this hook, so it is left out.
+        accs = f"val/acc {float(m['val/acc']):.2%}" if "val/acc" in m else ""
+        sys.stderr.write(f"\r\033[K{self.label}  epoch {trainer.current_epoch + 1}/{total}  {accs}")
+        sys.stderr.flush()
+
+    def on_fit_end(self, trainer, pl_module):
+        if self.tty and trainer.is_global_zero:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()

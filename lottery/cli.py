@@ -9,8 +9,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from lottery.errors import LotteryError
@@ -21,6 +23,7 @@ def _run(args) -> None:
     from lottery.config import load_config
 
     cfg = load_config(args.config, args.overrides)
+    _quiet_libraries()
     experiment.run(cfg)
 
 
@@ -50,10 +53,11 @@ def _inspect(args) -> None:
 def _plot(args) -> None:
     from lottery import experiment
 
-    run_dir = Path(args.run_dir)
-    cfg = experiment.load_run_config(run_dir)
-    experiment.write_curve(run_dir, cfg)
-    print(f"wrote {run_dir / 'curve.csv'}, curve_seeds.csv, curve.png and report.md")
+    from lottery.layout import RunLayout
+
+    run = RunLayout(Path(args.run_dir))
+    experiment.write_curve(run, experiment.load_run_config(run.path))
+    print(f"wrote {run.curve('csv')}, {run.curve_seeds.name}, {run.curve('png').name} and {run.report.name}")
 
 
 def _ints(text: str) -> list[int]:
@@ -69,6 +73,7 @@ def _stability(args) -> None:
     from lottery.stability import Stability, summary
 
     cfg = load_config(args.config, args.overrides)
+    _quiet_libraries()
     st = Stability(cfg)
     flat = lambda groups: [v for group in groups for v in group]  # `--steps 0,20 100` -> [0, 20, 100]
     rows = st.run(flat(args.steps), flat(args.levels), args.points)
@@ -102,6 +107,20 @@ def parser() -> argparse.ArgumentParser:
     pl.add_argument("run_dir")
     pl.set_defaults(func=_plot)
     return p
+
+
+def _quiet_libraries() -> None:
+    """Lightning's banners and hints (GPU available, ...) at every level would bury the one line per level.
+
+    Called after Lightning is imported: importing it sets its loggers' level.
+    """
+    import pytorch_lightning  # noqa: F401
+
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # Our tensors live in memory (or on the device); DataLoader worker processes would only add overhead.
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 
 
 def main(argv: list[str] | None = None) -> int:

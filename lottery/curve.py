@@ -4,16 +4,22 @@
     curve.csv        one row per level: ticket and branch test accuracies, mean (and std) over seeds
     curve.png        accuracy vs % of weights remaining (log axis, bands = ± std over seeds), and
                      the early-stopping iteration vs % remaining (Frankle & Carbin 2019, Figures 3-4)
-    report.md        a table per method and its sparsest matching level
+    report.md        a table per method and its sparsest matching level, and the exported ticket's level
+
+One rule decides "matching" everywhere (aggregate.sparsest_matching): the sparsest pruned level whose
+accuracy is within the tolerance of the dense network's. report.md applies it to the mean test
+accuracy over seeds; the exported ticket applies it to one seed's final validation accuracy, so that
+the test set takes no part in choosing it. report.md shows both.
 """
 from __future__ import annotations
 
 import csv
-import io as _io
+import io
 from pathlib import Path
 
-from lottery import io
 from lottery.aggregate import aggregate, markdown_report, sparsest_matching
+from lottery.files import read_json, write_bytes, write_text
+from lottery.layout import RunLayout
 
 TICKET = "ticket"
 VALUES = ("density", "test_acc", "final_val_acc", "best_val_acc", "best_val_step", "early_stop_step")
@@ -22,18 +28,18 @@ LABELS = {TICKET: "winning ticket (IMP)", "reinit": "random re-initialisation", 
           "finetune": "fine-tuning", "magnitude_init": "magnitude at init", "snip": "SNIP", "grasp": "GraSP", "synflow": "SynFlow"}
 
 
-def seed_rows(run_dir: Path) -> list[dict]:
-    """Every finished level and branch of every seed folder."""
+def seed_rows(run: RunLayout, seed: int | None = None, method: str | None = None) -> list[dict]:
+    """Every finished level and branch of every seed folder (or of one `seed`, one `method`), by level."""
     rows = []
-    for seed_dir in sorted(Path(run_dir).glob("seed_*")):
-        seed = int(seed_dir.name.split("_")[1])
-        for level_dir in sorted(seed_dir.glob("level_*")):
-            level = int(level_dir.name.split("_")[1])
-            runs = [(TICKET, level_dir)] + [(d.name.removeprefix("control_"), d) for d in sorted(level_dir.glob("control_*"))]
-            for method, folder in runs:
-                if (folder / "metrics.json").exists():
-                    m = io.read_json(folder / "metrics.json")
-                    rows.append({"seed": seed, "method": method, "level": level, **{k: m[k] for k in VALUES}})
+    for s in run.seeds() if seed is None else [seed]:
+        seed_dir = run.seed(s)
+        for level in seed_dir.levels():
+            level_dir = seed_dir.level(level)
+            trainings = [(TICKET, level_dir)] + [(name, level_dir.branch(name)) for name in level_dir.branches()]
+            for name, training in trainings:
+                if training.done and method in (None, name):
+                    m = read_json(training.metrics)
+                    rows.append({"seed": s, "method": name, "level": level, **{k: m[k] for k in VALUES}})
     return rows
 
 
@@ -54,39 +60,47 @@ def level_table(summary: list[dict]) -> list[dict]:
 
 def write_csv(rows: list[dict], path: Path) -> Path:
     fields = list(dict.fromkeys(k for r in rows for k in r))
-    buf = _io.StringIO()
+    buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    return io.write_text(path, buf.getvalue())
+    return write_text(path, buf.getvalue())
 
 
-def matching_level(rows: list[dict], tolerance_points: float) -> dict:
-    """The sparsest ticket level whose final validation accuracy is within `tolerance_points` of level 0's.
-
-    Selected on validation accuracy, so that the test set stays untouched by the choice.
-    """
-    tickets = [r for r in rows if r.get("method", TICKET) == TICKET]
-    dense = next(r for r in tickets if r["level"] == 0)
-    threshold = dense["final_val_acc"] - tolerance_points / 100
-    return min((r for r in tickets if r["final_val_acc"] >= threshold), key=lambda r: r["density"])
+def winning_level(rows: list[dict], tolerance_points: float) -> dict:
+    """The row of the ticket to export from one seed's ticket `rows`: the sparsest matching level on final
+    validation accuracy (the test set stays untouched by the choice); the dense level 0 if none matches."""
+    summary = aggregate([r for r in rows if r["method"] == TICKET], by=("method", "level"), values=VALUES)
+    match = sparsest_matching(summary, tolerance_points, value="final_val_acc")[TICKET]
+    level = match["level"] if match is not None else 0
+    return next(r for r in rows if r["method"] == TICKET and r["level"] == level)
 
 
-def write_all(run_dir: Path, tolerance_points: float, title: str) -> list[dict]:
-    """Write curve_seeds.csv, curve.csv, curve.png and report.md of `run_dir`; return the level table."""
-    rows = seed_rows(run_dir)
+def _exported_levels(rows: list[dict], tolerance_points: float) -> str:
+    seeds = sorted({r["seed"] for r in rows})
+    chosen = [winning_level([r for r in rows if r["seed"] == s], tolerance_points) for s in seeds]
+    return ("### exported ticket\n\n`lottery run` and `lottery export` pick, per seed, the sparsest level whose final "
+            f"*validation* accuracy is within {tolerance_points:g} points of the dense network's (same rule, "
+            "on validation accuracy, so the test set takes no part in the choice):\n\n"
+            + "".join(f"- seed {s}: level {r['level']} ({100 * r['density']:.2f}% remaining, validation "
+                      f"{100 * r['final_val_acc']:.2f}%, test {100 * r['test_acc']:.2f}%)\n" for s, r in zip(seeds, chosen)))
+
+
+def write_all(run: RunLayout, tolerance_points: float, title: str) -> list[dict]:
+    """Write curve_seeds.csv, curve.csv, curve.png and report.md of `run`; return the level table."""
+    rows = seed_rows(run)
     summary = aggregate(rows, by=("method", "level"), values=VALUES)
     summary.sort(key=lambda r: r["method"] != TICKET)  # the ticket first, the branches after (stable sort)
     table = level_table(summary)
-    write_csv(rows, run_dir / "curve_seeds.csv")
-    write_csv(table, run_dir / "curve.csv")
-    plot(summary, run_dir / "curve.png", title)
+    write_csv(rows, run.curve_seeds)
+    write_csv(table, run.curve("csv"))
+    plot(summary, run.curve("png"), title)
     matching = sparsest_matching(summary, tolerance_points, dense_method=TICKET)
     seeds = sorted({r["seed"] for r in rows})
     report = (f"# {title}\n\nSeeds: {seeds}. Test accuracy, mean ± sample std over seeds. A level *matches* when its "
               f"mean test accuracy is within {tolerance_points:g} points of the dense network's.\n\n"
-              + markdown_report(summary, matching, tolerance_points))
-    io.write_text(run_dir / "report.md", report)
+              + markdown_report(summary, matching, tolerance_points) + "\n" + _exported_levels(rows, tolerance_points))
+    write_text(run.report, report)
     return table
 
 
@@ -130,7 +144,7 @@ def save_figure(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    buf = _io.BytesIO()
+    buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    return io.write_bytes(path, buf.getvalue())
+    return write_bytes(path, buf.getvalue())

@@ -1,12 +1,8 @@
-"""An experiment folder: the resolved config, one IMP run per seed, the curve and the exported ticket.
-
-    runs/<name>/config.yaml             the resolved config (checked on every start)
-    runs/<name>/seed_<s>/init.safetensors, level_<NN>/{mask,final}.safetensors, metrics.json
-    runs/<name>/curve.csv, curve.png    the sparsity-vs-accuracy curve
-    runs/<name>/ticket.safetensors      the winning ticket
-"""
+"""An experiment folder: the resolved config, one IMP run per seed, the curve and the exported ticket
+(where each file lives: lottery.layout)."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import platform
 from dataclasses import asdict
@@ -14,15 +10,17 @@ from pathlib import Path
 
 import torch
 
-from lottery import curve, io
-from lottery.config import ExperimentConfig, from_yaml, to_yaml
+from lottery import curve, files
+from lottery.config import from_yaml, to_yaml
 from lottery.errors import LotteryError
-from lottery.imp import IMP, rewind_file
+from lottery.hparams import ExperimentConfig
+from lottery.imp import IMP, run_seeds
+from lottery.layout import RunLayout
 from lottery.ticket import Ticket, save_ticket
 
-# Keys that may change between starts of the same experiment: more levels, more controls, other
+# Keys that may change between starts of the same experiment: more levels, more branches, other
 # hardware, another seed (each seed has its own folder).
-_MUTABLE = {"prune.levels", "controls", "matching_tolerance", "trainer", "seed"}
+_MUTABLE = {"prune.levels", "branches", "matching_tolerance", "trainer", "seed", "seeds"}
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -35,81 +33,96 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def prepare(cfg: ExperimentConfig) -> Path:
+def layout(cfg: ExperimentConfig) -> RunLayout:
+    return RunLayout.of(cfg.runs_dir, cfg.name)
+
+
+def prepare(cfg: ExperimentConfig) -> RunLayout:
     """Create the run folder, or check that an existing one holds this same experiment."""
-    run_dir = cfg.run_dir
-    saved = run_dir / "config.yaml"
-    if saved.exists():
-        old = _flat(asdict(from_yaml(saved.read_text())))
+    run = layout(cfg)
+    if run.config.exists():
+        old = _flat(asdict(from_yaml(run.config.read_text())))
         new = _flat(asdict(cfg))
         diff = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
         if diff:
-            raise LotteryError(f"{run_dir} holds a different experiment ({'; '.join(diff[:3])}). "
-                               f"Choose another name (name=...) or delete {run_dir} to start over")
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        raise LotteryError(f"{run_dir} exists and is not a lottery run (no config.yaml); choose another name=... or runs_dir=...")
-    io.write_text(saved, to_yaml(cfg))
-    return run_dir
+            raise LotteryError(f"{run.path} holds a different experiment ({'; '.join(diff[:3])}). "
+                               f"Choose another name (name=...) or delete {run.path} to start over")
+    elif run.path.exists() and any(run.path.iterdir()):
+        raise LotteryError(f"{run.path} exists and is not a lottery run (no config.yaml); choose another name=... or runs_dir=...")
+    files.write_text(run.config, to_yaml(cfg))
+    return run
 
 
 def run(cfg: ExperimentConfig, log=print) -> Path:
     """Run (or resume) every level of the experiment, then write the curve and export the ticket."""
-    log = log if io.is_writer() else (lambda *_: None)
-    run_dir = prepare(cfg)
-    seed_dir = run_dir / f"seed_{cfg.seed}"
+    log = log if files.is_writer() else (lambda *_: None)
+    run_layout = prepare(cfg)
+    seeds = cfg.seeds or [cfg.seed]
     log(f"experiment {cfg.name}: {cfg.model.name} on {cfg.data.name}, {cfg.prune.levels} levels of "
-        f"{cfg.prune.fraction:.0%} {cfg.prune.strategy}, rewind {cfg.rewind.policy} (k={cfg.rewind.step}), seed {cfg.seed}")
-    with io.exclusive(seed_dir / ".lock", f"seed {cfg.seed} of {run_dir}"):
-        IMP(cfg, cfg.seed, seed_dir, log=log).run()
-    write_curve(run_dir, cfg)
-    rows = [r for r in curve.seed_rows(run_dir) if r["seed"] == cfg.seed and r["method"] == curve.TICKET]
-    best = curve.matching_level(rows, cfg.matching_tolerance)
-    path = export(run_dir, best["level"], run_dir / "ticket.safetensors")
-    log(f"winning ticket: level {best['level']}, {best['density']:.2%} of weights remaining, "
-        f"test acc {best['test_acc']:.2%} (dense {rows[0]['test_acc']:.2%}) -> {path}")
-    log(f"curve: {run_dir / 'curve.png'}, table: {run_dir / 'curve.csv'}, report: {run_dir / 'report.md'}")
-    return run_dir
+        f"{cfg.prune.fraction:.0%} {cfg.prune.strategy}, rewind {cfg.rewind.policy} (k={cfg.rewind.step}), "
+        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
+    with contextlib.ExitStack() as locks:
+        for s in seeds:
+            locks.enter_context(files.exclusive(run_layout.seed(s).lock, f"seed {s} of {run_layout.path}"))
+        prefix = (lambda s: f"seed {s}  ") if len(seeds) > 1 else (lambda s: "")
+        run_seeds([IMP(cfg, run_layout.seed(s), log=lambda line, s=s: log(prefix(s) + line)) for s in seeds])
+    write_curve(run_layout, cfg)
+    rows = curve.seed_rows(run_layout, seed=seeds[0], method=curve.TICKET)
+    best = curve.winning_level(rows, cfg.matching_tolerance)
+    path = export(run_layout.path, best["level"], run_layout.ticket, seed=seeds[0])
+    log(f"winning ticket{f' of seed {seeds[0]}' if len(seeds) > 1 else ''}: level {best['level']}, "
+        f"{best['density']:.2%} of weights remaining, test acc {best['test_acc']:.2%} (dense {rows[0]['test_acc']:.2%}) -> {path}")
+    log(f"curve: {run_layout.curve('png')}, table: {run_layout.curve('csv')}, report: {run_layout.report}")
+    return run_layout.path
 
 
-def write_curve(run_dir: Path, cfg: ExperimentConfig) -> list[dict]:
+def write_curve(run_layout: RunLayout, cfg: ExperimentConfig) -> list[dict]:
     """Rebuild curve.csv, curve_seeds.csv, curve.png and report.md from the finished levels of every seed."""
-    if not curve.seed_rows(run_dir):
-        raise LotteryError(f"{run_dir} has no finished level yet; run `lottery run` first")
+    if not curve.seed_rows(run_layout):
+        raise LotteryError(f"{run_layout.path} has no finished level yet; run `lottery run` first")
     title = f"{cfg.model.name} on {cfg.data.name}: IMP {cfg.prune.strategy}, rewind {cfg.rewind.policy} (k={cfg.rewind.step})"
-    return curve.write_all(run_dir, cfg.matching_tolerance, title)
+    return curve.write_all(run_layout, cfg.matching_tolerance, title)
 
 
 def load_run_config(run_dir: Path) -> ExperimentConfig:
-    path = Path(run_dir) / "config.yaml"
+    path = RunLayout(Path(run_dir)).config
     if not path.exists():
         raise LotteryError(f"{run_dir} is not a lottery run folder (no config.yaml); pass e.g. runs/demo")
     return from_yaml(path.read_text())
 
 
 def export(run_dir: Path, level: int | None, out: Path, seed: int | None = None) -> Path:
-    """Write the ticket of `level` (default: the sparsest matching level) to `out`."""
-    run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
+    """Write the ticket of `level` (default: the winning ticket, see curve.winning_level) to `out`."""
+    run_layout = RunLayout(Path(run_dir))
+    cfg = load_run_config(run_layout.path)
     seed = cfg.seed if seed is None else seed
-    seed_dir = run_dir / f"seed_{seed}"
-    table = [r for r in curve.seed_rows(run_dir) if r["seed"] == seed and r["method"] == curve.TICKET]
+    seed_dir = run_layout.seed(seed)
+    table = curve.seed_rows(run_layout, seed=seed, method=curve.TICKET)
     if not table:
-        raise LotteryError(f"{seed_dir} has no finished level to export; run `lottery run` first")
-    row = curve.matching_level(table, cfg.matching_tolerance) if level is None else next(
+        raise LotteryError(f"{seed_dir.path} has no finished level to export; run `lottery run` first")
+    row = curve.winning_level(table, cfg.matching_tolerance) if level is None else next(
         (r for r in table if r["level"] == level), None)
     if row is None:
-        raise LotteryError(f"level {level} is not finished in {seed_dir}; finished levels: {[r['level'] for r in table]}")
-    level_dir = seed_dir / f"level_{row['level']:02d}"
-    masks = io.load_tensors(level_dir / "mask.safetensors")
-    rewind_state = io.load_tensors(rewind_file(seed_dir, cfg.rewind.step))
+        raise LotteryError(f"level {level} is not finished in {seed_dir.path}; finished levels: {[r['level'] for r in table]}")
+    level_dir = seed_dir.level(row["level"])
+    masks = files.load_tensors(level_dir.mask)
+    rewind_state = files.load_tensors(seed_dir.rewind(cfg.rewind.step))
     rewind_state.update({n: rewind_state[n] * m for n, m in masks.items()})  # the ticket: rewind weights, pruned
-    import lottery
+    final = files.load_tensors(level_dir.final)
+    if not files.is_writer():
+        return Path(out)
+    return save_ticket(Ticket(masks, rewind_state, final, _metadata(cfg, row, seed)), out)
+
+
+def _metadata(cfg: ExperimentConfig, row: dict, seed: int) -> dict:
+    """What a ticket says about itself: architecture and input, where it came from, how good it is."""
     import pytorch_lightning
 
+    import lottery
     from lottery.data import create_datamodule
 
     data = create_datamodule(cfg.data.name, **cfg.data.options)  # for its shapes; loads nothing
-    metadata = {
+    return {
         "architecture": cfg.model.name, "num_classes": data.num_classes, "input_shape": list(data.input_shape),
         "dataset": cfg.data.name, "level": row["level"], "density": row["density"],
         "sparsity": 1 - row["density"], "test_acc": row["test_acc"], "val_acc": row["final_val_acc"], "seed": seed,
@@ -118,7 +131,3 @@ def export(run_dir: Path, level: int | None, out: Path, seed: int | None = None)
         "versions": {"lottery": lottery.__version__, "torch": torch.__version__,
                      "pytorch_lightning": pytorch_lightning.__version__, "python": platform.python_version()},
     }
-    final = io.load_tensors(level_dir / "final.safetensors")
-    if not io.is_writer():
-        return Path(out)
-    return save_ticket(Ticket(masks, rewind_state, final, metadata), out)

@@ -10,41 +10,41 @@ from its last epoch checkpoint.
 """
 from __future__ import annotations
 
-import copy
-from pathlib import Path
-
 import pytorch_lightning as pl
 import torch
 
-from lottery import io, rewind
-from lottery.config import ExperimentConfig
+from lottery import rewind, seeds
+from lottery.branches import BRANCHES, BranchContext
 from lottery.data import create_datamodule
-from lottery.branches import BRANCHES, CONTROL_SEED_OFFSET
+from lottery.files import load_masks, load_tensors, save_masks, save_tensors
+from lottery.hparams import DataConfig, ExperimentConfig
+from lottery.layout import SeedDir
 from lottery.masks import MaskManager
 from lottery.models import create_model, output_layer
-from lottery.schedule import final_lr
-from lottery.trainer import train
+from lottery.rewind import REWIND, LevelPlan
+from lottery.trainer import RunSpec, train, train_all
 
 
-def rewind_file(seed_dir: Path, step: int) -> Path:
-    """Where a seed's rewind point of iteration `step` lives (step 0: the initial weights)."""
-    return Path(seed_dir) / ("init.safetensors" if step == 0 else f"rewind_step_{step}.safetensors")
+def datamodule(data: DataConfig, seed: int) -> pl.LightningDataModule:
+    """The experiment's dataset; `seed` sets the data order (the validation split has its own seed)."""
+    return create_datamodule(data.name, batch_size=data.batch_size, val_size=data.val_size, seed=seed,
+                             split_seed=data.split_seed, **data.options)
 
 
 class IMP:
-    """One seed of an IMP experiment, living in `seed_dir`."""
+    """One seed of an IMP experiment, living in `seed_dir`.
 
-    def __init__(self, cfg: ExperimentConfig, seed: int, seed_dir: Path, log=print):
-        cfg = copy.deepcopy(cfg)  # milestones are resolved to steps below, for this run only
-        self.cfg, self.seed, self.dir, self.log = cfg, seed, Path(seed_dir), log
-        opts = dict(cfg.data.options)
-        self.data = create_datamodule(cfg.data.name, batch_size=cfg.data.batch_size, val_size=cfg.data.val_size,
-                                      seed=seed, split_seed=cfg.data.split_seed, **opts)
+    The schedule is resolved here once, from the data: training length T and milestones in steps.
+    """
+
+    def __init__(self, cfg: ExperimentConfig, seed_dir: SeedDir, log=print):
+        self.cfg, self.seed, self.dir, self.log = cfg, seed_dir.seed, seed_dir, log
+        self.data = datamodule(cfg.data, self.seed)
         steps_per_epoch = self.data.steps_per_epoch()
-        self.total_steps = cfg.train.steps or cfg.train.epochs * steps_per_epoch
-        cfg.train.optim.milestone_steps = sorted(cfg.train.optim.milestone_steps +
-                                                 [e * steps_per_epoch for e in cfg.train.milestone_epochs])
-        self.plan = rewind.plan(cfg.rewind.policy, cfg.rewind.step, self.total_steps)
+        self.total_steps = cfg.train.total_steps(steps_per_epoch)
+        self.optim = cfg.train.resolve(steps_per_epoch)
+        self.finetune_lr = cfg.train.finetune_lr(self.optim)
+        self.plan = rewind.plan(cfg.rewind.policy, cfg.rewind.step, self.total_steps, self.finetune_lr)
 
     # -- building blocks ------------------------------------------------------------------------
     def build(self, seed: int) -> torch.nn.Module:
@@ -59,65 +59,92 @@ class IMP:
         rates = {**({out: p.output_rate} if out in prunable else {}), **p.rates}
         return MaskManager(model, include=p.include, exclude=p.exclude, rates=rates)
 
-    def level_dir(self, level: int) -> Path:
-        return self.dir / f"level_{level:02d}"
-
-    def rewind_path(self, step: int | None = None) -> Path:
-        """This seed's rewind point of `step` (default: the config's rewind.step)."""
-        return rewind_file(self.dir, self.cfg.rewind.step if step is None else step)
-
     def rewind_point(self) -> rewind.RewindPoint:
-        return rewind.RewindPoint(self.cfg.rewind.step, io.load_tensors(self.rewind_path()))
+        k = self.cfg.rewind.step
+        return rewind.RewindPoint(k, load_tensors(self.dir.rewind(k)))
+
+    def train(self, spec: RunSpec) -> dict:
+        return train(spec, self.cfg.trainer, self.optim)
 
     # -- the algorithm ---------------------------------------------------------------------------
     def run(self) -> list[dict]:
-        results = [self.dense()]
-        for level in range(1, self.cfg.prune.levels + 1):
-            results.append(self.pruned_level(level))
-        return results
+        return run_seeds([self])[0]
 
-    def dense(self) -> dict:
-        pl.seed_everything(self.seed, verbose=False)
-        model = self.build(self.seed)
-        if not self.rewind_path(0).exists():
-            io.save_tensors(self.rewind_path(0), model.state_dict())
-        masks = self.masks_for(model)
-        if not (self.level_dir(0) / "mask.safetensors").exists():
-            io.save_masks(self.level_dir(0) / "mask.safetensors", masks)
-        capture = {self.cfg.rewind.step: self.rewind_path()} if self.cfg.rewind.step > 0 else None
-        full = rewind.LevelPlan(True, 0, self.total_steps, False)
-        metrics = train(self.cfg, model, masks, full, self.data, self.level_dir(0), self.seed, "level 0", capture)
-        self._report(0, metrics)
-        return metrics
+    def specs(self, level: int) -> list[RunSpec]:
+        """The trainings of `level`: the dense network at level 0; later the ticket, then its branches."""
+        if level == 0:
+            return [self.dense()]
+        ticket = self.ticket(level)
+        return [ticket, *(self.branch(level, name, ticket.masks) for name in self.cfg.branches)]
 
-    def pruned_level(self, level: int) -> dict:
-        out = self.level_dir(level)
-        model = self.build(self.seed)
-        model.load_state_dict(io.load_tensors(self.level_dir(level - 1) / "final.safetensors"))
-        masks = self.masks_for(model)
-        masks.load_state_dict(io.load_masks(self.level_dir(level - 1) / "mask.safetensors"))
-        if (out / "mask.safetensors").exists():  # pruned before an interruption: never prune twice
-            masks.load_state_dict(io.load_masks(out / "mask.safetensors"))
-        else:
-            masks.prune(self.cfg.prune.fraction, self.cfg.prune.strategy, torch.Generator().manual_seed(self.seed * 1000 + level))
-            io.save_masks(out / "mask.safetensors", masks)
-        if self.plan.from_rewind_point:
-            rewind.restore(model, self.rewind_point(), masks)
-        lr = final_lr(self.cfg.train.optim) if self.plan.constant_lr else None
-        metrics = train(self.cfg, model, masks, self.plan, self.data, out, self.seed, f"level {level}", constant_lr=lr)
-        metrics["controls"] = {c: self.control(level, c, masks) for c in self.cfg.controls}
+    def report(self, level: int, results: list[dict]) -> dict:
+        """The level's metrics (the ticket's, with its branches'), logged in one line."""
+        metrics, *branch_metrics = results
+        if level > 0:
+            metrics["branches"] = dict(zip(self.cfg.branches, branch_metrics))
         self._report(level, metrics)
         return metrics
 
-    def control(self, level: int, kind: str, ticket_masks: MaskManager) -> dict:
-        """Train branch `kind` (see lottery.branches) at this level's sparsity."""
-        branch = BRANCHES[kind](self, level, ticket_masks)
-        lr = final_lr(self.cfg.train.optim) if branch.constant_lr else None
-        return train(self.cfg, branch.model, branch.masks, branch.plan, self.data,
-                     self.level_dir(level) / f"control_{kind}", self.seed + CONTROL_SEED_OFFSET,
-                     f"level {level} {kind}", constant_lr=lr)
+    def dense(self) -> RunSpec:
+        """Level 0: the dense network from its initialisation (saved: the rewind point of k = 0)."""
+        pl.seed_everything(self.seed, verbose=False)
+        model = self.build(self.seed)
+        if not self.dir.rewind(0).exists():
+            save_tensors(self.dir.rewind(0), model.state_dict())
+        masks = self.masks_for(model)
+        files = self.dir.level(0)
+        if not files.mask.exists():
+            save_masks(files.mask, masks)
+        k = self.cfg.rewind.step
+        capture = {k: self.dir.rewind(k)} if k > 0 else {}
+        return RunSpec("level 0", model, masks, LevelPlan.from_start(self.total_steps), self.data, self.seed, files, capture)
+
+    def ticket(self, level: int) -> RunSpec:
+        """Prune the previous level's trained weights, rewind the survivors: the training of `level`."""
+        files, previous = self.dir.level(level), self.dir.level(level - 1)
+        model = self.build(self.seed)
+        model.load_state_dict(load_tensors(previous.final))
+        masks = self.masks_for(model)
+        masks.load_state_dict(load_masks(previous.mask))
+        if files.mask.exists():  # pruned before an interruption: never prune twice
+            masks.load_state_dict(load_masks(files.mask))
+        else:
+            masks.prune(self.cfg.prune.fraction, self.cfg.prune.strategy,
+                        torch.Generator().manual_seed(seeds.prune(self.seed, level)))
+            save_masks(files.mask, masks)
+        if self.plan.weights == REWIND:
+            rewind.restore(model, self.rewind_point(), masks)
+        return RunSpec(f"level {level}", model, masks, self.plan, self.data, self.seed, files)
+
+    def branch(self, level: int, name: str, ticket: MaskManager) -> RunSpec:
+        """Branch `name` (lottery.branches) off this level, at its sparsity."""
+        b = BRANCHES.lookup(name)(self.branch_context(level, ticket))
+        return RunSpec(f"level {level} {name}", b.model, b.masks, b.plan, self.data, seeds.branch_training(self.seed),
+                       self.dir.level(level).branch(name))
+
+    def branch_context(self, level: int, ticket: MaskManager) -> BranchContext:
+        return BranchContext(level=level, ticket=ticket, plan=self.plan, total_steps=self.total_steps,
+                             rewind_step=self.cfg.rewind.step, finetune_lr=self.finetune_lr,
+                             strategy=self.cfg.prune.strategy, run_seed=self.seed, seed_dir=self.dir,
+                             build=self.build, masks_for=self.masks_for, data=self.data)
 
     def _report(self, level: int, m: dict) -> None:
-        controls = "  ".join(f"{k} {c['test_acc']:.2%}" for k, c in m.get("controls", {}).items())
+        branches = "  ".join(f"{k} {c['test_acc']:.2%}" for k, c in m.get("branches", {}).items())
         self.log(f"level {level:2d}  weights remaining {m['density']:7.2%}  test acc {m['test_acc']:.2%}  "
-                 f"best val acc {m['best_val_acc']:.2%} @ step {m['best_val_step']}  {controls}".rstrip())
+                 f"best val acc {m['best_val_acc']:.2%} @ step {m['best_val_step']}  {branches}".rstrip())
+
+
+def run_seeds(imps: list[IMP]) -> list[list[dict]]:
+    """IMP for one or several seeds of an experiment, level by level: train, prune, rewind, repeat.
+
+    All trainings of a level (every seed's ticket and branches) are independent of each other; a level
+    needs only the previous level's results. Returns each seed's metrics per level.
+    """
+    levels = imps[0].cfg.prune.levels
+    results: list[list[dict]] = [[] for _ in imps]
+    for level in range(levels + 1):
+        specs = [imp.specs(level) for imp in imps]
+        trained = iter(train_all([spec for group in specs for spec in group], imps[0].cfg.trainer, imps[0].optim))
+        for imp, group, out in zip(imps, specs, results):
+            out.append(imp.report(level, [next(trained) for _ in group]))
+    return results

@@ -25,6 +25,16 @@ def default_prunable(model: nn.Module) -> list[str]:
     return [f"{name}.weight" if name else "weight" for name, m in model.named_modules() if isinstance(m, PRUNABLE_MODULES)]
 
 
+def layer_density(masks: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Fraction of each tensor's weights kept. Synchronises with the device: not for the hot path."""
+    return {n: int(m.sum()) / m.numel() for n, m in masks.items()}
+
+
+def density(masks: Mapping[str, torch.Tensor]) -> float:
+    """Fraction of all the masks' weights kept (sparsity is 1 minus this)."""
+    return sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+
+
 def _matches(name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
@@ -69,7 +79,7 @@ class MaskManager:
         """Cache the (parameter, mask) lists that `apply` hands to one fused kernel.
 
         The multiply uses copies of the masks in the parameters' dtype: with bool masks the CPU
-        converts element by element (~9x slower, measured by experiments/bench_masks.py) and CUDA's
+        converts element by element (several times slower: experiments/bench_masks.py) and CUDA's
         fused foreach kernel, which needs equal dtypes, falls back to one kernel per tensor.
         """
         params = dict(self.model.named_parameters())
@@ -124,11 +134,10 @@ class MaskManager:
         return {n: (int(m.sum()), m.numel()) for n, m in self.masks.items()}
 
     def sparsity(self, per_layer: bool = False) -> float | dict[str, float]:
-        """Fraction of prunable weights removed, globally or per tensor."""
-        counts = self.counts()
+        """Fraction of prunable weights removed, globally or per tensor. Synchronises with the device."""
         if per_layer:
-            return {n: 1.0 - kept / total for n, (kept, total) in counts.items()}
-        return 1.0 - sum(k for k, _ in counts.values()) / sum(t for _, t in counts.values())
+            return {n: 1.0 - d for n, d in layer_density(self.masks).items()}
+        return 1.0 - density(self.masks)
 
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -154,7 +163,7 @@ class MaskManager:
                 raise LotteryError(f"mask {n!r} has shape {tuple(masks[n].shape)} but the parameter has "
                                    f"{tuple(self.masks[n].shape)}: the masks come from a different architecture")
         self.masks = {n: masks[n].to(device=self._param(n).device, dtype=torch.bool).clone() for n in self.names}
-        self.density = {n: int(m.sum()) / m.numel() for n, m in self.masks.items()}
+        self.density = layer_density(self.masks)
         self._bind()
         self.apply()
 

@@ -8,7 +8,8 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from lottery.schedule import OptimConfig, lr_factor, make_optimizer
+from lottery import seeds
+from lottery.schedule import Optim, make_optimizer
 
 EVAL_STAGES = ("val_", "test_")  # ModuleDict keys may not shadow nn.Module attributes such as `train`
 
@@ -18,29 +19,31 @@ class ClassificationModule(pl.LightningModule):
 
     The training step is written out (Lightning's manual optimization): zero_grad, backward, set the
     learning rate of this step, optimizer step. Lightning's automatic optimization (closures, scheduler
-    stepping) cost ~0.3-0.5 ms of Python per step, a tenth of a LeNet-300-100 step on a CPU
-    (experiments/bench_level.py); the schedule is a pure function of the step, so setting it needs no state.
+    stepping) costs a noticeable share of a small model's step (README, Speed); the schedule is a pure
+    function of the step, so setting it needs no state.
 
     Args:
-        step_offset: schedule position of the first step (k when rewound to iteration k).
+        optim: the optimizer and its schedule (milestones in steps).
+        start_step: schedule position of the first step (k when rewound to iteration k).
         constant_lr: train at this fixed learning rate (fine-tuning) instead of the schedule.
         seed: the global RNG is reseeded from (seed, epoch) at each epoch start, so that a run
-            resumed from an epoch checkpoint draws the same random numbers as an uninterrupted one.
+            resumed from an epoch checkpoint draws the same random numbers as an uninterrupted one
+            (lottery.seeds.epoch).
         compile: run the forward through `torch.compile`.
     """
 
-    def __init__(self, model: nn.Module, num_classes: int, optim: OptimConfig, step_offset: int = 0,
+    def __init__(self, model: nn.Module, num_classes: int, optim: Optim, start_step: int = 0,
                  constant_lr: float | None = None, seed: int = 0, compile: bool = False):
         super().__init__()
-        self.model, self.optim, self.step_offset = model, optim, step_offset
+        self.model, self.optim, self.start_step = model, optim, start_step
         # Only the forward is compiled; parameters stay those of `model`, so the MaskManager's
         # in-place multiply after each step reaches them and state_dict keys keep their names.
         # Kept out of the submodules (plain __dict__ entry) so the weights are not listed twice.
         self.__dict__["_forward"] = torch.compile(model) if compile else model
         self.constant_lr, self.seed = constant_lr, seed
         self.automatic_optimization = False
-        # Training loss and accuracy as running sums on the device: two in-place adds per step (~20 us)
-        # and no host sync, where a torchmetrics update costs ~0.3 ms of Python, a tenth of a LeNet step.
+        # Training loss and accuracy as running sums on the device: two in-place adds per step and no
+        # host sync, where a torchmetrics update per step costs more Python than the optimizer step itself.
         self.register_buffer("train_loss_sum", torch.zeros(()), persistent=False)
         self.register_buffer("train_correct", torch.zeros((), dtype=torch.long), persistent=False)
         self.train_seen = 0
@@ -56,7 +59,7 @@ class ClassificationModule(pl.LightningModule):
     @property
     def schedule_step(self) -> int:
         """Position in the whole training schedule: the rewind step k plus the steps taken in this level."""
-        return self.step_offset + self.global_step
+        return self.start_step + self.global_step
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -74,10 +77,10 @@ class ClassificationModule(pl.LightningModule):
         return loss
 
     def _set_lr(self, optimizer) -> None:
-        """Learning rate of the step about to be taken: lr * lr_factor(schedule_step); a dict write, well under 1 us."""
+        """Learning rate of the step about to be taken, from the schedule: one dict write per group."""
         if self.constant_lr is not None:
             return
-        lr = self.optim.lr * lr_factor(self.schedule_step, self.optim)
+        lr = self.optim.lr_at(self.schedule_step)
         for group in optimizer.param_groups:
             group["lr"] = lr
 
@@ -108,7 +111,7 @@ class ClassificationModule(pl.LightningModule):
     def on_train_batch_start(self, batch, batch_idx):
         # Not on_train_epoch_start: Lightning skips that hook for an epoch it restarts from a checkpoint.
         if batch_idx == 0:
-            torch.manual_seed(self.seed * 1_000_003 + self.step_offset + self.current_epoch)
+            torch.manual_seed(seeds.epoch(self.seed, self.start_step, self.current_epoch))
 
     def on_train_epoch_end(self):
         totals = torch.stack((self.train_loss_sum, self.train_correct.to(self.train_loss_sum),

@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from lottery.errors import LotteryError
-
-POLICIES = ("init", "step", "lr", "finetune")
+from lottery.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -42,31 +41,46 @@ def restore(model: nn.Module, point: RewindPoint, masks=None) -> None:
         masks.apply()
 
 
+REWIND, TRAINED = "rewind", "trained"  # what a training starts from: the rewind point, or trained weights
+
+
 @dataclass(frozen=True)
 class LevelPlan:
-    """How one level after pruning is trained."""
+    """How one training starts and runs: its weights, its place in the schedule, its length."""
 
-    from_rewind_point: bool  # True: start from the rewind point; False: keep the trained weights
-    step_offset: int  # schedule position (and step counter) the retraining starts from
+    weights: str  # REWIND: the rewind point's weights (k = 0: the initial ones); TRAINED: the weights it is given
+    start_step: int  # schedule position (and step counter) of the first step
     steps: int  # optimizer steps to train
-    constant_lr: bool  # fine-tuning: no schedule, a small constant learning rate
+    constant_lr: float | None = None  # fine-tuning: this learning rate throughout instead of the schedule
+
+    @classmethod
+    def from_start(cls, total_steps: int) -> "LevelPlan":
+        """The whole schedule from step 0: the dense level, and trainings from initial weights."""
+        return cls(weights=REWIND, start_step=0, steps=total_steps)
 
 
-def plan(policy: str, rewind_step: int, total_steps: int) -> LevelPlan:
-    """The retraining plan of a pruned level under `policy`; level 0 always trains 0..total_steps."""
+# The policies of rewinding after pruning, with the plan each makes (rewind iteration k, training length T).
+POLICIES: Registry = Registry("rewind policy", {
+    "init": lambda k, total, lr: LevelPlan(weights=REWIND, start_step=0, steps=total),  # Frankle & Carbin 2019
+    "step": lambda k, total, lr: LevelPlan(weights=REWIND, start_step=k, steps=total - k),  # Frankle et al. 2020
+    "lr": lambda k, total, lr: LevelPlan(weights=TRAINED, start_step=k, steps=total - k),  # Renda et al. 2020
+    "finetune": lambda k, total, lr: LevelPlan(weights=TRAINED, start_step=k, steps=total - k, constant_lr=lr),
+})
+
+
+def plan(policy: str, rewind_step: int, total_steps: int, finetune_lr: float | None = None) -> LevelPlan:
+    """The retraining plan of a pruned level under `policy`; level 0 always trains 0..total_steps.
+
+    finetune_lr: the constant learning rate of `finetune` (required by that policy only).
+    """
     check_policy(policy, rewind_step, total_steps)
-    remaining = total_steps - rewind_step
-    return {
-        "init": LevelPlan(True, 0, total_steps, False),
-        "step": LevelPlan(True, rewind_step, remaining, False),
-        "lr": LevelPlan(False, rewind_step, remaining, False),
-        "finetune": LevelPlan(False, rewind_step, remaining, True),
-    }[policy]
+    if policy == "finetune" and finetune_lr is None:
+        raise LotteryError("rewind policy 'finetune' needs finetune_lr, the constant learning rate it trains with")
+    return POLICIES[policy](rewind_step, total_steps, finetune_lr)
 
 
 def check_policy(policy: str, rewind_step: int, total_steps: int) -> None:
-    if policy not in POLICIES:
-        raise LotteryError(f"unknown rewind policy {policy!r}; choose one of: {', '.join(POLICIES)}")
+    POLICIES.check(policy)
     if policy == "init" and rewind_step != 0:
         raise LotteryError(f"rewind policy 'init' rewinds to step 0 but rewind.step={rewind_step}; "
                            "use policy 'step' to rewind to iteration k")

@@ -6,10 +6,11 @@ different data orders for the remaining T - k iterations and measure the test er
 line between the two end points. The error barrier (highest error on the path minus the mean of the two
 end errors) is ~0 when the network is *stable* at k: both copies end in one linearly connected minimum.
 
-    runs/<name>/stability/seed_<s>/rewind_points/step_<k>.safetensors  dense weights at step k
+    runs/<name>/stability/seed_<s>/init.safetensors, rewind_step_<k>.safetensors   dense weights at step k
     runs/<name>/stability/seed_<s>/dense/                             the one dense run capturing them
     runs/<name>/stability/seed_<s>/level_<LL>/k_<k>/copy_{a,b}/        the two copies (resumable)
     runs/<name>/stability/seed_<s>/stability.{csv,json,png}
+(the paths: lottery.layout.StabilityDir)
 """
 from __future__ import annotations
 
@@ -17,16 +18,16 @@ import shutil
 
 import torch
 
-from lottery import experiment, io
-from lottery.config import ExperimentConfig
+from lottery import experiment
 from lottery.curve import save_figure, write_csv
-from lottery.data import create_datamodule
 from lottery.errors import LotteryError
-from lottery.imp import IMP
-from lottery.instability import Curve, alphas, error_barrier, error_curve
+from lottery.files import exclusive, is_writer, load_masks, load_tensors, read_json, save_tensors, write_json
+from lottery.hparams import ExperimentConfig
+from lottery.imp import IMP, datamodule
 from lottery.masks import MaskManager
-from lottery.rewind import LevelPlan
-from lottery.trainer import train
+from lottery.mode_connectivity import Curve, alphas, error_barrier, error_curve
+from lottery.rewind import REWIND, LevelPlan
+from lottery.trainer import RunSpec
 
 STABLE = 0.02  # a barrier under 2 error points counts as ~0, the paper's tolerance for "stable"
 
@@ -52,17 +53,13 @@ class Stability:
     """
 
     def __init__(self, cfg: ExperimentConfig, data_seeds: tuple[int, int] | None = None, log=print):
-        self.cfg, self.log = cfg, log if io.is_writer() else (lambda *_: None)
-        run_dir = experiment.prepare(cfg)
-        self.imp = IMP(cfg, cfg.seed, run_dir / f"seed_{cfg.seed}", log=self.log)  # its cfg has milestones in steps
-        self.dir = run_dir / "stability" / f"seed_{cfg.seed}"
+        self.cfg, self.log = cfg, log if is_writer() else (lambda *_: None)
+        run = experiment.prepare(cfg)
+        self.imp = IMP(cfg, run.seed(cfg.seed), log=self.log)  # the resolved schedule, the level masks
+        self.files = run.stability(cfg.seed)
+        self.dir = self.files.path
         self.data_seeds = tuple(data_seeds or (cfg.seed + 1, cfg.seed + 2))
         self.device = torch.device("cuda" if cfg.trainer.accelerator != "cpu" and torch.cuda.is_available() else "cpu")
-
-    def _data(self, seed: int):
-        c = self.cfg.data
-        return create_datamodule(c.name, batch_size=c.batch_size, val_size=c.val_size, seed=seed,
-                                 split_seed=c.split_seed, **c.options)
 
     def _check(self, steps: list[int], levels: list[int], points: int) -> None:
         """Fail before any training on arguments that cannot work."""
@@ -73,35 +70,35 @@ class Stability:
         if bad := [level for level in levels if level < 0]:
             raise LotteryError(f"--levels {bad}: levels are 0 (dense) or an IMP level >= 1")
         for level in (level for level in levels if level > 0):
-            if not (self.imp.level_dir(level) / "mask.safetensors").exists():
-                raise LotteryError(f"level {level} has no IMP mask in {self.imp.dir}: run `lottery run --config <this config> "
+            if not self.imp.dir.level(level).mask.exists():
+                raise LotteryError(f"level {level} has no IMP mask in {self.imp.dir.path}: run `lottery run --config <this config> "
                                    f"prune.levels={level}` (same name and seed) first, then this command again")
-        seeds_file = self.dir / "data_seeds.json"  # finished copies are reused: they must be of these seeds
-        if seeds_file.exists() and tuple(io.read_json(seeds_file)) != self.data_seeds:
-            raise LotteryError(f"{self.dir} holds copies trained with data seeds {io.read_json(seeds_file)}, not "
+        seeds_file = self.files.data_seeds  # finished copies are reused: they must be of these seeds
+        if seeds_file.exists() and tuple(read_json(seeds_file)) != self.data_seeds:
+            raise LotteryError(f"{self.dir} holds copies trained with data seeds {read_json(seeds_file)}, not "
                                f"{list(self.data_seeds)}; delete that folder or use another name=...")
-        io.write_json(seeds_file, list(self.data_seeds))
+        write_json(seeds_file, list(self.data_seeds))
 
     def starting_points(self, steps: list[int]) -> dict[int, dict[str, torch.Tensor]]:
         """The dense network at each step k (Section 3), all captured in one dense training."""
-        paths = {k: self.dir / "rewind_points" / f"step_{k}.safetensors" for k in steps}
+        paths = {k: self.files.rewind(k) for k in steps}
         model = self.imp.build(self.cfg.seed)  # the same initialisation as IMP's level 0
         if 0 in paths and not paths[0].exists():
-            io.save_tensors(paths[0], model.state_dict())  # step 0 is before the first batch: no training needed
+            save_tensors(paths[0], model.state_dict())  # step 0 is before the first batch: no training needed
         if missing := {k: p for k, p in paths.items() if not p.exists()}:
             self._train_dense(model, missing)
-        return {k: io.load_tensors(p) for k, p in paths.items()}
+        return {k: load_tensors(p) for k, p in paths.items()}
 
     def _train_dense(self, model: torch.nn.Module, capture: dict) -> None:
-        out, planned = self.dir / "dense", self.dir / "dense" / "capture.json"
+        out, planned = self.files.dense, self.files.dense_plan
         # An interrupted run resumes from its last epoch checkpoint: the k's it was started with that are still
         # missing lie after it (earlier ones were saved when reached). A finished run, or a k it was not
         # started with (maybe before that checkpoint), has to train again from step 0: same seed, same weights.
-        if (out / "metrics.json").exists() or not planned.exists() or not set(capture) <= set(io.read_json(planned)):
-            shutil.rmtree(out, ignore_errors=True)
-            io.write_json(planned, sorted(capture))
-        train(self.imp.cfg, model, self.imp.masks_for(model), LevelPlan(True, 0, self.imp.total_steps, False),
-              self.imp.data, out, self.cfg.seed, "dense (capturing k)", capture=capture)
+        if out.done or not planned.exists() or not set(capture) <= set(read_json(planned)):
+            shutil.rmtree(out.path, ignore_errors=True)
+            write_json(planned, sorted(capture))
+        self.imp.train(RunSpec("dense (capturing k)", model, self.imp.masks_for(model),
+                               LevelPlan.from_start(self.imp.total_steps), self.imp.data, self.cfg.seed, out, capture))
 
     def _start(self, level: int, start: dict) -> tuple[torch.nn.Module, MaskManager]:
         """The network at step k; for level L > 0, times level L's IMP mask (Section 4)."""
@@ -109,29 +106,29 @@ class Stability:
         model.load_state_dict(start)
         masks = self.imp.masks_for(model)
         if level > 0:
-            masks.load_state_dict(io.load_masks(self.imp.level_dir(level) / "mask.safetensors"))
+            masks.load_state_dict(load_masks(self.imp.dir.level(level).mask))
             masks.apply()
         return model, masks
 
     def pair(self, level: int, k: int, start: dict, points: int) -> tuple[Curve, float]:
         """Train copies a and b from `start` on different data orders; their error curve and density."""
-        folder = self.dir / f"level_{level:02d}" / f"k_{k}"
-        plan = LevelPlan(True, k, self.imp.total_steps - k, False)  # the schedule goes on from k, not from 0
+        plan = LevelPlan(weights=REWIND, start_step=k, steps=self.imp.total_steps - k)  # the schedule goes on from k
         ends = []
         for name, seed in zip("ab", self.data_seeds):
             model, masks = self._start(level, start)
-            # The data seed sets the order of the examples; it also seeds train()'s per-epoch RNG.
-            metrics = train(self.imp.cfg, model, masks, plan, self._data(seed), folder / f"copy_{name}", seed,
-                            f"level {level} k={k} copy {name}")
-            ends.append(io.load_tensors(folder / f"copy_{name}" / "final.safetensors"))
+            copy = self.files.copy(level, k, name)
+            # The data seed sets the order of the examples; it also seeds the training's per-epoch RNG.
+            metrics = self.imp.train(RunSpec(f"level {level} k={k} copy {name}", model, masks, plan,
+                                             datamodule(self.cfg.data, seed), seed, copy))
+            ends.append(load_tensors(copy.final))
         model = self._start(level, start)[0].to(self.device)
-        test = self._data(self.cfg.seed)  # the test split does not depend on the seed
+        test = datamodule(self.cfg.data, self.cfg.seed)  # the test split does not depend on the seed
         return error_curve(model, ends[0], ends[1], lambda m: test_error(m, test), points), metrics["density"]
 
     def run(self, steps: list[int], levels: list[int], points: int = 30) -> list[dict]:
         """Every (level, k): train the pair (or reuse it), evaluate the path, write the results."""
         steps, levels = sorted(set(steps)), sorted(set(levels))
-        with io.exclusive(self.dir / ".lock", f"the stability analysis in {self.dir}"):
+        with exclusive(self.files.lock, f"the stability analysis in {self.dir}"):
             self._check(steps, levels, points)
             starts = self.starting_points(steps)
             rows, curves = [], {}
@@ -146,10 +143,10 @@ class Stability:
         return rows
 
     def _write(self, rows: list[dict], curves: dict) -> None:
-        write_csv(rows, self.dir / "stability.csv")
-        io.write_json(self.dir / "stability.json", {"data_seeds": list(self.data_seeds), "rows": rows, "curves": [
+        write_csv(rows, self.files.results("csv"))
+        write_json(self.files.results("json"), {"data_seeds": list(self.data_seeds), "rows": rows, "curves": [
             {"level": level, "k": k, "alpha": [a for a, _ in c], "error": [e for _, e in c]} for (level, k), c in curves.items()]})
-        _plot(rows, curves, self.dir, f"{self.cfg.name}: instability analysis (seed {self.cfg.seed})")
+        _plot(rows, curves, self.files.results("png"), f"{self.cfg.name}: instability analysis (seed {self.cfg.seed})")
 
 
 def _row(level: int, k: int, density: float, curve: Curve) -> dict:
@@ -171,7 +168,7 @@ def summary(rows: list[dict]) -> str:
     return f"barrier < {100 * STABLE:g} points counts as stable; " + "; ".join(parts)
 
 
-def _plot(rows: list[dict], curves: dict, folder, title: str) -> None:
+def _plot(rows: list[dict], curves: dict, path, title: str) -> None:
     """Left: test error along each path; right: barrier vs k (symlog x, so that k = 0 shows)."""
     import matplotlib
 
@@ -199,4 +196,4 @@ def _plot(rows: list[dict], curves: dict, folder, title: str) -> None:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    save_figure(fig, folder / "stability.png")
+    save_figure(fig, path)

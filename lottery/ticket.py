@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from lottery.errors import LotteryError
+from lottery.files import write_bytes
 
 FORMAT = "lottery.ticket/1"
 _BITS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
@@ -49,16 +50,19 @@ class Ticket:
 
     @property
     def density(self) -> float:
-        kept = sum(int(m.sum()) for m in self.masks.values())
-        return kept / sum(m.numel() for m in self.masks.values())
+        from lottery.masks import density
+
+        return density(self.masks)
 
     def sparsity_per_layer(self) -> dict[str, float]:
-        return {n: 1.0 - int(m.sum()) / m.numel() for n, m in self.masks.items()}
+        from lottery.masks import layer_density
+
+        return {n: 1.0 - d for n, d in layer_density(self.masks).items()}
 
 
 def save_ticket(ticket: Ticket, path: str | os.PathLike) -> Path:
     """Write `ticket` atomically (temporary file, then rename)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {f"mask/{n}": pack_bits(m) for n, m in ticket.masks.items()}
     # Cloned: safetensors refuses tensors that share memory (tied weights, or the same tensor given twice).
@@ -66,12 +70,7 @@ def save_ticket(ticket: Ticket, path: str | os.PathLike) -> Path:
     tensors.update({f"final/{k}": v.detach().cpu().clone() for k, v in ticket.final.items()})
     meta = {k: json.dumps(v) for k, v in ticket.metadata.items()}
     meta.update(format=FORMAT, mask_shapes=json.dumps({n: list(m.shape) for n, m in ticket.masks.items()}))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
-    return path
+    return write_bytes(path, save(tensors, metadata=meta))
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

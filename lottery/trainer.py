@@ -1,77 +1,54 @@
-"""Train one level (or one control branch) with a real Lightning Trainer, resumably."""
+"""Train one run spec with a real Lightning Trainer, resumably: the only place a Trainer is built.
+
+A `RunSpec` describes one training completely; IMP levels and every branch build one. The trainer
+knows nothing of levels or branches; lanes will consume the same specs, so that "one by one" and
+"together" give the same files.
+"""
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shutil
-import sys
-import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.accelerators import CPUAccelerator
+from torch import nn
 
-from lottery.callback import MaskCallback
-from lottery.config import ExperimentConfig
-from lottery.io import AtomicCheckpointIO, read_json, save_tensors, write_json
-from lottery.masks import MaskManager
+from lottery.callback import AtomicCheckpointIO, CaptureRewindPoints, EpochCheckpoint, LevelProgress, MaskCallback
+from lottery.files import read_json, save_tensors, write_json
+from lottery.layout import TrainingDir
+from lottery.masks import MaskManager, density, layer_density
 from lottery.module import ClassificationModule
 from lottery.rewind import LevelPlan
+from lottery.schedule import Optim
 
-for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
-# Our tensors live in memory (or on the device); worker processes would only add overhead.
-warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+if TYPE_CHECKING:  # the fields read here; the type lives with the other hyperparameters
+    from lottery.hparams import TrainerConfig
 
 
-class _LevelProgress(pl.Callback):
-    """One status line, rewritten each epoch: level, epoch and validation accuracy.
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one training needs.
 
-    Printed only to a terminal; logs and CI get the one summary line per level the runner prints.
+    model: the network with its starting weights in place (rewind point, trained or fresh ones).
+    plan: start step in the schedule, number of steps, and a constant learning rate or the schedule.
+    data: the LightningDataModule; its own seed sets the data order.
+    seed: the training's random draws (reseeded per epoch from it: lottery.seeds.epoch).
+    capture: {schedule step: file} of weights to save when training reaches that step (rewind points).
     """
 
-    def __init__(self, label: str):
-        self.label, self.tty = label, sys.stderr.isatty()
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        if not (self.tty and trainer.is_global_zero):
-            return
-        m = trainer.callback_metrics
-        total = -(-trainer.max_steps // max(1, trainer.num_training_batches))
-        # Validation has run by now; train/acc is logged after this hook, so it is left out.
-        accs = f"val/acc {float(m['val/acc']):.2%}" if "val/acc" in m else ""
-        sys.stderr.write(f"\r\033[K{self.label}  epoch {trainer.current_epoch + 1}/{total}  {accs}")
-        sys.stderr.flush()
-
-    def on_fit_end(self, trainer, pl_module):
-        if self.tty and trainer.is_global_zero:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-
-
-class _EpochCheckpoint(pl.Callback):
-    """Overwrite one resume checkpoint at every epoch end (after that epoch's validation)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        trainer.save_checkpoint(self.path)  # atomic through AtomicCheckpointIO; rank 0 writes
-
-
-class _CaptureRewindPoints(pl.Callback):
-    """Save the weights after step k of the dense level: the rewind points of late rewinding."""
-
-    def __init__(self, points: dict[int, Path]):
-        self.points = points  # step -> file
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        path = self.points.get(pl_module.schedule_step)
-        if path is not None and trainer.is_global_zero and not path.exists():
-            save_tensors(path, pl_module.model.state_dict(), {"step": str(pl_module.schedule_step)})
+    label: str  # in logs: "level 3", "level 3 reinit"
+    model: nn.Module
+    masks: MaskManager
+    plan: LevelPlan
+    data: pl.LightningDataModule  # with num_classes; its own seed sets the data order
+    seed: int
+    out: TrainingDir
+    capture: Mapping[int, Path] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -79,9 +56,9 @@ def runtime_cuda_probe(on_cpu: bool):
     """On a machine without GPUs, let torch ask the CUDA runtime (cached) rather than NVML if CUDA is there.
 
     Importing Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (so that a probe does not poison forks);
-    torch's optimizers then probe NVML (a dlopen) at every `step()` while CUDA is uninitialised: ~0.6 ms
-    per step on a CPU run with a CUDA build of torch, 13% of a LeNet-300-100 step. With no GPU there
-    is no fork to poison. Machines with GPUs, and CPU-only builds of torch, are left as they are.
+    torch's optimizers then probe NVML (a dlopen) at every `step()` while CUDA is uninitialised, a
+    noticeable share of a small model's step on a CPU run with a CUDA build of torch (README, Speed).
+    With no GPU there is no fork to poison. Machines with GPUs, and CPU-only builds of torch, are left as they are.
     """
     name = "PYTORCH_NVML_BASED_CUDA_CHECK"
     if not (on_cpu and torch.backends.cuda.is_built() and name in os.environ and torch.cuda.device_count() == 0):
@@ -94,57 +71,59 @@ def runtime_cuda_probe(on_cpu: bool):
         os.environ[name] = value
 
 
-def train(cfg: ExperimentConfig, model: torch.nn.Module, masks: MaskManager, plan: LevelPlan,
-          datamodule: pl.LightningDataModule, out: Path, seed: int, label: str,
-          capture: dict[int, Path] | None = None, constant_lr: float | None = None) -> dict:
-    """Train `model` under `masks` as `plan` says; results in `out`. A finished `out` is not retrained.
+def train(spec: RunSpec, settings: "TrainerConfig", optim: Optim) -> dict:
+    """Train `spec` and write its results to `spec.out`; a finished training is read, not retrained.
 
-    capture: {step: path} of weights to save when the schedule reaches that step (rewind points).
+    settings: where and how the Trainer runs (accelerator, devices, num_nodes, strategy, precision,
+    compile, progress). Returns the training's metrics (those of metrics.json).
     """
-    done = out / "metrics.json"
-    if done.exists():
-        return read_json(done)
-    ckpt_dir = out / "checkpoints"
-    last = ckpt_dir / "last.ckpt"
-    module = ClassificationModule(model, datamodule.num_classes, cfg.train.optim, step_offset=plan.step_offset,
-                                  constant_lr=constant_lr, seed=seed, compile=cfg.trainer.compile)
-    callbacks = [MaskCallback(masks), _EpochCheckpoint(last)]
-    if capture:
-        callbacks.append(_CaptureRewindPoints(capture))
-    if cfg.trainer.progress:
-        callbacks.append(_LevelProgress(label))
+    out = spec.out
+    if out.done:
+        return read_json(out.metrics)
+    module = ClassificationModule(spec.model, spec.data.num_classes, optim, start_step=spec.plan.start_step,
+                                  constant_lr=spec.plan.constant_lr, seed=spec.seed, compile=settings.compile)
+    callbacks = [MaskCallback(spec.masks), EpochCheckpoint(out.checkpoint)]
+    if spec.capture:
+        callbacks.append(CaptureRewindPoints(dict(spec.capture)))
+    if settings.progress:
+        callbacks.append(LevelProgress(spec.label))
     trainer = pl.Trainer(
-        max_steps=plan.steps, max_epochs=-1, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
-        accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
-        strategy=cfg.trainer.strategy, precision=cfg.trainer.precision, logger=False, enable_checkpointing=False, enable_model_summary=False,
-        enable_progress_bar=False, num_sanity_val_steps=0, use_distributed_sampler=False,
-        default_root_dir=str(out), check_val_every_n_epoch=1,
+        max_steps=spec.plan.steps, max_epochs=-1, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
+        accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes,
+        strategy=settings.strategy, precision=settings.precision, logger=False, enable_checkpointing=False,
+        enable_model_summary=False, enable_progress_bar=False, num_sanity_val_steps=0, use_distributed_sampler=False,
+        default_root_dir=str(out.path), check_val_every_n_epoch=1,
     )
+    resume = out.checkpoint if out.checkpoint.exists() else None
     with runtime_cuda_probe(on_cpu=isinstance(trainer.accelerator, CPUAccelerator)):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None)
+        trainer.fit(module, datamodule=spec.data, ckpt_path=str(resume) if resume else None)
         # Lightning skips validation when max_steps ends an epoch early: then validate the final weights.
         if not module.history or module.history[-1]["step"] != module.schedule_step:
-            trainer.validate(module, datamodule=datamodule, verbose=False)
-        test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-    metrics = _summary(module.history, test, masks, plan)
+            trainer.validate(module, datamodule=spec.data, verbose=False)
+        test = trainer.test(module, datamodule=spec.data, verbose=False)[0]
+    metrics = _summary(module.history, test, spec)
     if trainer.is_global_zero:
-        save_tensors(out / "final.safetensors", model.state_dict())
-        write_json(done, metrics)  # written last: its presence marks the level complete
-        shutil.rmtree(ckpt_dir, ignore_errors=True)  # final.safetensors holds the trained weights
-    trainer.strategy.barrier("level written")  # other ranks read these files next
+        save_tensors(out.final, spec.model.state_dict())
+        write_json(out.metrics, metrics)  # written last: its presence marks the training complete
+        shutil.rmtree(out.checkpoints, ignore_errors=True)  # final.safetensors holds the trained weights
+    trainer.strategy.barrier("training written")  # other ranks read these files next
     return metrics
 
 
-def _summary(history: list[dict], test: dict, masks: MaskManager, plan: LevelPlan) -> dict:
+def _summary(history: list[dict], test: dict, spec: RunSpec) -> dict:
     best = max(history, key=lambda h: h["val/acc"]) if history else {}
     lowest = min(history, key=lambda h: h["val/loss"]) if history else {}
-    counts = masks.counts()
     return {
-        "density": sum(k for k, _ in counts.values()) / sum(t for _, t in counts.values()),
-        "layer_density": {n: k / t for n, (k, t) in counts.items()},
+        "density": density(spec.masks.masks),
+        "layer_density": layer_density(spec.masks.masks),
         "test_acc": float(test["test/acc"]), "test_loss": float(test["test/loss"]),
         "final_val_acc": history[-1]["val/acc"] if history else None,
         "best_val_acc": best.get("val/acc"), "best_val_step": best.get("step"),
         "early_stop_step": lowest.get("step"),  # step of lowest validation loss (Frankle & Carbin 2019)
-        "start_step": plan.step_offset, "steps": plan.steps, "history": history,
+        "start_step": spec.plan.start_step, "steps": spec.plan.steps, "history": history,
     }
+
+
+def train_all(specs: list[RunSpec], settings: "TrainerConfig", optim: Optim) -> list[dict]:
+    """Independent trainings (a level's tickets and branches, of one or several seeds), in order."""
+    return [train(spec, settings, optim) for spec in specs]

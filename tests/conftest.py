@@ -23,6 +23,12 @@ def tiny():
     return Tiny()
 
 
-def mlp(seed: int = 0) -> nn.Module:
+def _mlp(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 24), nn.ReLU(), nn.Linear(24, 4))
+
+
+@pytest.fixture
+def mlp():
+    """A factory of small seeded MLPs: `mlp(seed)`."""
+    return _mlp

@@ -5,7 +5,7 @@ import statistics
 import pytest
 import torch
 
-from lottery import io
+from lottery import files
 from lottery.branches import BRANCHES
 from lottery.config import load_config
 from lottery.experiment import run
@@ -18,14 +18,14 @@ def _cfg(tmp_path, *overrides):
 
 @pytest.mark.slow
 def test_every_branch_trains_at_the_levels_sparsity(tmp_path):
-    run_dir = run(_cfg(tmp_path, f"controls=[{','.join(BRANCHES)}]"), log=lambda *_: None)
+    run_dir = run(_cfg(tmp_path, f"branches=[{','.join(BRANCHES)}]"), log=lambda *_: None)
     level = run_dir / "seed_0" / "level_02"
-    ticket = io.load_tensors(level / "mask.safetensors")
+    ticket = files.load_tensors(level / "mask.safetensors")
     kept = {n: int(m.sum()) for n, m in ticket.items()}
     for name in BRANCHES:
-        folder = level / f"control_{name}"
-        metrics = io.read_json(folder / "metrics.json")
-        final = io.load_tensors(folder / "final.safetensors")
+        folder = level / f"branch_{name}"
+        metrics = files.read_json(folder / "metrics.json")
+        final = files.load_tensors(folder / "final.safetensors")
         assert abs(metrics["density"] - sum(kept.values()) / sum(m.numel() for m in ticket.values())) < 0.002, name
         if name in ("reinit", "lr_rewind", "finetune"):  # the ticket's own mask
             assert all(((final[n] != 0) <= m).all() for n, m in ticket.items()), name
@@ -48,6 +48,6 @@ def test_curves_and_report_aggregate_over_seeds(tmp_path):
     assert float(level1["test_acc"]) == pytest.approx(statistics.fmean(accs))
     assert float(level1["test_acc_std"]) == pytest.approx(statistics.stdev(accs))
     assert "Seeds: [0, 1, 2]" in (run_dir / "report.md").read_text()
-    assert all((run_dir / f"seed_{s}" / "level_01" / "control_reinit" / "metrics.json").exists() for s in (0, 1, 2))
-    assert not torch.equal(io.load_tensors(run_dir / "seed_0" / "init.safetensors")["fc1.weight"],
-                           io.load_tensors(run_dir / "seed_1" / "init.safetensors")["fc1.weight"])
+    assert all((run_dir / f"seed_{s}" / "level_01" / "branch_reinit" / "metrics.json").exists() for s in (0, 1, 2))
+    assert not torch.equal(files.load_tensors(run_dir / "seed_0" / "init.safetensors")["fc1.weight"],
+                           files.load_tensors(run_dir / "seed_1" / "init.safetensors")["fc1.weight"])

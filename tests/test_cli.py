@@ -26,7 +26,9 @@ def _run(capsys, *argv):
     ("prune.fration=0.5", "Key 'fration' not in 'PruneConfig'. Did you mean: 'fraction'"),
     ("train.epochs=many", "could not be converted to Integer"),
     ("data.name=imagenet", "unknown dataset 'imagenet'"),
-    ("controls=[shuffle]", "unknown control 'shuffle'"),
+    ("branches=[shuffle]", "unknown branch 'shuffle'"),
+    ("controls=[reinit]", "`controls` in the command line is now called `branches`"),
+    ("train.optim.optimizer=lion", "unknown optimizer 'lion'; choose one of: adam, adamw, sgd"),
 ])
 def test_bad_config_values(tmp_path, capsys, override, message):
     code, _, err = _run(capsys, "run", "--config", DEMO, f"runs_dir={tmp_path}", *FAST, override)

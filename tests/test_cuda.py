@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from lottery import MaskManager, io
+from lottery import MaskManager, files
 from lottery.config import load_config
 from lottery.experiment import run
 
@@ -25,12 +25,12 @@ def test_apply_does_not_synchronise_with_the_host():
 
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_imp_on_the_gpu_with_device_resident_data(tmp_path, precision):
-    cfg = load_config(None, [f"runs_dir={tmp_path}", "train.epochs=2", "prune.levels=2", "controls=[reinit]",
+    cfg = load_config(None, [f"runs_dir={tmp_path}", "train.epochs=2", "prune.levels=2", "branches=[reinit]",
                              "trainer.progress=false", "trainer.accelerator=gpu", f"trainer.precision={precision}",
                              "data.options={device_resident: true}"])
     run_dir = run(cfg, log=lambda *_: None)
     for level in (1, 2):
         folder = run_dir / "seed_0" / f"level_{level:02d}"
-        masks, final = io.load_tensors(folder / "mask.safetensors"), io.load_tensors(folder / "final.safetensors")
+        masks, final = files.load_tensors(folder / "mask.safetensors"), files.load_tensors(folder / "final.safetensors")
         assert all((final[n][~m] == 0).all() for n, m in masks.items())
-        assert io.read_json(folder / "metrics.json")["test_acc"] > 0.5
+        assert files.read_json(folder / "metrics.json")["test_acc"] > 0.5

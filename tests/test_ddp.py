@@ -12,29 +12,29 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = textwrap.dedent('''
     import hashlib, json, os, sys
     from pathlib import Path
-    from lottery import io
+    from lottery import files
     from lottery.config import load_config
     from lottery.experiment import run
     from lottery.imp import IMP
 
     out = Path(sys.argv[1])
     rank = os.environ.get("LOCAL_RANK", "0")
-    write_bytes = io.write_bytes
+    write_bytes = files.write_bytes
 
     def logged_write(path, data):  # record which process actually writes
-        if io.is_writer():
+        if files.is_writer():
             with open(out / f"writes_{os.getpid()}.txt", "a") as f:
                 f.write(str(path) + "\\n")
         return write_bytes(path, data)
 
-    io.write_bytes = logged_write
+    files.write_bytes = logged_write
     pruned_level = IMP.pruned_level
 
     def recording(self, level):  # each rank notes a digest of the masks it trained with
         metrics = pruned_level(self, level)
         model = self.build(self.seed)
         masks = self.masks_for(model)
-        masks.load_state_dict(io.load_masks(self.level_dir(level) / "mask.safetensors"))
+        masks.load_state_dict(files.load_masks(self.dir.level(level).mask))
         digest = hashlib.sha256(b"".join(m.numpy().tobytes() for m in masks.masks.values())).hexdigest()
         with open(out / f"rank{rank}_level{level}.json", "w") as f:
             json.dump({"digest": digest, "test_acc": metrics["test_acc"]}, f)
@@ -42,7 +42,7 @@ SCRIPT = textwrap.dedent('''
 
     IMP.pruned_level = recording
     cfg = load_config(None, [f"runs_dir={out / 'runs'}", f"prune.strategy={sys.argv[2]}", "train.epochs=1",
-                             "prune.levels=2", "controls=[]", "trainer.progress=false", "trainer.accelerator=cpu",
+                             "prune.levels=2", "branches=[]", "trainer.progress=false", "trainer.accelerator=cpu",
                              "trainer.devices=2", "trainer.strategy=ddp", "data.val_size=200"])
     run(cfg)
 ''')

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lottery import io
+from lottery import files
 from lottery.config import load_config
 from lottery.errors import LotteryError
 from lottery.experiment import run
@@ -25,7 +25,7 @@ def tiny(tmp_path, *overrides):
 
 
 def _masks(run_dir, level, seed=0):
-    return io.load_tensors(run_dir / f"seed_{seed}" / f"level_{level:02d}" / "mask.safetensors")
+    return files.load_tensors(run_dir / f"seed_{seed}" / f"level_{level:02d}" / "mask.safetensors")
 
 
 def _curve(run_dir):
@@ -46,7 +46,7 @@ def test_imp_levels_controls_curve_and_ticket(tmp_path):
             assert (mask <= prev[name]).all()  # masks only shrink
             rate = 0.5 if name == "fc3.weight" else 1.0  # the output layer at half the rate
             assert abs(int(mask.sum()) - mask.numel() * (1 - 0.2 * rate) ** level) <= 1
-        final = io.load_tensors(run_dir / "seed_0" / f"level_{level:02d}" / "final.safetensors")
+        final = files.load_tensors(run_dir / "seed_0" / f"level_{level:02d}" / "final.safetensors")
         assert all((final[n][~m] == 0).all() for n, m in now.items())  # zero at every save
     assert float(rows[0]["test_acc"]) > 0.5  # two epochs already learn the digits
 
@@ -78,10 +78,10 @@ def test_a_folder_holding_another_experiment_is_refused(tmp_path):
 
 @pytest.mark.parametrize("policy, step", [("step", 5), ("lr", 5), ("finetune", 0)])
 def test_rewind_policies(tmp_path, policy, step):
-    run_dir = run(tiny(tmp_path, f"rewind.policy={policy}", f"rewind.step={step}", "prune.levels=1", "controls=[]"),
+    run_dir = run(tiny(tmp_path, f"rewind.policy={policy}", f"rewind.step={step}", "prune.levels=1", "branches=[]"),
                   log=lambda *_: None)
-    level1 = io.read_json(run_dir / "seed_0" / "level_01" / "metrics.json")
-    level0 = io.read_json(run_dir / "seed_0" / "level_00" / "metrics.json")
+    level1 = files.read_json(run_dir / "seed_0" / "level_01" / "metrics.json")
+    level0 = files.read_json(run_dir / "seed_0" / "level_00" / "metrics.json")
     assert level1["start_step"] == step and level1["steps"] == level0["steps"] - step
     assert level1["history"][-1]["step"] == level0["history"][-1]["step"]  # the schedule ends where level 0's did
     assert (run_dir / "seed_0" / f"rewind_step_{step}.safetensors").exists() == (step > 0)
@@ -127,6 +127,6 @@ def test_a_second_process_on_the_same_seed_is_refused(tmp_path):
 
 
 def test_output_layer_excluded_by_pattern(tmp_path):
-    run_dir = run(tiny(tmp_path, "prune.exclude=[fc3.*]", "prune.levels=1", "controls=[]"), log=lambda *_: None)
+    run_dir = run(tiny(tmp_path, "prune.exclude=[fc3.*]", "prune.levels=1", "branches=[]"), log=lambda *_: None)
     masks = _masks(run_dir, 1)
     assert set(masks) == {"fc1.weight", "fc2.weight"}

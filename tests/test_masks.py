@@ -1,6 +1,5 @@
 import pytest
 import torch
-from conftest import mlp
 from torch import nn
 
 from lottery import LotteryError, MaskManager
@@ -34,7 +33,7 @@ def test_rates_and_exclusions(tiny):
 
 
 @pytest.mark.parametrize("strategy", ["global_magnitude", "layer_magnitude", "global_random", "layer_random"])
-def test_density_after_k_levels_is_one_minus_p_to_the_k(strategy):
+def test_density_after_k_levels_is_one_minus_p_to_the_k(mlp, strategy):
     model = mlp()
     masks = MaskManager(model, rates={"4.weight": 0.5})
     previous = {n: m.clone() for n, m in masks.masks.items()}
@@ -52,7 +51,7 @@ def test_density_after_k_levels_is_one_minus_p_to_the_k(strategy):
         previous = {n: m.clone() for n, m in masks.masks.items()}
 
 
-def test_pruned_weights_stay_zero_in_a_plain_training_loop():
+def test_pruned_weights_stay_zero_in_a_plain_training_loop(mlp):
     model = mlp()
     masks = MaskManager(model)
     masks.prune(0.7)
@@ -67,7 +66,7 @@ def test_pruned_weights_stay_zero_in_a_plain_training_loop():
             assert (model.get_parameter(n)[~masks.masks[n]] == 0).all()
 
 
-def test_state_dict_round_trip_through_torch_save(tmp_path):
+def test_state_dict_round_trip_through_torch_save(mlp, tmp_path):
     model = mlp()
     masks = MaskManager(model)
     masks.prune(0.5)
@@ -79,7 +78,7 @@ def test_state_dict_round_trip_through_torch_save(tmp_path):
     assert (fresh.model[0].weight[~fresh.masks["0.weight"]] == 0).all()
 
 
-def test_wrong_shapes_or_names_are_clear_errors():
+def test_wrong_shapes_or_names_are_clear_errors(mlp):
     masks = MaskManager(mlp())
     other = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 24), nn.ReLU(), nn.Linear(24, 4))
     with pytest.raises(LotteryError, match="shape .*different architecture"):
@@ -90,7 +89,7 @@ def test_wrong_shapes_or_names_are_clear_errors():
         masks.prune(1.0)
 
 
-def test_masks_follow_the_model_to_another_device_or_dtype():
+def test_masks_follow_the_model_to_another_device_or_dtype(mlp):
     model = mlp()
     masks = MaskManager(model)
     masks.prune(0.5)
@@ -102,7 +101,7 @@ def test_masks_follow_the_model_to_another_device_or_dtype():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.cuda
-def test_cuda_masks_move_with_the_model():
+def test_cuda_masks_move_with_the_model(mlp):
     model = mlp()
     masks = MaskManager(model)
     masks.prune(0.5)
@@ -122,14 +121,3 @@ def test_works_on_a_torchvision_resnet():
     masks.prune(0.2)
     assert len(masks.names) == 21  # 20 convolutions + fc
     assert masks.sparsity() == pytest.approx(0.2, abs=0.001)
-
-
-def test_the_core_imports_only_torch():
-    import subprocess
-    import sys
-
-    code = ("import sys, lottery; from lottery import MaskManager, load_ticket, capture; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'pytorch_lightning', 'lightning_fabric', "
-            "'torchvision', 'torchmetrics', 'omegaconf', 'safetensors', 'matplotlib', 'sklearn'}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from lottery.errors import LotteryError
-from lottery.instability import alphas, error_barrier, error_curve, interpolate
+from lottery.mode_connectivity import alphas, error_barrier, error_curve, interpolate
 
 
 def _xor(n=256, seed=0):

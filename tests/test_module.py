@@ -1,6 +1,4 @@
 """ClassificationModule's hand-written training step: the schedule it follows, the metrics it logs, the optimizer."""
-import os
-
 import pytorch_lightning as pl
 import pytest
 import torch
@@ -10,8 +8,8 @@ from torch.utils.data import TensorDataset
 
 from lottery.data.base import TensorDataModule
 from lottery.module import ClassificationModule
-from lottery.schedule import OPTIMIZERS, OptimConfig, lr_factor, make_optimizer
-from lottery.trainer import _EpochCheckpoint, runtime_cuda_probe
+from lottery.callback import EpochCheckpoint
+from lottery.schedule import Optim, lr_factor
 
 # val_size=0 below (the lr=0 test needs every example in training): Lightning warns of the empty validation set.
 pytestmark = pytest.mark.filterwarnings("ignore:Total length of `DataLoader` across ranks is zero")
@@ -55,18 +53,18 @@ def _fit(module, steps, callbacks=(), ckpt_path=None):
 
 @pytest.mark.parametrize("offset", [0, 5])
 def test_each_step_uses_the_schedules_rate(offset):
-    optim = OptimConfig(optimizer="sgd", lr=0.4, momentum=0.9, warmup_steps=4, milestone_steps=[9, 13])
+    optim = Optim(optimizer="sgd", lr=0.4, momentum=0.9, warmup_steps=4, milestone_steps=(9, 13))
     record = _RecordLR()
-    _fit(ClassificationModule(_net(), 3, optim, step_offset=offset), steps=15, callbacks=[record])
+    _fit(ClassificationModule(_net(), 3, optim, start_step=offset), steps=15, callbacks=[record])
     assert record.rates == pytest.approx([0.4 * lr_factor(offset + s, optim) for s in range(15)])
 
 
 def test_resumed_run_continues_the_schedule_and_matches_an_uninterrupted_one(tmp_path):
-    optim = OptimConfig(optimizer="sgd", lr=0.4, momentum=0.9, warmup_steps=3, milestone_steps=[8])
+    optim = Optim(optimizer="sgd", lr=0.4, momentum=0.9, warmup_steps=3, milestone_steps=(8,))
     whole = ClassificationModule(_net(), 3, optim)
     _fit(whole, steps=12)
     # Stopped after the first epoch (6 batches), with the checkpoint lottery writes at each epoch end.
-    _fit(ClassificationModule(_net(), 3, optim), steps=6, callbacks=[_EpochCheckpoint(tmp_path / "epoch.ckpt")])
+    _fit(ClassificationModule(_net(), 3, optim), steps=6, callbacks=[EpochCheckpoint(tmp_path / "epoch.ckpt")])
     record = _RecordLR()
     resumed = ClassificationModule(_net(), 3, optim)
     _fit(resumed, steps=12, callbacks=[record], ckpt_path=tmp_path / "epoch.ckpt")
@@ -77,7 +75,7 @@ def test_resumed_run_continues_the_schedule_and_matches_an_uninterrupted_one(tmp
 
 def test_constant_lr_is_used_throughout():
     record = _RecordLR()
-    optim = OptimConfig(optimizer="sgd", lr=0.4, warmup_steps=4, milestone_steps=[2])
+    optim = Optim(optimizer="sgd", lr=0.4, warmup_steps=4, milestone_steps=(2,))
     _fit(ClassificationModule(_net(), 3, optim, constant_lr=0.01), steps=7, callbacks=[record])
     assert record.rates == [0.01] * 7
 
@@ -86,41 +84,10 @@ def test_logged_train_metrics_are_the_epochs_loss_and_accuracy():
     # At lr = 0 the weights never move, so the epoch's totals must equal one pass over the data
     # (all 48 examples: val_size=0, and 6 batches of 8 are one epoch).
     net = _net()
-    trainer = _fit(ClassificationModule(net, 3, OptimConfig(optimizer="sgd", lr=0.0)), steps=6)
+    trainer = _fit(ClassificationModule(net, 3, Optim(optimizer="sgd", lr=0.0)), steps=6)
     x, y = _data().tensors
     with torch.no_grad():
         logits = net(x)
     metrics = trainer.callback_metrics
     assert float(metrics["train/loss"]) == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-5)
     assert float(metrics["train/acc"]) == pytest.approx(float((logits.argmax(1) == y).float().mean()))
-
-
-@pytest.mark.parametrize("name", OPTIMIZERS)
-def test_optimizers_are_fused_and_step_as_torchs_default_does(name):
-    cfg = OptimConfig(optimizer=name, lr=0.1, momentum=0.9, nesterov=name == "sgd", weight_decay=1e-3)
-    fused_net, plain_net = _net(), _net()
-    fused = make_optimizer(fused_net.parameters(), cfg)
-    reference = {"sgd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
-                 "adam": lambda p: torch.optim.Adam(p, lr=0.1, weight_decay=1e-3),
-                 "adamw": lambda p: torch.optim.AdamW(p, lr=0.1, weight_decay=1e-3)}[name](plain_net.parameters())
-    assert fused.defaults["fused"] is True
-    x, y = _data().tensors
-    for _ in range(3):
-        for net, opt in ((fused_net, fused), (plain_net, reference)):
-            opt.zero_grad()
-            F.cross_entropy(net(x), y).backward()
-            opt.step()
-    for a, b in zip(fused_net.parameters(), plain_net.parameters()):
-        torch.testing.assert_close(a, b)  # the same update, up to rounding
-
-
-@pytest.mark.skipif(not torch.backends.cuda.is_built() or torch.cuda.device_count() > 0,
-                    reason="only a CUDA build of torch on a machine without GPUs probes NVML per step")
-def test_cpu_runs_skip_the_per_step_nvml_probe(monkeypatch):
-    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # what importing Lightning does
-    with runtime_cuda_probe(on_cpu=True):
-        assert "PYTORCH_NVML_BASED_CUDA_CHECK" not in os.environ
-        assert not torch.cuda.is_available()
-    assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"  # restored for whatever runs next
-    with runtime_cuda_probe(on_cpu=False):
-        assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"

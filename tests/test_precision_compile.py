@@ -1,22 +1,22 @@
 """bf16 mixed precision and torch.compile keep the masks applied through a real IMP run."""
 import pytest
 
-from lottery import io
+from lottery import files
 from lottery.config import load_config
 from lottery.experiment import run
 
 
 def _tiny(tmp_path, *overrides):
-    return load_config(None, [f"runs_dir={tmp_path}", "train.epochs=1", "prune.levels=2", "controls=[]",
+    return load_config(None, [f"runs_dir={tmp_path}", "train.epochs=1", "prune.levels=2", "branches=[]",
                               "trainer.progress=false", "trainer.accelerator=cpu", *overrides])
 
 
 def _check_zero(run_dir):
     for level in (1, 2):
         folder = run_dir / "seed_0" / f"level_{level:02d}"
-        masks, final = io.load_tensors(folder / "mask.safetensors"), io.load_tensors(folder / "final.safetensors")
+        masks, final = files.load_tensors(folder / "mask.safetensors"), files.load_tensors(folder / "final.safetensors")
         assert all((final[n][~m] == 0).all() for n, m in masks.items())
-        assert io.read_json(folder / "metrics.json")["test_acc"] > 0.3
+        assert files.read_json(folder / "metrics.json")["test_acc"] > 0.3
 
 
 @pytest.mark.slow

@@ -5,13 +5,13 @@ from pathlib import Path
 import pytest
 from test_data import write_cifar, write_mnist
 
-from lottery import io
+from lottery import files
 from lottery.config import load_config
 from lottery.experiment import run
 from lottery.models import MODELS
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "experiments" / "configs").glob("*.yaml"))
-SHRINK = ["train.steps=3", "train.epochs=null", "train.milestone_epochs=[]", "prune.levels=1", "controls=[reinit]",
+SHRINK = ["train.steps=3", "train.epochs=null", "train.milestone_epochs=[]", "prune.levels=1", "branches=[reinit]",
           "data.val_size=8", "data.batch_size=8", "trainer.progress=false", "trainer.accelerator=cpu"]
 
 
@@ -33,7 +33,7 @@ def test_every_preset_runs_a_level(tmp_path, config):
     if cfg.rewind.step:
         overrides.append("rewind.step=1")  # k must lie inside the shrunk training
     run_dir = run(load_config(config, overrides), log=lambda *_: None)
-    metrics = io.read_json(run_dir / "seed_0" / "level_01" / "metrics.json")
+    metrics = files.read_json(run_dir / "seed_0" / "level_01" / "metrics.json")
     assert metrics["density"] < 1 and (run_dir / "ticket.safetensors").exists()
 
 
@@ -41,7 +41,7 @@ def test_every_preset_runs_a_level(tmp_path, config):
 @pytest.mark.parametrize("model", sorted(MODELS) + ["torchvision:resnet18"])
 def test_every_model_runs_an_imp_level(tmp_path, model):
     overrides = [f"runs_dir={tmp_path / 'runs'}", f"model.name={model}", "data.name=cifar10", "prune.strategy=global_magnitude",
-                 *SHRINK, "controls=[]", *_tiny_data(tmp_path / "data", "cifar10")]
+                 *SHRINK, "branches=[]", *_tiny_data(tmp_path / "data", "cifar10")]
     run_dir = run(load_config(None, overrides), log=lambda *_: None)
-    level1 = io.read_json(run_dir / "seed_0" / "level_01" / "metrics.json")
+    level1 = files.read_json(run_dir / "seed_0" / "level_01" / "metrics.json")
     assert abs(level1["density"] - 0.8) < 0.02  # 20% of the prunable weights removed (output layer at 10%)

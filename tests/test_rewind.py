@@ -1,12 +1,11 @@
 import pytest
 import torch
-from conftest import mlp
 
 from lottery import LotteryError, MaskManager, capture, restore
-from lottery.rewind import plan
+from lottery.rewind import REWIND, TRAINED, LevelPlan, plan
 
 
-def test_rewound_weights_equal_the_snapshot_times_the_mask():
+def test_rewound_weights_equal_the_snapshot_times_the_mask(mlp):
     model = mlp()
     point = capture(model, step=0)
     with torch.no_grad():  # "training"
@@ -20,7 +19,7 @@ def test_rewound_weights_equal_the_snapshot_times_the_mask():
         assert torch.equal(value, expected)
 
 
-def test_capture_is_a_copy():
+def test_capture_is_a_copy(mlp):
     model = mlp()
     point = capture(model, step=7)
     with torch.no_grad():
@@ -29,12 +28,12 @@ def test_capture_is_a_copy():
 
 
 def test_policies():
-    assert plan("init", 0, 100) == plan("init", 0, 100)
-    p = plan("step", 10, 100)
-    assert (p.from_rewind_point, p.step_offset, p.steps, p.constant_lr) == (True, 10, 90, False)
-    p = plan("lr", 10, 100)
-    assert (p.from_rewind_point, p.step_offset, p.steps) == (False, 10, 90)
-    assert plan("finetune", 0, 100).constant_lr
+    assert plan("init", 0, 100) == LevelPlan.from_start(100) == LevelPlan(weights=REWIND, start_step=0, steps=100)
+    assert plan("step", 10, 100) == LevelPlan(weights=REWIND, start_step=10, steps=90)
+    assert plan("lr", 10, 100) == LevelPlan(weights=TRAINED, start_step=10, steps=90)
+    assert plan("finetune", 10, 100, finetune_lr=1e-4) == LevelPlan(weights=TRAINED, start_step=10, steps=90, constant_lr=1e-4)
+    with pytest.raises(LotteryError, match="needs finetune_lr"):
+        plan("finetune", 0, 100)
 
 
 @pytest.mark.parametrize("policy, step, match", [("rewind", 0, "unknown rewind policy"),

@@ -8,7 +8,7 @@ from lottery.cli import main
 from lottery.config import load_config
 from lottery.errors import LotteryError
 from lottery.experiment import run
-from lottery.io import read_json
+from lottery.files import read_json
 from lottery.stability import Stability, summary
 
 QUIET = dict(log=lambda *_: None)
@@ -16,7 +16,7 @@ QUIET = dict(log=lambda *_: None)
 
 def _cfg(tmp_path, *overrides):
     return load_config(None, [f"runs_dir={tmp_path}", "name=stab", "model.name=lenet_300_100", "data.name=digits",
-                              "train.epochs=1", "prune.levels=1", "controls=[]", "trainer.progress=false",
+                              "train.epochs=1", "prune.levels=1", "branches=[]", "trainer.progress=false",
                               "trainer.accelerator=cpu", "data.val_size=200", *overrides])
 
 
@@ -49,10 +49,10 @@ def test_barriers_files_and_no_retraining(tmp_path, capsys):
 @pytest.mark.slow
 def test_new_step_recaptures_the_dense_run(tmp_path):
     Stability(_cfg(tmp_path), **QUIET).run([0], [0], points=2)
-    first = (tmp_path / "stab" / "stability" / "seed_0" / "rewind_points" / "step_0.safetensors").read_bytes()
+    first = (tmp_path / "stab" / "stability" / "seed_0" / "init.safetensors").read_bytes()
     rows = Stability(_cfg(tmp_path), **QUIET).run([0, 3], [0], points=2)  # k = 3 was never captured
     assert [r["k"] for r in rows] == [0, 3]
-    assert (tmp_path / "stab" / "stability" / "seed_0" / "rewind_points" / "step_0.safetensors").read_bytes() == first
+    assert (tmp_path / "stab" / "stability" / "seed_0" / "init.safetensors").read_bytes() == first
 
 
 def test_identical_data_orders_give_no_barrier(tmp_path):

@@ -2,14 +2,13 @@ import json
 
 import pytest
 import torch
-from conftest import mlp
 from torch import nn
 
 from lottery import LotteryError, MaskManager, Ticket, load_into, load_ticket, save_ticket
 from lottery.ticket import pack_bits, unpack_bits
 
 
-def _ticket():
+def _ticket(mlp):
     model = mlp()
     masks = MaskManager(model)
     masks.prune(0.8)
@@ -29,8 +28,8 @@ def test_bits_pack_and_unpack_like_numpy(shape):
     assert torch.equal(unpack_bits(packed, shape), mask)
 
 
-def test_ticket_round_trips_bit_for_bit(tmp_path):
-    ticket = _ticket()
+def test_ticket_round_trips_bit_for_bit(mlp, tmp_path):
+    ticket = _ticket(mlp)
     path = save_ticket(ticket, tmp_path / "t.safetensors")
     back = load_ticket(path)
     for part in ("masks", "rewind", "final"):
@@ -41,15 +40,15 @@ def test_ticket_round_trips_bit_for_bit(tmp_path):
     assert back.metadata == ticket.metadata
 
 
-def test_shared_tensors_are_saved(tmp_path):
-    ticket = _ticket()
+def test_shared_tensors_are_saved(mlp, tmp_path):
+    ticket = _ticket(mlp)
     ticket.final = ticket.rewind  # the same tensors twice, as with tied weights
     back = load_ticket(save_ticket(ticket, tmp_path / "t.safetensors"))
     assert all(torch.equal(back.final[k], v) for k, v in ticket.rewind.items())
 
 
-def test_masks_take_an_eighth_of_a_byte_per_weight(tmp_path):
-    ticket = _ticket()
+def test_masks_take_an_eighth_of_a_byte_per_weight(mlp, tmp_path):
+    ticket = _ticket(mlp)
     path = save_ticket(ticket, tmp_path / "t.safetensors")
     from safetensors import safe_open
 
@@ -57,8 +56,8 @@ def test_masks_take_an_eighth_of_a_byte_per_weight(tmp_path):
         assert f.get_tensor("mask/0.weight").numel() == 16 * 32 // 8
 
 
-def test_load_into_a_fresh_model_keeps_zeros_while_training(tmp_path):
-    path = save_ticket(_ticket(), tmp_path / "t.safetensors")
+def test_load_into_a_fresh_model_keeps_zeros_while_training(mlp, tmp_path):
+    path = save_ticket(_ticket(mlp), tmp_path / "t.safetensors")
     model = mlp(5)
     masks = load_into(model, load_ticket(path))
     assert torch.equal(model[0].weight, load_ticket(path).rewind["0.weight"])
@@ -69,11 +68,11 @@ def test_load_into_a_fresh_model_keeps_zeros_while_training(tmp_path):
     assert (model[0].weight[~masks.masks["0.weight"]] == 0).all()
 
 
-def test_the_file_is_plain_safetensors_readable_without_lottery(tmp_path):
+def test_the_file_is_plain_safetensors_readable_without_lottery(mlp, tmp_path):
     import numpy as np
     from safetensors.numpy import load_file
 
-    ticket = _ticket()
+    ticket = _ticket(mlp)
     path = save_ticket(ticket, tmp_path / "t.safetensors")
     arrays = load_file(str(path))
     header = json.loads(path.read_bytes()[8:8 + int.from_bytes(path.read_bytes()[:8], "little")])
@@ -82,15 +81,15 @@ def test_the_file_is_plain_safetensors_readable_without_lottery(tmp_path):
     assert np.array_equal(mask, ticket.masks["0.weight"].numpy())
 
 
-def test_a_ticket_for_another_architecture_is_refused(tmp_path):
-    path = save_ticket(_ticket(), tmp_path / "t.safetensors")
+def test_a_ticket_for_another_architecture_is_refused(mlp, tmp_path):
+    path = save_ticket(_ticket(mlp), tmp_path / "t.safetensors")
     other = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4))
     with pytest.raises(LotteryError, match="architecture 'mlp' and does not fit"):
         load_into(other, load_ticket(path))
 
 
-def test_corrupt_and_foreign_files_are_refused(tmp_path):
-    path = save_ticket(_ticket(), tmp_path / "t.safetensors")
+def test_corrupt_and_foreign_files_are_refused(mlp, tmp_path):
+    path = save_ticket(_ticket(mlp), tmp_path / "t.safetensors")
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes(path.read_bytes()[:100])
     with pytest.raises(LotteryError, match="corrupt or truncated"):

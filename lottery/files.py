@@ -1,0 +1,119 @@
+"""Files: written atomically, by one process, in formats that never execute code on loading.
+
+Every write goes to a temporary name in the same folder, then is renamed over the target, so a crash
+at any moment leaves either the old file or the new one, never half of one. Under multi-process
+training only global rank 0 writes; the other ranks compute the same values and read what rank 0
+wrote after a barrier. Tensors are safetensors files.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sys
+from pathlib import Path
+
+from lottery.errors import LotteryError
+
+
+def temporary(path: Path) -> Path:
+    """The name a file is written under before it is renamed to `path`."""
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def is_writer() -> bool:
+    """True on the process that writes files: global rank 0.
+
+    Lightning sets the rank when it launches processes; without Lightning loaded there is one process.
+    """
+    rank_zero = sys.modules.get("lightning_utilities.core.rank_zero")
+    return rank_zero is None or getattr(rank_zero.rank_zero_only, "rank", 0) == 0
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    path = Path(path)
+    if not is_writer():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary(path)
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return write_bytes(path, text.encode())
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | os.PathLike):
+    return json.loads(Path(path).read_text())
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> Path:
+    """Safetensors file (no pickle), written atomically. Tensors are copied to the CPU."""
+    from safetensors.torch import save
+
+    data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    return write_bytes(path, data)
+
+
+def load_tensors(path: str | os.PathLike, with_metadata: bool = False):
+    """Tensors of a safetensors file (and its string metadata when asked)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            metadata = f.metadata() or {}
+    except Exception as e:  # safetensors has an error type per kind of damage
+        raise LotteryError(f"cannot read {path} ({e}); the file is damaged: delete it and run again") from None
+    return (tensors, metadata) if with_metadata else tensors
+
+
+def save_masks(path: str | os.PathLike, masks) -> Path:
+    """A MaskManager's masks and density targets, as safetensors."""
+    state = masks.state_dict()
+    return save_tensors(path, state["masks"], {"density": json.dumps(state["density"])})
+
+
+def load_masks(path: str | os.PathLike) -> dict:
+    """The state `save_masks` wrote, ready for `MaskManager.load_state_dict`."""
+    tensors, metadata = load_tensors(path, with_metadata=True)
+    state = {"masks": tensors}
+    if "density" in metadata:
+        state["density"] = json.loads(metadata["density"])
+    return state
+
+
+@contextlib.contextmanager
+def exclusive(path: str | os.PathLike, what: str):
+    """Hold an advisory lock on `path` (released by the OS even after `kill -9`), or fail at once.
+
+    Two processes on one seed of one experiment would train the same levels twice; different seeds
+    and experiments share a runs folder freely.
+    """
+    path = Path(path)
+    if not is_writer():  # the other DDP ranks follow rank 0, which holds the lock
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise LotteryError(f"{what} is being run by another process (pid {f.read().strip() or '?'}); "
+                               "wait for it to finish, or run another seed or experiment name") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        yield

@@ -1,0 +1,105 @@
+"""Typed hyperparameters of an experiment: the only interface between its parts.
+
+Defaults reproduce the LeNet setting of Frankle & Carbin (2019) on the embedded digits dataset.
+Loading them from YAML and `key=value` overrides, and checking them, is `lottery.config`'s job.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lottery.schedule import Optim
+
+
+@dataclass
+class ModelConfig:
+    name: str = "lenet_300_100"  # a registered model, or "torchvision:<name>"
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"  # a registered dataset
+    batch_size: int = 60  # examples per optimizer step, over all processes (each takes batch_size / world size)
+    val_size: int = 300  # validation examples taken from the training set
+    split_seed: int = 0  # fixes the validation split, independent of the run seed
+    options: dict = field(default_factory=dict)  # dataset-specific options (root, download, ...)
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "adam"  # sgd | adam | adamw
+    lr: float = 1.2e-3  # peak learning rate
+    momentum: float = 0.0  # SGD only
+    nesterov: bool = False  # SGD only
+    weight_decay: float = 0.0  # L2 penalty (decoupled for adamw)
+    warmup_steps: int = 0  # linear warm-up from 0 to lr over this many steps
+    milestone_steps: list[int] = field(default_factory=list)  # steps at which lr *= gamma
+    gamma: float = 0.1  # step-decay factor
+    finetune_lr: float | None = None  # constant lr of the `finetune` rewind policy; None: lr * final decay
+
+
+@dataclass
+class TrainConfig:
+    steps: int | None = None  # training length in optimizer steps; or give epochs
+    epochs: int | None = 40  # training length in epochs (ignored when steps is set)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    milestone_epochs: list[int] = field(default_factory=list)  # step decay at these epochs (adds to optim.milestone_steps)
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """The training length T of every level, in optimizer steps."""
+        return self.steps or self.epochs * steps_per_epoch
+
+    def resolve(self, steps_per_epoch: int) -> Optim:
+        """The optimizer and schedule with every milestone in steps: what the trainer reads."""
+        o = self.optim
+        milestones = sorted(o.milestone_steps + [e * steps_per_epoch for e in self.milestone_epochs])
+        return Optim(optimizer=o.optimizer, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+                     weight_decay=o.weight_decay, warmup_steps=o.warmup_steps, milestone_steps=tuple(milestones),
+                     gamma=o.gamma)
+
+    def finetune_lr(self, optim: Optim) -> float:
+        """The constant learning rate of fine-tuning: the configured one, else the schedule's last (Renda et al. 2020)."""
+        return self.optim.finetune_lr if self.optim.finetune_lr is not None else optim.final_lr
+
+
+@dataclass
+class PruneConfig:
+    strategy: str = "layer_magnitude"  # a registered pruning strategy
+    fraction: float = 0.2  # share of the remaining weights removed per level
+    levels: int = 12  # pruned levels after the dense level 0
+    output_rate: float = 0.5  # multiplier of fraction for the output layer (Frankle & Carbin 2019)
+    rates: dict = field(default_factory=dict)  # other per-parameter multipliers, {name pattern: rate}
+    include: list[str] | None = None  # prunable parameter patterns; None: all Conv/Linear weights
+    exclude: list[str] = field(default_factory=list)  # patterns kept dense
+
+
+@dataclass
+class RewindConfig:
+    policy: str = "init"  # init | step | lr | finetune
+    step: int = 0  # the rewind iteration k
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "auto"  # cpu | gpu | auto
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"  # e.g. ddp
+    precision: str = "32-true"  # e.g. bf16-mixed
+    compile: bool = False  # torch.compile the model's forward (masks are applied outside the graph)
+    progress: bool = True  # a status line per epoch (level, epoch, accuracy) on a terminal
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "demo"  # folder under runs_dir
+    runs_dir: str = "runs"
+    seed: int = 0  # model initialisation and data order
+    seeds: list[int] = field(default_factory=list)  # several seeds in one process, levels in lockstep; [] = [seed]
+    branches: list[str] = field(default_factory=lambda: ["reinit"])  # trained at every level (lottery.branches)
+    matching_tolerance: float = 0.5  # accuracy points (percent) a ticket may lose and still "match"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    rewind: RewindConfig = field(default_factory=RewindConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)

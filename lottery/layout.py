@@ -1,0 +1,177 @@
+"""Where every file of an experiment lives: the one module that spells the paths of a run folder
+(in the spirit of OpenLTH's `foundations/paths.py`).
+
+    runs/<experiment>/config.yaml                    the resolved config (checked on every start)
+    runs/<experiment>/curve.csv, curve_seeds.csv, curve.png, report.md, ticket.safetensors
+    runs/<experiment>/seed_<s>/init.safetensors      the rewind point of k = 0: the initial weights
+    runs/<experiment>/seed_<s>/rewind_step_<k>.safetensors   the rewind point of iteration k > 0
+    runs/<experiment>/seed_<s>/level_<NN>/           a level: mask.safetensors and its training's files
+    runs/<experiment>/seed_<s>/level_<NN>/branch_<name>/     a branch trained off that level
+    runs/<experiment>/stability/seed_<s>/            the instability analysis of that seed
+
+A training's folder holds final.safetensors (the trained weights), metrics.json (written last: its
+presence marks the training done) and checkpoints/last.ckpt while it runs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+_SEED, _LEVEL, _BRANCH = "seed_", "level_", "branch_"
+
+
+def _rewind_file(folder: Path, step: int) -> Path:
+    return folder / ("init.safetensors" if step == 0 else f"rewind_step_{step}.safetensors")
+
+
+def _numbered(folder: Path, prefix: str) -> list[int]:
+    """The numbers of the subfolders named <prefix><number>, sorted."""
+    if not folder.is_dir():
+        return []
+    found = (p.name.removeprefix(prefix) for p in folder.iterdir() if p.is_dir() and p.name.startswith(prefix))
+    return sorted(int(n) for n in found if n.isdigit())
+
+
+@dataclass(frozen=True)
+class TrainingDir:
+    """The folder of one training (a level's, a branch's, a stability copy's)."""
+
+    path: Path
+
+    @property
+    def final(self) -> Path:
+        return self.path / "final.safetensors"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def checkpoint(self) -> Path:
+        """The resume checkpoint, overwritten at every epoch end while the training runs."""
+        return self.checkpoints / "last.ckpt"
+
+    @property
+    def done(self) -> bool:
+        return self.metrics.exists()
+
+
+@dataclass(frozen=True)
+class LevelDir(TrainingDir):
+    """An IMP level: its mask, the ticket's training, and the branches trained off it."""
+
+    @property
+    def mask(self) -> Path:
+        return self.path / "mask.safetensors"
+
+    def branch(self, name: str) -> TrainingDir:
+        return TrainingDir(self.path / f"{_BRANCH}{name}")
+
+    def branches(self) -> list[str]:
+        """Names of the branches that have a folder here, sorted."""
+        if not self.path.is_dir():
+            return []
+        return sorted(p.name.removeprefix(_BRANCH) for p in self.path.iterdir() if p.is_dir() and p.name.startswith(_BRANCH))
+
+
+@dataclass(frozen=True)
+class SeedDir:
+    """One seed's IMP run: its rewind points and its levels."""
+
+    path: Path
+    seed: int
+
+    @property
+    def lock(self) -> Path:
+        return self.path / ".lock"
+
+    def rewind(self, step: int) -> Path:
+        """The rewind point of iteration `step` (0: the initial weights)."""
+        return _rewind_file(self.path, step)
+
+    def level(self, level: int) -> LevelDir:
+        return LevelDir(self.path / f"{_LEVEL}{level:02d}")
+
+    def levels(self) -> list[int]:
+        """Levels that have a folder, sorted (finished or not: see `level(l).done`)."""
+        return _numbered(self.path, _LEVEL)
+
+
+@dataclass(frozen=True)
+class StabilityDir:
+    """The instability analysis of one seed (lottery.stability)."""
+
+    path: Path
+
+    @property
+    def lock(self) -> Path:
+        return self.path / ".lock"
+
+    @property
+    def data_seeds(self) -> Path:
+        return self.path / "data_seeds.json"
+
+    def rewind(self, step: int) -> Path:
+        """The dense network at iteration `step`, captured by the `dense` training."""
+        return _rewind_file(self.path, step)
+
+    @property
+    def dense(self) -> TrainingDir:
+        return TrainingDir(self.path / "dense")
+
+    @property
+    def dense_plan(self) -> Path:
+        """The steps the dense training was started to capture."""
+        return self.dense.path / "capture.json"
+
+    def copy(self, level: int, step: int, name: str) -> TrainingDir:
+        return TrainingDir(self.path / f"{_LEVEL}{level:02d}" / f"k_{step}" / f"copy_{name}")
+
+    def results(self, suffix: str) -> Path:
+        """stability.csv, .json, .png"""
+        return self.path / f"stability.{suffix}"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """An experiment's folder, runs_dir/name."""
+
+    path: Path
+
+    @classmethod
+    def of(cls, runs_dir: str | Path, name: str) -> "RunLayout":
+        return cls(Path(runs_dir) / name)
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def ticket(self) -> Path:
+        return self.path / "ticket.safetensors"
+
+    def curve(self, suffix: str) -> Path:
+        """curve.csv (per level, over seeds) and curve.png"""
+        return self.path / f"curve.{suffix}"
+
+    @property
+    def curve_seeds(self) -> Path:
+        return self.path / "curve_seeds.csv"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.md"
+
+    def seed(self, seed: int) -> SeedDir:
+        return SeedDir(self.path / f"{_SEED}{seed}", seed)
+
+    def seeds(self) -> list[int]:
+        """Seeds that have a folder, sorted."""
+        return _numbered(self.path, _SEED)
+
+    def stability(self, seed: int) -> StabilityDir:
+        return StabilityDir(self.path / "stability" / f"{_SEED}{seed}")
