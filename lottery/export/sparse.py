@@ -12,7 +12,6 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils import benchmark
 
 
 class CSRLinear(nn.Module):
@@ -67,6 +66,8 @@ def candidates(linear: nn.Linear) -> dict[str, type]:
 
 
 def _time(module: nn.Module, x: torch.Tensor, threads: int) -> float:
+    from torch.utils import benchmark  # imported here: it loads torch's C++ extension machinery
+
     timer = benchmark.Timer("module(x)", globals={"module": module, "x": x}, num_threads=threads)
     with torch.no_grad():
         return timer.blocked_autorange(min_run_time=0.05).median
