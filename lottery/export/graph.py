@@ -106,8 +106,10 @@ def _first(out: torch.Tensor) -> torch.Tensor:
 
 
 def _padded(conv: nn.Module) -> bool:
-    pad = conv.padding if isinstance(conv.padding, tuple) else (1,)  # 'same' pads unless 1x1
-    return conv.padding_mode == "zeros" and any(pad) and (conv.padding != "same" or math.prod(conv.kernel_size) > 1)
+    """Zero padding: a constant input map gives a border pattern (other padding modes keep it constant)."""
+    if conv.padding_mode != "zeros" or conv.padding == "valid":
+        return False
+    return math.prod(conv.kernel_size) > 1 if conv.padding == "same" else any(conv.padding)
 
 
 def reads(layer: nn.Module) -> torch.Tensor:

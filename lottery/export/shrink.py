@@ -11,6 +11,7 @@ with running statistics), up to float rounding of the folded biases.
 from __future__ import annotations
 
 import copy
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,8 @@ def save_shrunk(model: nn.Module, example_input: torch.Tensor, path: str | os.Pa
     example = example_input[:1].expand(2, *example_input.shape[1:]).contiguous()  # batch 2: batch 1 would be specialised
     batch = torch.export.Dim("batch", min=1)
     program = torch.export.export(shrunk, (example,), dynamic_shapes=({0: batch},))
+    buffer = io.BytesIO()  # saved to memory first: the archive is named after the file it is written to
+    torch.export.save(program, buffer)
     with atomic_path(path) as tmp:
-        torch.export.save(program, str(tmp))
+        tmp.write_bytes(buffer.getvalue())
     return Path(path), report
