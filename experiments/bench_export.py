@@ -180,7 +180,7 @@ def main() -> None:
     p.add_argument("--tickets", nargs="*", default=[], help="ticket files to add (e.g. runs/demo/ticket.safetensors)")
     p.add_argument("--batches", nargs="+", type=int, default=[1, 64])
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median is reported")
-    p.add_argument("--min-time", type=float, default=0.05, help="seconds per measurement")
+    p.add_argument("--min-time", type=float, default=0.02, help="seconds per measurement")
     args = p.parse_args()
     cuda(args) if args.device == "cuda" else cpu(args)
 

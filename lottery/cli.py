@@ -32,7 +32,7 @@ def _export(args) -> None:
         from lottery.export import export_run
 
         path = export_run(args.run_dir, args.format, args.out, args.level, args.seed, args.dtype)
-        print(f"wrote {path} ({Path(path).stat().st_size:,} bytes, {args.format})")
+        print(f"wrote {path}")
         return
     if args.dtype != "fp32":
         raise LotteryError(f"--dtype {args.dtype} applies to --format compact only")

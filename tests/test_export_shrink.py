@@ -1,4 +1,7 @@
 """Shrinking removes dead units and never changes the logits (eval mode)."""
+import subprocess
+import sys
+
 import pytest
 import torch
 from export_helpers import SHAPES, pruned, randomize
@@ -86,14 +89,29 @@ def test_residual_channels_go_only_when_dead_in_every_branch():
     torch.testing.assert_close(small(x), model(x))
 
 
+RUNNER = """
+import sys
+sys.modules["lottery"] = None  # torch alone must load and run the program
+import torch
+from safetensors.torch import load_file
+io = load_file(sys.argv[2])
+torch.testing.assert_close(torch.export.load(sys.argv[1]).module()(io["x"]), io["y"])
+print("ok")
+"""
+
+
 def test_saved_program_runs_with_torch_alone_at_any_batch_size(tmp_path):
+    from safetensors.torch import save_file
+
     model, masks, x = pruned("lenet_300_100", 0.2)
     path, report = save_shrunk(model, x, tmp_path / "r.pt2", masks, log=lambda *_: None)
-    program = torch.export.load(str(path)).module()
-    batch = torch.randn(7, *SHAPES["lenet_300_100"])
-    with torch.no_grad():
-        torch.testing.assert_close(program(batch), model(batch))
     assert [p.name for p in tmp_path.iterdir()] == ["r.pt2"]
+    batch = torch.randn(7, *SHAPES["lenet_300_100"])  # not the example's batch size
+    with torch.no_grad():
+        save_file({"x": batch, "y": model(batch)}, str(tmp_path / "io.safetensors"))
+    proc = subprocess.run([sys.executable, "-c", RUNNER, str(path), str(tmp_path / "io.safetensors")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
 
 class Depthwise(nn.Module):

@@ -143,7 +143,7 @@ def analyse(model: nn.Module, example: torch.Tensor) -> Graph:
             g.acts[node] = Activation(space, 1, torch.zeros(out.shape[1], dtype=torch.bool), _first(out))
             continue
         module = gm.get_submodule(node.target) if node.op == "call_module" else None
-        if module is not None and any(True for _ in module.parameters(recurse=False)):
+        if module is not None and any(True for _ in [*module.parameters(recurse=False), *module.buffers(recurse=False)]):
             if node.target in calls:
                 raise unsupported(model, f"module {node.target!r} is called more than once")
             calls.add(node.target)

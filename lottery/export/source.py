@@ -38,8 +38,12 @@ def export_ticket(ticket: str | os.PathLike, fmt: str, out: str | os.PathLike, d
 
     model, masks, meta = model_from_ticket(ticket)
     keep = ("architecture", "num_classes", "input_shape", "dataset", "level", "density", "test_acc", "seed")
-    return export(model, fmt, out, masks, example_batch(meta["input_shape"]), dtype,
+    path = export(model, fmt, out, masks, example_batch(meta["input_shape"]), dtype,
                   {k: meta[k] for k in keep if k in meta}, log=log)
+    dense = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    log(f"{fmt}: {path.stat().st_size:,} bytes, {path.stat().st_size / dense:.1%} of the dense model's {dense:,} "
+        f"bytes of weights ({1 - masks.sparsity():.2%} of prunable weights remaining)")
+    return path
 
 
 def export_run(run_dir: str | os.PathLike, fmt: str, out: str | os.PathLike, level: int | None = None,

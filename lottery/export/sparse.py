@@ -74,12 +74,13 @@ def _time(module: nn.Module, x: torch.Tensor, threads: int) -> float:
 
 
 @torch.no_grad()
-def sparsify(model: nn.Module, example_input: torch.Tensor, threads: int | None = None,
+def sparsify(model: nn.Module, example_input: torch.Tensor, threads: int | None = None, min_speedup: float = 1.1,
              log=print) -> tuple[nn.Module, dict[str, str]]:
     """A copy of `model` (eval) with each Linear replaced by its sparse kernel where measured faster.
 
     Timed on the layer's real input for `example_input` (its batch size matters) with `threads`
-    threads (default: torch's current setting). Returns the model and {layer: "dense"|"csr"|"2:4"}.
+    threads (default: torch's current setting); a sparse kernel must beat dense by `min_speedup`
+    (a margin against timing noise). Returns the model and {layer: "dense"|"csr"|"2:4"}.
     """
     model = copy.deepcopy(model).eval()
     threads = threads or torch.get_num_threads()
@@ -102,7 +103,8 @@ def sparsify(model: nn.Module, example_input: torch.Tensor, threads: int | None 
         times = {"dense": _time(layer, x, threads)}
         kernels = {kind: cls(layer) for kind, cls in candidates(layer).items()}
         times.update({kind: _time(kernel, x, threads) for kind, kernel in kernels.items()})
-        choice[name] = min(times, key=times.get)
+        fastest = min(times, key=times.get)
+        choice[name] = fastest if times["dense"] >= min_speedup * times[fastest] else "dense"
         if choice[name] != "dense":
             model.set_submodule(name, kernels[choice[name]])
         density = layer.weight.ne(0).float().mean().item()
