@@ -22,6 +22,18 @@ def test_onnxruntime_gives_the_masked_models_logits(tmp_path, name, shrunk):
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
 
 
+def test_a_model_it_cannot_shrink_is_exported_masked(tmp_path):
+    from test_export_shrink import Concat
+
+    model, lines = Concat().eval(), []
+    x = torch.randn(3, 4)
+    path = save_onnx(model, x, tmp_path / "m.onnx", log=lines.append)
+    assert lines == ["cannot shrink Concat: its graph has call_function cat (node 'cat'), which the shrinker "
+                     "does not follow: exporting the masked model, unshrunk"]
+    with torch.no_grad():
+        torch.testing.assert_close(run_onnx(path, x), model(x), atol=1e-5, rtol=1e-5)
+
+
 RUNNER = '''
 import sys
 sys.modules["lottery"] = None  # onnxruntime alone must run the file

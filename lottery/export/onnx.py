@@ -18,22 +18,28 @@ from lottery.export.files import atomic_path, require
 
 def save_onnx(model: nn.Module, example_input: torch.Tensor, path: str | os.PathLike, masks=None,
               shrunk: bool = True, dynamo: bool = False, log=print) -> Path:
-    """Export `model` (first shrunk, unless `shrunk=False`) to ONNX and check its logits with onnxruntime.
+    """Export `model` (first shrunk where the shrinker can follow its graph, unless `shrunk=False`) to
+    ONNX and check its logits with onnxruntime.
 
     `dynamo=False` uses the TorchScript exporter, which needs no onnxscript and exports our models
     in a fraction of a second; `dynamo=True` uses the torch.export-based one.
     """
     onnx = require("onnx", "the ONNX export")
     require("onnxruntime", "checking the ONNX export")
+    small = None
     if shrunk:
         from lottery.export.shrink import shrink
 
-        model, report = shrink(model, example_input, masks)
-        log(str(report))
-    else:
+        try:
+            small, report = shrink(model, example_input, masks)
+            log(str(report))
+        except LotteryError as e:  # a graph the shrinker cannot follow: ONNX of the masked model still works
+            log(f"{str(e).split('. Export')[0]}: exporting the masked model, unshrunk")
+    if small is None:
         from lottery.export.compact import mask_dict
 
-        model = _masked_copy(model, mask_dict(model, masks) if masks is not None else {})
+        small = _masked_copy(model, mask_dict(model, masks) if masks is not None else {})
+    model = small
     model = model.eval()
     with atomic_path(path) as tmp:
         with warnings.catch_warnings():
