@@ -46,7 +46,7 @@ bench-level: install  ## one IMP level: lottery vs a hand-written loop vs a mini
 bench-memory: install  ## mask bytes per weight in training (ours vs nn.utils.prune) and ticket size vs torch.save
 	$(PY) experiments/bench_memory.py
 
-bench-export: install  ## deployable tickets: file sizes and latency of compact / shrunk / CSR / ONNX vs dense (~3 min)
+bench-export: install  ## deployable tickets: file sizes and latency of compact / shrunk / CSR / ONNX vs dense (5-9 min on a busy 2-core CPU)
 	$(PY) experiments/bench_export.py
 
 gpu-check: install  ## on a CUDA machine: CUDA tests + every benchmark on the GPU, one summary (< 5 min)

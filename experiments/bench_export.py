@@ -11,7 +11,7 @@ structure, so fewer units are dead than after IMP), prints:
             where `sparsify` measured that faster; the chosen layers are listed), onnxruntime (shrunk).
 With --device cuda: dense vs 2:4 semi-structured Linear layers in fp16 (nm_magnitude masks).
 
-    .venv/bin/python experiments/bench_export.py          # ~2-3 minutes on 2 idle CPU cores
+    .venv/bin/python experiments/bench_export.py          # 5-9 minutes on 2 busy CPU cores
     .venv/bin/python experiments/bench_export.py --models --densities --tickets runs/demo/ticket.safetensors
 """
 from __future__ import annotations
