@@ -14,7 +14,7 @@ PRESET  = for s in $$(seq 0 $$(($(SEEDS) - 1))); do \
 	  $(VENV)/bin/lottery run --config experiments/configs/$(1).yaml seed=$$s trainer.accelerator=$(DEVICE) \
 	  $(if $(LEVELS),prune.levels=$(LEVELS)) $(ARGS) || exit $$?; done
 
-.PHONY: help install demo test test-fast bench bench-data bench-level bench-memory gpu-check curves stability clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
+.PHONY: help install demo test test-fast bench bench-data bench-level bench-memory bench-export gpu-check curves stability clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ bench-level: install  ## one IMP level: lottery vs a hand-written loop vs a mini
 
 bench-memory: install  ## mask bytes per weight in training (ours vs nn.utils.prune) and ticket size vs torch.save
 	$(PY) experiments/bench_memory.py
+
+bench-export: install  ## deployable tickets: file sizes and latency of compact / shrunk / CSR / ONNX vs dense (5-9 min on a busy 2-core CPU)
+	$(PY) experiments/bench_export.py
 
 gpu-check: install  ## on a CUDA machine: CUDA tests + every benchmark on the GPU, one summary (< 5 min)
 	bash experiments/gpu_check.sh

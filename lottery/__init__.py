@@ -2,7 +2,8 @@
 magnitude pruning with rewinding, on PyTorch and PyTorch Lightning.
 
 The core (MaskManager, pruning strategies, rewinding, tickets) needs only torch (and safetensors
-for files); the Lightning parts are imported on first use.
+for files); the Lightning parts are imported on first use. Deployable exports (compact, shrunk,
+ONNX, sparse kernels) are in `lottery.export`.
 """
 from lottery.errors import LotteryError
 from lottery.masks import MaskManager, default_prunable

@@ -2,6 +2,7 @@
 
     lottery run --config experiments/configs/demo.yaml [key=value ...]
     lottery export runs/demo [--level N] --out ticket.safetensors
+    lottery export runs/demo --format compact|shrunk|onnx --out model.safetensors|.pt2|.onnx
     lottery inspect ticket.safetensors
     lottery plot runs/demo
     lottery stability --config experiments/configs/stability_demo.yaml --steps 0,20,100 --levels 0,3
@@ -30,6 +31,14 @@ def _run(args) -> None:
 def _export(args) -> None:
     from lottery import experiment
 
+    if args.format != "ticket":  # the deployable formats go through the ticket, see lottery/export
+        from lottery.export import export_run
+
+        path = export_run(args.run_dir, args.format, args.out, args.level, args.seed, args.dtype)
+        print(f"wrote {path}")
+        return
+    if args.dtype != "fp32":
+        raise LotteryError(f"--dtype {args.dtype} applies to --format compact only")
     path = experiment.export(Path(args.run_dir), args.level, Path(args.out), seed=args.seed)
     print(f"wrote {path}")
     _inspect(argparse.Namespace(file=path))
@@ -87,11 +96,15 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--config", help="YAML config (see experiments/configs/); omitted: the built-in defaults")
     r.add_argument("overrides", nargs="*", help="key=value overrides, e.g. prune.levels=5 train.optim.lr=0.01")
     r.set_defaults(func=_run)
-    e = sub.add_parser("export", help="export a winning ticket from a run folder")
-    e.add_argument("run_dir")
+    e = sub.add_parser("export", help="export a winning ticket from a run folder, as a research ticket or for deployment")
+    e.add_argument("run_dir", help="a run folder (or, for the deployable formats, a ticket file)")
+    e.add_argument("--format", default="ticket", choices=["ticket", "compact", "shrunk", "onnx"],
+                   help="ticket: masks + rewind + final weights (research); compact: surviving values + bit-packed "
+                        "mask (safetensors); shrunk: dead units removed (torch.export .pt2); onnx: the shrunk model")
+    e.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="values of --format compact")
     e.add_argument("--level", type=int, help="level to export (default: the sparsest matching level)")
     e.add_argument("--seed", type=int, help="seed folder to export from (default: the run's seed)")
-    e.add_argument("--out", required=True, help="output .safetensors file")
+    e.add_argument("--out", required=True, help="output file: .safetensors (ticket, compact), .pt2 (shrunk), .onnx")
     e.set_defaults(func=_export)
     i = sub.add_parser("inspect", help="print a ticket's metadata and per-layer sparsity")
     i.add_argument("file")

@@ -11,6 +11,7 @@ from typing import Callable, Mapping
 
 import torch
 
+from lottery.errors import LotteryError
 from lottery.registry import Registry
 
 Masks = dict[str, torch.Tensor]
@@ -73,11 +74,55 @@ def layer_random(weights, masks, density, generator=None) -> Masks:
     return _select(_random_scores(weights, generator), masks, density, "layer")
 
 
+def _top_n_of_m(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """Bool mask of the `n` highest scores in each group of `m` consecutive entries of each row.
+
+    Rows are those of the (out, in * kernel) weight matrix, the layout 2:4 sparse kernels compress.
+    """
+    rows = scores.reshape(scores.shape[0], -1) if scores.dim() > 1 else scores.reshape(1, -1)
+    width = rows.shape[1]
+    padded = torch.nn.functional.pad(rows, (0, -width % m), value=float("-inf")).view(rows.shape[0], -1, m)
+    top = torch.zeros_like(padded, dtype=torch.bool)
+    top.scatter_(2, torch.topk(padded, min(n, m), dim=2).indices, True)
+    return top.view(rows.shape[0], -1)[:, :width].reshape(scores.shape)
+
+
+def make_nm_magnitude(n: int = 2, m: int = 4) -> Strategy:
+    """Magnitude pruning of each tensor towards an N:M pattern (at most `n` nonzeros in every `m`).
+
+    Keeps the density contract: while `density` >= n/m each group's `n` largest survivors stay and the
+    rest are ranked by magnitude within the tensor; at or below n/m only those survivors compete, so
+    the mask fits the pattern from then on (2:4 by default: what `to_sparse_semi_structured` accelerates,
+    Mishra et al. 2021, "Accelerating Sparse Deep Neural Networks").
+    """
+    if not 0 < n < m:
+        raise LotteryError(f"an N:M pattern needs 0 < N < M, got {n}:{m}")
+
+    def nm_magnitude(weights, masks, density, generator=None) -> Masks:
+        new: Masks = {}
+        for name, w in weights.items():
+            mask = masks[name].cpu()
+            score = w.detach().abs().cpu().float().masked_fill(~mask, float("-inf"))
+            top = _top_n_of_m(score, n, m) & mask
+            keep, protected = round(mask.numel() * density[name]), int(top.sum())
+            flat = score.flatten()
+            if keep >= protected:
+                kept = keep_top(flat, [(mask & ~top).flatten()], keep - protected)[0].view_as(mask) | top
+            else:
+                kept = keep_top(flat, [top.flatten()], keep)[0].view_as(mask)
+            new[name] = kept.to(masks[name].device)
+        return new
+
+    nm_magnitude.__doc__ = f"Magnitude pruning towards a {n}:{m} pattern, each tensor to its density."
+    return nm_magnitude
+
+
 STRATEGIES: Registry[Strategy] = Registry("pruning strategy", {
     "global_magnitude": global_magnitude,
     "layer_magnitude": layer_magnitude,
     "global_random": global_random,
     "layer_random": layer_random,
+    "nm_magnitude": make_nm_magnitude(2, 4),
 })
 # Strategies that rank all tensors together; the mask manager keeps tensors with their own
 # rate multiplier (e.g. the output layer at half the rate) out of the shared ranking.

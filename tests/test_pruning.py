@@ -60,3 +60,18 @@ def test_random_strategy_is_seeded():
 def test_unknown_strategy_lists_the_valid_ones():
     with pytest.raises(LotteryError, match="global_magnitude.*layer_magnitude"):
         get_strategy("magnitude")
+
+
+def test_nm_magnitude_keeps_the_largest_two_of_every_four():
+    from lottery.pruning import make_nm_magnitude
+
+    w = {"a": torch.tensor([[0.1, -0.9, 0.5, 0.2, 0.05, -0.6, 0.7, 0.3]])}
+    nm = get_strategy("nm_magnitude")
+    assert nm(w, _ones(w), {"a": 0.5})["a"].int().tolist() == [[0, 1, 1, 0, 0, 1, 1, 0]]  # 2:4 exactly
+    # above 2/4 the pattern's survivors stay and the largest others fill the density
+    assert nm(w, _ones(w), {"a": 0.75})["a"].int().tolist() == [[0, 1, 1, 1, 0, 1, 1, 1]]
+    # below it only the pattern's survivors compete: at most 2 of every 4 from then on
+    assert nm(w, _ones(w), {"a": 0.25})["a"].int().tolist() == [[0, 1, 0, 0, 0, 0, 1, 0]]
+    assert make_nm_magnitude(1, 4)(w, _ones(w), {"a": 0.25})["a"].int().tolist() == [[0, 1, 0, 0, 0, 0, 1, 0]]
+    with pytest.raises(LotteryError, match="0 < N < M, got 4:4"):
+        make_nm_magnitude(4, 4)

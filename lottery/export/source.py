@@ -1,0 +1,66 @@
+"""Where an exported model comes from: a research ticket file, or a run folder through its ticket."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lottery.errors import LotteryError
+
+
+def model_from_ticket(path: str | os.PathLike, weights: str = "final"):
+    """(model, MaskManager, metadata): the ticket's architecture with its trained (`final`) weights and masks."""
+    from lottery.models import create_model
+    from lottery.ticket import load_into, load_ticket
+
+    ticket = load_ticket(path)
+    meta = ticket.metadata
+    missing = [k for k in ("architecture", "num_classes", "input_shape") if k not in meta]
+    if missing:
+        raise LotteryError(f"ticket {path} has no {missing} in its metadata, so its model cannot be rebuilt; "
+                           "build the model yourself and use lottery.load_into + lottery.export.export")
+    model = create_model(meta["architecture"], meta["num_classes"], tuple(meta["input_shape"]))
+    masks = load_into(model, ticket, weights)
+    return model.eval(), masks, meta
+
+
+def example_batch(input_shape, batch: int = 4) -> torch.Tensor:
+    """A fixed random batch of inputs: the shapes matter to the exports, the values do not."""
+    return torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(0))
+
+
+def export_ticket(ticket: str | os.PathLike, fmt: str, out: str | os.PathLike, dtype: str = "fp32", log=print) -> Path:
+    """Turn a research ticket file into a deployable `fmt` file (see lottery.export.export)."""
+    from lottery.export import export
+
+    model, masks, meta = model_from_ticket(ticket)
+    keep = ("architecture", "num_classes", "input_shape", "dataset", "level", "density", "test_acc", "seed")
+    path = export(model, fmt, out, masks, example_batch(meta["input_shape"]), dtype,
+                  {k: meta[k] for k in keep if k in meta}, log=log)
+    dense = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    log(f"{fmt}: {path.stat().st_size:,} bytes, {path.stat().st_size / dense:.1%} of the dense model's {dense:,} "
+        f"bytes of weights ({1 - masks.sparsity():.2%} of prunable weights remaining)")
+    return path
+
+
+def export_run(run_dir: str | os.PathLike, fmt: str, out: str | os.PathLike, level: int | None = None,
+               seed: int | None = None, dtype: str = "fp32", log=print) -> Path:
+    """`lottery export RUN_DIR --format FMT`: the run's ticket (or a ticket file given as RUN_DIR), exported as `fmt`."""
+    from lottery.export import FORMATS
+    from lottery.export.files import require
+
+    if fmt not in FORMATS:
+        raise LotteryError(f"unknown export format {fmt!r}; choose one of: ticket, {', '.join(FORMATS)}")
+    if fmt == "onnx":  # checked before anything is built or written
+        require("onnx", "the ONNX export"), require("onnxruntime", "checking the ONNX export")
+    source = Path(run_dir)
+    if source.is_file():
+        return export_ticket(source, fmt, out, dtype, log)
+    from lottery import experiment
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ticket = experiment.export(source, level, Path(tmp) / "ticket.safetensors", seed=seed)
+        return export_ticket(ticket, fmt, out, dtype, log)
