@@ -32,9 +32,7 @@ def _export(args) -> None:
     from lottery import experiment
 
     if args.format != "ticket":  # the deployable formats go through the ticket, see lottery/export
-        from lottery.export import export_run
-
-        path = export_run(args.run_dir, args.format, args.out, args.level, args.seed, args.dtype)
+        path = experiment.export_as(args.run_dir, args.format, args.out, args.level, args.seed, args.dtype)
         print(f"wrote {path}")
         return
     if args.dtype != "fp32":

@@ -114,6 +114,26 @@ def export(run_dir: Path, level: int | None, out: Path, seed: int | None = None)
     return save_ticket(Ticket(masks, rewind_state, final, _metadata(cfg, row, seed)), out)
 
 
+def export_as(run_dir: str | Path, fmt: str, out: str | Path, level: int | None = None,
+               seed: int | None = None, dtype: str = "fp32", log=print) -> Path:
+    """`lottery export RUN_DIR --format FMT`: the run's ticket (or a ticket file given as RUN_DIR), exported as `fmt`."""
+    import tempfile
+
+    from lottery.export import FORMATS, export_ticket
+    from lottery.export.files import require
+
+    if fmt not in FORMATS:
+        raise LotteryError(f"unknown export format {fmt!r}; choose one of: ticket, {', '.join(FORMATS)}")
+    if fmt == "onnx":  # checked before anything is built or written
+        require("onnx", "the ONNX export"), require("onnxruntime", "checking the ONNX export")
+    source = Path(run_dir)
+    if source.is_file():
+        return export_ticket(source, fmt, out, dtype, log)
+    with tempfile.TemporaryDirectory() as tmp:
+        ticket = export(source, level, Path(tmp) / "ticket.safetensors", seed=seed)
+        return export_ticket(ticket, fmt, out, dtype, log)
+
+
 def _metadata(cfg: ExperimentConfig, row: dict, seed: int) -> dict:
     """What a ticket says about itself: architecture and input, where it came from, how good it is."""
     import pytorch_lightning

@@ -3,7 +3,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from export_helpers import pruned
 
 from lottery.cli import main
 from lottery.export import load_compact, run_onnx
@@ -13,15 +12,15 @@ from lottery.ticket import Ticket, save_ticket
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _ticket(tmp_path, name="lenet_300_100", density=0.1):
+def _ticket(pruned, tmp_path, name="lenet_300_100", density=0.1):
     model, masks, x = pruned(name, density)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     meta = {"architecture": name, "num_classes": 10, "input_shape": list(x.shape[1:]), "level": 3}
     return save_ticket(Ticket(masks.state_dict()["masks"], state, state, meta), tmp_path / "t.safetensors"), model, x
 
 
-def test_every_format_from_a_ticket_file_gives_the_tickets_logits(tmp_path, capsys):
-    ticket, model, x = _ticket(tmp_path)
+def test_every_format_from_a_ticket_file_gives_the_tickets_logits(pruned, tmp_path, capsys):
+    ticket, model, x = _ticket(pruned, tmp_path)
     with torch.no_grad():
         expected = model(x)
     for fmt, name in [("compact", "c.safetensors"), ("shrunk", "s.pt2"), ("onnx", "m.onnx")]:
@@ -50,8 +49,8 @@ def test_a_model_it_cannot_shrink_suggests_compact_and_writes_nothing(tmp_path, 
     assert main(["export", str(ticket), "--format", "compact", "--out", str(tmp_path / "out" / "m.safetensors")]) == 0
 
 
-def test_dtype_belongs_to_compact(tmp_path, capsys):
-    ticket, _, _ = _ticket(tmp_path)
+def test_dtype_belongs_to_compact(pruned, tmp_path, capsys):
+    ticket, _, _ = _ticket(pruned, tmp_path)
     assert main(["export", str(ticket), "--format", "onnx", "--dtype", "fp16", "--out", str(tmp_path / "m.onnx")]) == 2
     assert "dtype='fp16' applies to the compact format only" in capsys.readouterr().err
     assert main(["export", str(ticket), "--format", "compact", "--dtype", "bf16", "--out", str(tmp_path / "c.safetensors")]) == 0
@@ -59,7 +58,7 @@ def test_dtype_belongs_to_compact(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_run_folder_exports_through_its_ticket(tmp_path, capsys):
+def test_a_run_folder_exports_through_its_ticket(pruned, tmp_path, capsys):
     fast = ["train.epochs=1", "prune.levels=1", "trainer.progress=false", "trainer.accelerator=cpu"]
     assert main(["run", "--config", str(ROOT / "experiments/configs/demo.yaml"), f"runs_dir={tmp_path}", *fast]) == 0
     assert main(["export", str(tmp_path / "demo"), "--level", "1", "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 0

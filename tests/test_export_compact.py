@@ -4,7 +4,6 @@ import sys
 
 import pytest
 import torch
-from export_helpers import pruned
 from safetensors.torch import save_file
 
 from lottery.errors import LotteryError
@@ -14,7 +13,7 @@ from lottery.models import create_model
 
 
 @pytest.mark.parametrize("name", ["lenet_300_100", "conv2", "resnet20"])
-def test_at_3_6_percent_the_file_is_at_most_a_tenth_of_the_dense_file(tmp_path, name):
+def test_at_3_6_percent_the_file_is_at_most_a_tenth_of_the_dense_file(pruned, tmp_path, name):
     model, masks, x = pruned(name, 0.036, dead=False)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "dense.safetensors"))
     path = save_compact(model, tmp_path / "c.safetensors", masks)
@@ -28,7 +27,7 @@ def test_at_3_6_percent_the_file_is_at_most_a_tenth_of_the_dense_file(tmp_path, 
 
 
 @pytest.mark.parametrize("dtype, atol", [("fp16", 2e-2), ("bf16", 1e-1)])
-def test_half_precision_values_are_smaller_and_close(tmp_path, dtype, atol):
+def test_half_precision_values_are_smaller_and_close(pruned, tmp_path, dtype, atol):
     model, masks, x = pruned("lenet_300_100", 0.2)
     full = save_compact(model, tmp_path / "32.safetensors", masks)
     half = export(model, "compact", tmp_path / "16.safetensors", masks, dtype=dtype)
@@ -66,8 +65,7 @@ print("ok")
 '''
 
 
-def test_loads_with_torch_and_safetensors_only(tmp_path):
-    from conftest import mlp
+def test_loads_with_torch_and_safetensors_only(mlp, tmp_path):
     from lottery.masks import MaskManager
 
     model = mlp(3)
@@ -82,7 +80,7 @@ def test_loads_with_torch_and_safetensors_only(tmp_path):
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
 
-def test_bad_input_is_refused_and_leaves_nothing(tmp_path):
+def test_bad_input_is_refused_and_leaves_nothing(pruned, tmp_path):
     model, masks, _ = pruned("lenet_300_100", 0.5, dead=False)
     with pytest.raises(LotteryError, match="compact dtype 'fp8' is not one of fp32, fp16, bf16"):
         save_compact(model, tmp_path / "c.safetensors", masks, dtype="fp8")

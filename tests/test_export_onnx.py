@@ -4,7 +4,6 @@ import sys
 
 import pytest
 import torch
-from export_helpers import pruned
 
 from lottery.errors import LotteryError
 from lottery.export import run_onnx, save_onnx
@@ -13,7 +12,7 @@ pytest.importorskip("onnxruntime")
 
 
 @pytest.mark.parametrize("name, shrunk", [("lenet_300_100", False), ("resnet20", True)])
-def test_onnxruntime_gives_the_masked_models_logits(tmp_path, name, shrunk):
+def test_onnxruntime_gives_the_masked_models_logits(pruned, tmp_path, name, shrunk):
     model, masks, x = pruned(name, 0.1)
     path = save_onnx(model, x, tmp_path / "m.onnx", masks, shrunk=shrunk, log=lambda *_: None)
     batch = torch.randn(9, *x.shape[1:])  # another batch size
@@ -45,7 +44,7 @@ print("ok")
 '''
 
 
-def test_runs_with_onnxruntime_only(tmp_path):
+def test_runs_with_onnxruntime_only(pruned, tmp_path):
     import numpy as np
 
     model, masks, x = pruned("lenet_300_100", 0.1)
@@ -58,7 +57,7 @@ def test_runs_with_onnxruntime_only(tmp_path):
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
 
-def test_a_missing_onnx_package_names_the_extra(tmp_path, monkeypatch):
+def test_a_missing_onnx_package_names_the_extra(pruned, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     model, masks, x = pruned("lenet_300_100", 0.5, dead=False)
     with pytest.raises(LotteryError, match=r'needs the \'onnx\' package.*pip install -e "\.\[onnx\]"'):

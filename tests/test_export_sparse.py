@@ -1,7 +1,6 @@
 """Sparse kernels: same outputs as dense, chosen per layer only where measured faster."""
 import pytest
 import torch
-from export_helpers import pruned
 from torch import nn
 
 from lottery.export import CSRLinear, sparsify
@@ -20,7 +19,7 @@ def test_csr_linear_computes_what_the_dense_layer_does(shape):
         torch.testing.assert_close(CSRLinear(layer)(x), layer(x))
 
 
-def test_sparsify_measures_every_linear_layer_and_keeps_the_logits():
+def test_sparsify_measures_every_linear_layer_and_keeps_the_logits(pruned):
     model, masks, x = pruned("lenet_300_100", 0.036)
     lines = []
     fast, choice = sparsify(model, x, threads=1, log=lines.append)

@@ -22,14 +22,14 @@ from lottery.errors import LotteryError
 from lottery.export.compact import Compact, load_compact, save_compact
 from lottery.export.onnx import run_onnx, save_onnx
 from lottery.export.shrink import ShrinkReport, save_shrunk, shrink
-from lottery.export.source import export_run, export_ticket, model_from_ticket
+from lottery.export.source import export_ticket, model_from_ticket
 from lottery.export.sparse import CSRLinear, SemiStructuredLinear, sparsify
 
 FORMATS = ("compact", "shrunk", "onnx")
 
 __all__ = ["FORMATS", "export", "save_compact", "load_compact", "Compact", "shrink", "save_shrunk", "ShrinkReport",
            "save_onnx", "run_onnx", "sparsify", "CSRLinear", "SemiStructuredLinear", "model_from_ticket",
-           "export_ticket", "export_run"]
+           "export_ticket"]
 
 
 def export(model: nn.Module, fmt: str, out: str | os.PathLike, masks=None, example_input: torch.Tensor | None = None,

@@ -1,8 +1,7 @@
-"""Where an exported model comes from: a research ticket file, or a run folder through its ticket."""
+"""Where an exported model comes from: a research ticket file (a run folder goes through its ticket: lottery.experiment.export_as)."""
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -44,23 +43,3 @@ def export_ticket(ticket: str | os.PathLike, fmt: str, out: str | os.PathLike, d
     log(f"{fmt}: {path.stat().st_size:,} bytes, {path.stat().st_size / dense:.1%} of the dense model's {dense:,} "
         f"bytes of weights ({1 - masks.sparsity():.2%} of prunable weights remaining)")
     return path
-
-
-def export_run(run_dir: str | os.PathLike, fmt: str, out: str | os.PathLike, level: int | None = None,
-               seed: int | None = None, dtype: str = "fp32", log=print) -> Path:
-    """`lottery export RUN_DIR --format FMT`: the run's ticket (or a ticket file given as RUN_DIR), exported as `fmt`."""
-    from lottery.export import FORMATS
-    from lottery.export.files import require
-
-    if fmt not in FORMATS:
-        raise LotteryError(f"unknown export format {fmt!r}; choose one of: ticket, {', '.join(FORMATS)}")
-    if fmt == "onnx":  # checked before anything is built or written
-        require("onnx", "the ONNX export"), require("onnxruntime", "checking the ONNX export")
-    source = Path(run_dir)
-    if source.is_file():
-        return export_ticket(source, fmt, out, dtype, log)
-    from lottery import experiment
-
-    with tempfile.TemporaryDirectory() as tmp:
-        ticket = experiment.export(source, level, Path(tmp) / "ticket.safetensors", seed=seed)
-        return export_ticket(ticket, fmt, out, dtype, log)
