@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lottery.errors import LotteryError
+from lottery.launcher import LauncherConfig
 from lottery.schedule import OptimConfig
 
 
@@ -64,6 +65,7 @@ class TrainerConfig:
     precision: str = "32-true"  # e.g. bf16-mixed
     compile: bool = False  # torch.compile the model's forward (masks are applied outside the graph)
     progress: bool = True  # a status line per epoch (level, epoch, accuracy) on a terminal
+    logger: str = "csv"  # csv | tensorboard | wandb | mlflow | none: where each level's metrics also go (lottery.tracking)
 
 
 @dataclass
@@ -79,6 +81,7 @@ class ExperimentConfig:
     prune: PruneConfig = field(default_factory=PruneConfig)
     rewind: RewindConfig = field(default_factory=RewindConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)  # how `lottery sweep` submits jobs
 
     @property
     def run_dir(self) -> Path:
@@ -135,6 +138,9 @@ def validate(cfg: ExperimentConfig) -> None:
         raise LotteryError("set train.steps or train.epochs: the training length of each level")
     if (cfg.train.steps or 1) <= 0 or (cfg.train.epochs or 1) <= 0:
         raise LotteryError("train.steps and train.epochs must be positive")
+    from lottery.tracking import check_logger
+
+    check_logger(cfg.trainer.logger)
 
 
 def to_yaml(cfg: ExperimentConfig) -> str:

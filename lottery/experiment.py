@@ -22,7 +22,7 @@ from lottery.ticket import Ticket, save_ticket
 
 # Keys that may change between starts of the same experiment: more levels, more controls, other
 # hardware, another seed (each seed has its own folder).
-_MUTABLE = {"prune.levels", "controls", "matching_tolerance", "trainer", "seed"}
+_MUTABLE = {"prune.levels", "controls", "matching_tolerance", "trainer", "seed", "launcher"}
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -64,7 +64,7 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
     write_curve(run_dir, cfg)
     rows = [r for r in curve.seed_rows(run_dir) if r["seed"] == cfg.seed and r["method"] == curve.TICKET]
     best = curve.matching_level(rows, cfg.matching_tolerance)
-    path = export(run_dir, best["level"], run_dir / "ticket.safetensors")
+    path = export(run_dir, best["level"], run_dir / "ticket.safetensors", seed=cfg.seed)  # config.yaml may hold another seed's
     log(f"winning ticket: level {best['level']}, {best['density']:.2%} of weights remaining, "
         f"test acc {best['test_acc']:.2%} (dense {rows[0]['test_acc']:.2%}) -> {path}")
     log(f"curve: {run_dir / 'curve.png'}, table: {run_dir / 'curve.csv'}, report: {run_dir / 'report.md'}")

@@ -73,6 +73,10 @@ class ClassificationModule(pl.LightningModule):
         self.train_seen += len(y)
         return loss
 
+    def train_running(self) -> torch.Tensor:
+        """Mean training loss and accuracy over the epoch so far, one tensor on the device (no host sync)."""
+        return torch.stack((self.train_loss_sum, self.train_correct.to(self.train_loss_sum))) / max(self.train_seen, 1)
+
     def _set_lr(self, optimizer) -> None:
         """Learning rate of the step about to be taken: lr * lr_factor(schedule_step); a dict write, well under 1 us."""
         if self.constant_lr is not None:

@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.accelerators import CPUAccelerator
 
+from lottery import tracking
 from lottery.callback import MaskCallback
 from lottery.config import ExperimentConfig
 from lottery.io import AtomicCheckpointIO, read_json, save_tensors, write_json
@@ -108,7 +109,8 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module, masks: MaskManager, pla
     last = ckpt_dir / "last.ckpt"
     module = ClassificationModule(model, datamodule.num_classes, cfg.train.optim, step_offset=plan.step_offset,
                                   constant_lr=constant_lr, seed=seed, compile=cfg.trainer.compile)
-    callbacks = [MaskCallback(masks), _EpochCheckpoint(last)]
+    logger, tracked = tracking.for_level(cfg, out)
+    callbacks = [MaskCallback(masks), _EpochCheckpoint(last), *tracked]
     if capture:
         callbacks.append(_CaptureRewindPoints(capture))
     if cfg.trainer.progress:
@@ -116,7 +118,7 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module, masks: MaskManager, pla
     trainer = pl.Trainer(
         max_steps=plan.steps, max_epochs=-1, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
-        strategy=cfg.trainer.strategy, precision=cfg.trainer.precision, logger=False, enable_checkpointing=False, enable_model_summary=False,
+        strategy=cfg.trainer.strategy, precision=cfg.trainer.precision, logger=logger, enable_checkpointing=False, enable_model_summary=False,
         enable_progress_bar=False, num_sanity_val_steps=0, use_distributed_sampler=False,
         default_root_dir=str(out), check_val_every_n_epoch=1,
     )
@@ -131,6 +133,7 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module, masks: MaskManager, pla
         save_tensors(out / "final.safetensors", model.state_dict())
         write_json(done, metrics)  # written last: its presence marks the level complete
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # final.safetensors holds the trained weights
+    tracking.log_level(trainer, metrics)
     trainer.strategy.barrier("level written")  # other ranks read these files next
     return metrics
 
