@@ -11,7 +11,8 @@
 
 Every logger receives what metrics.json holds: per epoch train/loss, train/acc, val/loss, val/acc (the
 module's own metrics) and test/* at the end; every `log_every_n_steps` steps (Lightning's setting, 50)
-step/lr, step/train_loss and step/train_acc (means over the epoch so far, one host sync per interval); and
+step/lr, step/train_loss and step/train_acc (means over the epoch so far; the module logs them with one host
+sync per interval, and nothing per step without a logger); and
 per level level/<key> for every number of metrics.json: density, layer_density/<parameter>, test_acc,
 best_val_acc, early_stop_step, ... W&B, MLflow and TensorBoard also get the resolved config as hyperparameters.
 """
@@ -79,16 +80,15 @@ def make_logger(kind: str, out: Path, experiment: str, run: str, hparams: dict |
     return logger
 
 
-def for_level(cfg, out: Path) -> tuple[object, list[pl.Callback]]:
-    """The logger and callbacks of one level or branch trained into `out` (what lottery.trainer.train adds)."""
+def for_level(cfg, out: Path):
+    """The logger of one level or branch trained into `out`, named after its place in the experiment folder."""
     out, root = Path(out), Path(cfg.run_dir)
     try:
         run = out.relative_to(root).as_posix()
     except ValueError:
         run = out.name
     hparams = None if cfg.trainer.logger in ("csv", "none") else {**_flat(asdict(cfg)), "run": run}
-    logger = make_logger(cfg.trainer.logger, out, cfg.name, run, hparams, store=root.parent / "mlruns")
-    return logger, ([StepMetrics()] if logger else [])
+    return make_logger(cfg.trainer.logger, out, cfg.name, run, hparams, store=root.parent / "mlruns")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -96,21 +96,6 @@ def _flat(d: dict, prefix: str = "") -> dict:
     for k, v in d.items():
         out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
     return out
-
-
-class StepMetrics(pl.Callback):
-    """Every `trainer.log_every_n_steps` steps: the learning rate and the epoch's running training loss and accuracy."""
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if not trainer.is_global_zero or trainer.global_step % trainer.log_every_n_steps:
-            return
-        values = {"step/lr": trainer.optimizers[0].param_groups[0]["lr"]}  # a Python float: no sync
-        running = getattr(pl_module, "train_running", None)
-        if running is not None:
-            loss, acc = running().tolist()  # the one host sync of the interval
-            values.update({"step/train_loss": loss, "step/train_acc": acc})
-        for logger in trainer.loggers:
-            logger.log_metrics(values, step=trainer.global_step)
 
 
 def log_level(trainer: pl.Trainer, metrics: dict) -> None:

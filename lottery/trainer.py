@@ -109,8 +109,7 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module, masks: MaskManager, pla
     last = ckpt_dir / "last.ckpt"
     module = ClassificationModule(model, datamodule.num_classes, cfg.train.optim, step_offset=plan.step_offset,
                                   constant_lr=constant_lr, seed=seed, compile=cfg.trainer.compile)
-    logger, tracked = tracking.for_level(cfg, out)
-    callbacks = [MaskCallback(masks), _EpochCheckpoint(last), *tracked]
+    callbacks = [MaskCallback(masks), _EpochCheckpoint(last)]
     if capture:
         callbacks.append(_CaptureRewindPoints(capture))
     if cfg.trainer.progress:
@@ -118,7 +117,7 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module, masks: MaskManager, pla
     trainer = pl.Trainer(
         max_steps=plan.steps, max_epochs=-1, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
-        strategy=cfg.trainer.strategy, precision=cfg.trainer.precision, logger=logger, enable_checkpointing=False, enable_model_summary=False,
+        strategy=cfg.trainer.strategy, precision=cfg.trainer.precision, logger=tracking.for_level(cfg, out), enable_checkpointing=False, enable_model_summary=False,
         enable_progress_bar=False, num_sanity_val_steps=0, use_distributed_sampler=False,
         default_root_dir=str(out), check_val_every_n_epoch=1,
     )
