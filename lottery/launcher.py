@@ -146,9 +146,15 @@ def run_local(ex, runs: list[LotteryRun], parallel: int, on_submit, on_done, pol
         raise
 
 
-def state(rec: dict) -> tuple[str, str]:
-    """(state, detail) of a submitted job from submitit's files: running, pending, failed or ended."""
+def states(records: list[dict]) -> list[tuple[str, str]]:
+    """(state, detail) of submitted jobs from submitit's files: running, pending, failed, ended or submitted."""
     submitit = _submitit()
+    # Every SLURM job is registered with submitit's watcher before the first state is read: one sacct call for all.
+    slurm = {i: submitit.SlurmJob(r["folder"], r["job_id"]) for i, r in enumerate(records) if r["launcher"] == "slurm"}
+    return [_state(r, slurm.get(i)) for i, r in enumerate(records)]
+
+
+def _state(rec: dict, slurm_job) -> tuple[str, str]:
     from submitit.core.utils import JobPaths, pickle_load
 
     paths = JobPaths(rec["folder"], rec["job_id"], task_id=0)
@@ -158,8 +164,8 @@ def state(rec: dict) -> tuple[str, str]:
             lines = [ln for ln in str(value).strip().splitlines() if ln.strip()]
             return "failed", lines[-1] if lines else "error"
         return "ended", ""
-    if rec["launcher"] == "slurm":
-        slurm_state = submitit.SlurmJob(rec["folder"], rec["job_id"]).state
+    if slurm_job is not None:
+        slurm_state = slurm_job.state
         if slurm_state in ("PENDING", "REQUEUED", "CONFIGURING", "REQUEUE_HOLD", "RESIZING", "SUSPENDED"):
             return "pending", slurm_state
         if slurm_state in ("RUNNING", "COMPLETING"):

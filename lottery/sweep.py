@@ -90,10 +90,12 @@ class Sweep:
     def status(self) -> list[dict]:
         """Per experiment/seed: finished levels, state (done, running, pending, failed, unfinished) and log."""
         records, rows = self.records(), []
+        submitted = [records[j.key] for j in self.jobs if j.key in records]
+        known = dict(zip([j.key for j in self.jobs if j.key in records], launcher.states(submitted) if submitted else []))
         for job in self.jobs:
             done, total = finished_levels(job.cfg, job.seed), job.cfg.prune.levels + 1
             rec = records.get(job.key)
-            state, detail = ("done", "") if len(done) == total else launcher.state(rec) if rec else ("unfinished", "not submitted")
+            state, detail = ("done", "") if len(done) == total else known[job.key] if rec else ("unfinished", "not submitted")
             if state in ("ended", "submitted") and len(done) < total:
                 state, detail = ("unfinished", "ended before its last level") if state == "ended" else (state, detail)
             rows.append({"experiment": job.point.name, "seed": job.seed, "levels": done, "total": total, "state": state,
@@ -150,7 +152,7 @@ class Sweep:
         ok = []
 
         def ended(i: int, sub) -> None:
-            state, detail = launcher.state(records[todo[i].key])
+            state, detail = launcher.states([records[todo[i].key]])[0]
             ok.append(state == "ended")
             line = f"  {'done' if state == 'ended' else state:7s} {todo[i].key}  ({time.time() - start:.0f} s)"
             log(line if state == "ended" else f"{line}: {detail}; log {sub.paths.stderr}")

@@ -12,7 +12,6 @@ import pytest
 from lottery import grid
 from lottery.cli import main
 from lottery.config import load_config
-from lottery.errors import LotteryError
 from lottery.experiment import run
 from lottery.sweep import Sweep
 
@@ -130,9 +129,9 @@ def test_slurm_array_submission(tmp_path, monkeypatch, capsys):
     for tool in ("sbatch", "srun"):
         (bin_dir / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    argv = ["sweep", "--config", DEMO, "prune.fraction=0.2,0.5", "seeds=[0,1]", *tiny(tmp_path), "launcher.setup=[module load cuda]",
-            "--launcher", "slurm", "--partition", "gpu", "--time", "90", "--gpus", "1", "--cpus", "4", "--parallel", "3"]
-    assert main(argv) == 0
+    argv = ["sweep", "--config", DEMO, "prune.fraction=0.2,0.5", "seeds=[0,1]", *tiny(tmp_path), "launcher.setup=[module load cuda]"]
+    slurm = ["--launcher", "slurm", "--partition", "gpu", "--time", "90", "--gpus", "1", "--cpus", "4", "--parallel", "3"]
+    assert main(argv + slurm) == 0
     assert "submitted 4 job(s) (SLURM job 4242, 3 at a time)" in capsys.readouterr().out
     script = (tmp_path / "submitted.sh").read_text()
     for flag in ("--array=0-3%3", "--partition=gpu", "--time=90", "--gpus-per-node=1", "--cpus-per-task=4",
@@ -146,6 +145,6 @@ def test_slurm_array_submission(tmp_path, monkeypatch, capsys):
     assert commands[0].startswith(f"lottery run --config {DEMO} ")
     assert commands[0].endswith("prune.fraction=0.2 name=demo,prune.fraction=0.2 seed=0")
     assert commands[3].endswith("prune.fraction=0.5 name=demo,prune.fraction=0.5 seed=1")
-    assert main(argv[:-14] + ["--status"]) == 0  # no sacct here: submitted, state unknown
+    assert main(argv + ["--status"]) == 0  # no sacct here: submitted, state unknown
     status = capsys.readouterr().out
     assert status.count("state unknown: sacct unavailable") == 4 and "0/2" in status and "4 submitted" in status
