@@ -218,6 +218,10 @@ def _plot(rows: list[dict], path: Path, title: str) -> Path:
         ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
                         color=colors[i % len(colors)], alpha=0.15)
     ax.set_xscale("log")
+    smallest = min(float(r["percent_remaining"]) for r in rows)
+    ticks = [t for t in (100, 50, 25, 12.5, 6.25, 3.1, 1.6, 0.8, 0.4, 0.2, 0.1) if t >= smallest * 0.9]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
     ax.invert_xaxis()  # dense on the left, as in the papers
     ax.set_xlabel("percent of weights remaining")
     ax.set_ylabel("test accuracy (%)")
