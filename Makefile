@@ -14,7 +14,7 @@ PRESET  = for s in $$(seq 0 $$(($(SEEDS) - 1))); do \
 	  $(VENV)/bin/lottery run --config experiments/configs/$(1).yaml seed=$$s trainer.accelerator=$(DEVICE) \
 	  $(if $(LEVELS),prune.levels=$(LEVELS)) $(ARGS) || exit $$?; done
 
-.PHONY: help install demo test test-fast bench bench-data bench-level bench-memory bench-export gpu-check curves stability clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
+.PHONY: help install demo sweep-demo test test-fast bench bench-data bench-level bench-memory bench-export gpu-check curves stability clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ install: $(VENV)/.installed  ## create .venv and install lottery with its depend
 
 demo: install  ## the demo: IMP on LeNet-300-100 / digits, 12 levels + control, curve and ticket in runs/demo (~3 min on 2 CPU cores)
 	$(VENV)/bin/lottery run --config experiments/configs/demo.yaml
+
+sweep-demo: install  ## the demo as a sweep: prune.fraction 0.2 and 0.5 x seeds 0, 1 as local jobs; summary in runs/sweeps/demo
+	$(VENV)/bin/lottery sweep --config experiments/configs/demo.yaml prune.fraction=0.2,0.5 seeds=[0,1] prune.levels=3 --launcher local
 
 test: install  ## the whole test suite, slow end-to-end tests included (what CI runs)
 	$(PY) -m pytest -q

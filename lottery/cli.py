@@ -6,6 +6,7 @@
     lottery inspect ticket.safetensors
     lottery plot runs/demo
     lottery stability --config experiments/configs/stability_demo.yaml --steps 0,20,100 --levels 0,3
+    lottery sweep --config experiments/configs/demo.yaml prune.fraction=0.2,0.5 seeds=[0,1] [--launcher slurm] [--status]
 """
 from __future__ import annotations
 
@@ -87,6 +88,29 @@ def _stability(args) -> None:
     print(f"{summary(rows)}; results in {st.dir}")
 
 
+_LAUNCHER_FLAGS = {"launcher": "kind", "parallel": "parallel", "partition": "partition", "time": "time_min",
+                   "gpus": "gpus", "cpus": "cpus", "mem": "mem_gb"}
+
+
+def _sweep(args) -> int:
+    from lottery.sweep import Sweep, format_status
+
+    flags = [f"launcher.{key}={getattr(args, flag)}" for flag, key in _LAUNCHER_FLAGS.items() if getattr(args, flag) is not None]
+    sweep = Sweep(args.config, args.overrides + flags)
+    if args.status:
+        rows = sweep.status()
+        print(f"sweep {sweep.base.name}: {len(sweep.points)} experiment(s) x {len(sweep.seeds)} seed(s) ({sweep.dir})")
+        print(format_status(rows))
+        sweep.summary()
+        return 0
+    if args.dry_run:
+        print(f"sweep {sweep.base.name}: {len(sweep.jobs)} job(s) on {sweep.base.launcher.kind}, to be run as:")
+        for job in sweep.jobs:
+            print(f"  {sweep.run_of(job).command()}")
+        return 0
+    return sweep.submit()
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lottery", description="Lottery-ticket experiments: IMP with rewinding.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -114,6 +138,22 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--points", type=int, default=30, help="points on the linear path (30 in the paper)")
     st.add_argument("overrides", nargs="*", help="key=value overrides (before --steps/--levels)")
     st.set_defaults(func=_stability)
+    sw = sub.add_parser("sweep", help="run a grid of experiments x seeds as jobs: on this machine or as a SLURM job array",
+                        description="key=a,b,c is an axis of the grid (one experiment per value), key=v applies to every "
+                                    "experiment, seeds=[0,1] runs each experiment with these seeds. Jobs already finished, "
+                                    "queued or running are not submitted again.")
+    sw.add_argument("--config", help="YAML config (see experiments/configs/); its launcher: section sets the defaults below")
+    sw.add_argument("overrides", nargs="*", help="key=value or key=a,b,c (an axis), seeds=[0,1], e.g. prune.fraction=0.2,0.5")
+    sw.add_argument("--launcher", choices=["local", "slurm"], help="local: on this machine (default); slurm: one job array")
+    sw.add_argument("--parallel", type=int, help="jobs running at once (local processes, or the array's %%N limit)")
+    sw.add_argument("--partition", help="SLURM partition")
+    sw.add_argument("--time", type=int, help="minutes per job (default 240); a job stopped by the limit is requeued and resumes")
+    sw.add_argument("--gpus", type=int, help="GPUs per job")
+    sw.add_argument("--cpus", type=int, help="CPUs per task")
+    sw.add_argument("--mem", type=float, help="memory per job, GB")
+    sw.add_argument("--status", action="store_true", help="list each experiment/seed: finished levels, state, failed job's log; rebuild the summary")
+    sw.add_argument("--dry-run", action="store_true", help="print the jobs' `lottery run` commands; submit nothing")
+    sw.set_defaults(func=_sweep)
     pl = sub.add_parser("plot", aliases=["report"], help="rebuild the curves (CSV, PNG) and report.md of a run folder, over all its seeds")
     pl.add_argument("run_dir")
     pl.set_defaults(func=_plot)
@@ -137,7 +177,7 @@ def _quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except LotteryError as e:
         print(f"lottery: error: {e}", file=sys.stderr)
         return 2
@@ -147,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lottery: interrupted; finished levels are saved, run the same command again to resume", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -73,6 +73,12 @@ def validate(cfg: ExperimentConfig) -> None:
         raise LotteryError("set train.steps or train.epochs: the training length of each level")
     if (cfg.train.steps or 1) <= 0 or (cfg.train.epochs or 1) <= 0:
         raise LotteryError("train.steps and train.epochs must be positive")
+    from lottery.tracking import check_logger
+
+    check_logger(cfg.trainer.logger)
+    from lottery.tracking import check_logger
+
+    check_logger(cfg.trainer.logger)
 
 
 def to_yaml(cfg: ExperimentConfig) -> str:

@@ -20,7 +20,7 @@ from lottery.ticket import Ticket, save_ticket
 
 # Keys that may change between starts of the same experiment: more levels, more branches, other
 # hardware, another seed (each seed has its own folder).
-_MUTABLE = {"prune.levels", "branches", "matching_tolerance", "trainer", "seed", "seeds"}
+_MUTABLE = {"prune.levels", "branches", "matching_tolerance", "trainer", "seed", "seeds", "launcher"}
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -87,6 +87,20 @@ class TrainerConfig:
     precision: str = "32-true"  # e.g. bf16-mixed
     compile: bool = False  # torch.compile the model's forward (masks are applied outside the graph)
     progress: bool = True  # a status line per epoch (level, epoch, accuracy) on a terminal
+    logger: str = "csv"  # csv | tensorboard | wandb | mlflow | none: where each level's metrics also go (lottery.tracking)
+
+
+@dataclass
+class LauncherConfig:
+    kind: str = "local"  # local: this machine (submitit's LocalExecutor) | slurm: one SLURM job array (submitit)
+    parallel: int = 1  # jobs running at once: local processes, or the array's limit (sbatch --array=...%N)
+    time_min: int = 240  # wall-clock limit per job, minutes; a job stopped by it is requeued and resumes
+    partition: str | None = None  # SLURM partition
+    gpus: int = 0  # GPUs per job (sbatch --gpus-per-node); set trainer.devices to use more than one
+    cpus: int | None = None  # CPUs per task (sbatch --cpus-per-task)
+    mem_gb: float | None = None  # memory per job, GB (sbatch --mem)
+    setup: list[str] = field(default_factory=list)  # shell lines run before each SLURM job, e.g. `module load cuda`
+    slurm: dict = field(default_factory=dict)  # further sbatch options, e.g. {account: abc, qos: high}
 
 
 @dataclass
@@ -103,3 +117,4 @@ class ExperimentConfig:
     prune: PruneConfig = field(default_factory=PruneConfig)
     rewind: RewindConfig = field(default_factory=RewindConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)  # how `lottery sweep` submits jobs

@@ -22,6 +22,7 @@ from lottery.layout import SeedDir
 from lottery.masks import MaskManager
 from lottery.models import create_model, output_layer
 from lottery.rewind import REWIND, LevelPlan
+from lottery.tracking import Tracking
 from lottery.trainer import RunSpec, train, train_all
 
 
@@ -45,6 +46,7 @@ class IMP:
         self.optim = cfg.train.resolve(steps_per_epoch)
         self.finetune_lr = cfg.train.finetune_lr(self.optim)
         self.plan = rewind.plan(cfg.rewind.policy, cfg.rewind.step, self.total_steps, self.finetune_lr)
+        self.tracking = Tracking.of(cfg)
 
     # -- building blocks ------------------------------------------------------------------------
     def build(self, seed: int) -> torch.nn.Module:
@@ -64,7 +66,7 @@ class IMP:
         return rewind.RewindPoint(k, load_tensors(self.dir.rewind(k)))
 
     def train(self, spec: RunSpec) -> dict:
-        return train(spec, self.cfg.trainer, self.optim)
+        return train(spec, self.cfg.trainer, self.optim, self.tracking)
 
     # -- the algorithm ---------------------------------------------------------------------------
     def run(self) -> list[dict]:
@@ -144,7 +146,7 @@ def run_seeds(imps: list[IMP]) -> list[list[dict]]:
     results: list[list[dict]] = [[] for _ in imps]
     for level in range(levels + 1):
         specs = [imp.specs(level) for imp in imps]
-        trained = iter(train_all([spec for group in specs for spec in group], imps[0].cfg.trainer, imps[0].optim))
+        trained = iter(train_all([spec for group in specs for spec in group], imps[0].cfg.trainer, imps[0].optim, imps[0].tracking))
         for imp, group, out in zip(imps, specs, results):
             out.append(imp.report(level, [next(trained) for _ in group]))
     return results

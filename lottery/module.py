@@ -47,6 +47,7 @@ class ClassificationModule(pl.LightningModule):
         self.register_buffer("train_loss_sum", torch.zeros(()), persistent=False)
         self.register_buffer("train_correct", torch.zeros((), dtype=torch.long), persistent=False)
         self.train_seen = 0
+        self._log_every = 0  # set at on_train_start
         # Evaluation is off the hot path: torchmetrics, with argument checks and NaN scans off.
         self.acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro", validate_args=False)
                                   for s in EVAL_STAGES})
@@ -74,7 +75,20 @@ class ClassificationModule(pl.LightningModule):
             self.train_loss_sum.add_(loss, alpha=len(y))
             self.train_correct.add_((logits.argmax(1) == y).sum())
         self.train_seen += len(y)
+        if self._log_every and self.global_step % self._log_every == 0:
+            self._log_step(optimizer.param_groups[0]["lr"])
         return loss
+
+    def _log_step(self, lr: float) -> None:
+        """step/lr and the epoch's running step/train_loss, step/train_acc, straight to the loggers: one host sync."""
+        running = torch.stack((self.train_loss_sum, self.train_correct.to(self.train_loss_sum))) / max(self.train_seen, 1)
+        loss, acc = running.tolist()
+        for logger in self.loggers:
+            logger.log_metrics({"step/lr": lr, "step/train_loss": loss, "step/train_acc": acc}, step=self.global_step)
+
+    def on_train_start(self):
+        # Per-step logging only with a logger, on the writing process, every log_every_n_steps (Lightning's, 50).
+        self._log_every = self.trainer.log_every_n_steps if self.loggers and self.trainer.is_global_zero else 0
 
     def _set_lr(self, optimizer) -> None:
         """Learning rate of the step about to be taken, from the schedule: one dict write per group."""

@@ -25,6 +25,7 @@ from lottery.masks import MaskManager, density, layer_density
 from lottery.module import ClassificationModule
 from lottery.rewind import LevelPlan
 from lottery.schedule import Optim
+from lottery.tracking import Tracking, log_level
 
 if TYPE_CHECKING:  # the fields read here; the type lives with the other hyperparameters
     from lottery.hparams import TrainerConfig
@@ -71,11 +72,12 @@ def runtime_cuda_probe(on_cpu: bool):
         os.environ[name] = value
 
 
-def train(spec: RunSpec, settings: "TrainerConfig", optim: Optim) -> dict:
+def train(spec: RunSpec, settings: "TrainerConfig", optim: Optim, tracking: Tracking | None = None) -> dict:
     """Train `spec` and write its results to `spec.out`; a finished training is read, not retrained.
 
     settings: where and how the Trainer runs (accelerator, devices, num_nodes, strategy, precision,
-    compile, progress). Returns the training's metrics (those of metrics.json).
+    compile, progress). tracking: the loggers its metrics also go to (none without it). Returns the
+    training's metrics (those of metrics.json).
     """
     out = spec.out
     if out.done:
@@ -90,7 +92,7 @@ def train(spec: RunSpec, settings: "TrainerConfig", optim: Optim) -> dict:
     trainer = pl.Trainer(
         max_steps=spec.plan.steps, max_epochs=-1, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
         accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes,
-        strategy=settings.strategy, precision=settings.precision, logger=False, enable_checkpointing=False,
+        strategy=settings.strategy, precision=settings.precision, logger=tracking.logger(out.path) if tracking else False, enable_checkpointing=False,
         enable_model_summary=False, enable_progress_bar=False, num_sanity_val_steps=0, use_distributed_sampler=False,
         default_root_dir=str(out.path), check_val_every_n_epoch=1,
     )
@@ -106,6 +108,7 @@ def train(spec: RunSpec, settings: "TrainerConfig", optim: Optim) -> dict:
         save_tensors(out.final, spec.model.state_dict())
         write_json(out.metrics, metrics)  # written last: its presence marks the training complete
         shutil.rmtree(out.checkpoints, ignore_errors=True)  # final.safetensors holds the trained weights
+    log_level(trainer, metrics)
     trainer.strategy.barrier("training written")  # other ranks read these files next
     return metrics
 
@@ -124,6 +127,6 @@ def _summary(history: list[dict], test: dict, spec: RunSpec) -> dict:
     }
 
 
-def train_all(specs: list[RunSpec], settings: "TrainerConfig", optim: Optim) -> list[dict]:
+def train_all(specs: list[RunSpec], settings: "TrainerConfig", optim: Optim, tracking: Tracking | None = None) -> list[dict]:
     """Independent trainings (a level's tickets and branches, of one or several seeds), in order."""
-    return [train(spec, settings, optim) for spec in specs]
+    return [train(spec, settings, optim, tracking) for spec in specs]
