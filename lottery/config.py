@@ -47,6 +47,7 @@ class PruneConfig:
     rates: dict = field(default_factory=dict)  # other per-parameter multipliers, {name pattern: rate}
     include: list[str] | None = None  # prunable parameter patterns; None: all Conv/Linear weights
     exclude: list[str] = field(default_factory=list)  # patterns kept dense
+    allow_empty_layers: bool = False  # allow fraction x rate >= 1, which removes a whole tensor in one level
 
 
 @dataclass
@@ -63,7 +64,7 @@ class TrainerConfig:
     strategy: str = "auto"  # e.g. ddp
     precision: str = "32-true"  # e.g. bf16-mixed
     compile: bool = False  # torch.compile the model's forward (masks are applied outside the graph)
-    progress: bool = True  # a status line per epoch (level, epoch, accuracy) on a terminal
+    progress: bool | str = True  # true: a status line rewritten per epoch on a terminal; log: one line per epoch anywhere
 
 
 @dataclass
@@ -90,17 +91,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ex
     try:
         cfg = OmegaConf.structured(ExperimentConfig)
         if path is not None:
-            path = Path(path)
-            if not path.is_file():
-                raise LotteryError(f"config file {path} does not exist; configs live in experiments/configs/")
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+            cfg = OmegaConf.merge(cfg, read_file(Path(path)))
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
         config: ExperimentConfig = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
-        raise LotteryError(f"bad configuration: {_first_line(e)}; see `lottery run --help` "
-                           "and lottery/config.py for the valid keys") from None
+        raise LotteryError(f"bad configuration: {_first_line(e)}; `lottery run --print-config` "
+                           "lists every key with its value") from None
     validate(config)
     return config
+
+
+def read_file(path: Path):
+    """The mapping a YAML config file holds, or a LotteryError naming the file and what is wrong with it."""
+    from lottery.preflight import read_yaml
+
+    return read_yaml(path, "config file", fix="pass a YAML file like experiments/configs/demo.yaml")
 
 
 def _first_line(e: Exception) -> str:
@@ -135,6 +140,9 @@ def validate(cfg: ExperimentConfig) -> None:
         raise LotteryError("set train.steps or train.epochs: the training length of each level")
     if (cfg.train.steps or 1) <= 0 or (cfg.train.epochs or 1) <= 0:
         raise LotteryError("train.steps and train.epochs must be positive")
+    from lottery.preflight import check_ranges
+
+    check_ranges(cfg)
 
 
 def to_yaml(cfg: ExperimentConfig) -> str:

@@ -9,46 +9,20 @@ from __future__ import annotations
 
 import datetime
 import platform
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from lottery import curve, io
-from lottery.config import ExperimentConfig, from_yaml, to_yaml
+from lottery import curve, io, preflight
+from lottery.config import ExperimentConfig, to_yaml
 from lottery.errors import LotteryError
 from lottery.imp import IMP, rewind_file
 from lottery.ticket import Ticket, save_ticket
 
-# Keys that may change between starts of the same experiment: more levels, more controls, other
-# hardware, another seed (each seed has its own folder).
-_MUTABLE = {"prune.levels", "controls", "matching_tolerance", "trainer", "seed"}
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if key in _MUTABLE:
-            continue
-        out.update(_flat(v, key + ".") if isinstance(v, dict) else {key: v})
-    return out
-
-
 def prepare(cfg: ExperimentConfig) -> Path:
-    """Create the run folder, or check that an existing one holds this same experiment."""
-    run_dir = cfg.run_dir
-    saved = run_dir / "config.yaml"
-    if saved.exists():
-        old = _flat(asdict(from_yaml(saved.read_text())))
-        new = _flat(asdict(cfg))
-        diff = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-        if diff:
-            raise LotteryError(f"{run_dir} holds a different experiment ({'; '.join(diff[:3])}). "
-                               f"Choose another name (name=...) or delete {run_dir} to start over")
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        raise LotteryError(f"{run_dir} exists and is not a lottery run (no config.yaml); choose another name=... or runs_dir=...")
-    io.write_text(saved, to_yaml(cfg))
+    """Check everything the run needs (lottery.preflight), then create the run folder or reuse this experiment's."""
+    run_dir = preflight.check(cfg)  # writes nothing: a failed check leaves no folder behind
+    io.write_text(run_dir / "config.yaml", to_yaml(cfg))
     return run_dir
 
 
@@ -83,7 +57,7 @@ def load_run_config(run_dir: Path) -> ExperimentConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
         raise LotteryError(f"{run_dir} is not a lottery run folder (no config.yaml); pass e.g. runs/demo")
-    return from_yaml(path.read_text())
+    return preflight.load_saved(path)
 
 
 def export(run_dir: Path, level: int | None, out: Path, seed: int | None = None) -> Path:
