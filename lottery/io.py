@@ -14,6 +14,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning_fabric.utilities.rank_zero import rank_zero_only
 
+from lottery.damage import damaged
 from lottery.errors import LotteryError
 
 
@@ -49,7 +50,10 @@ def write_json(path: str | os.PathLike, obj) -> Path:
 
 
 def read_json(path: str | os.PathLike):
-    return json.loads(Path(path).read_text())
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or not UTF-8
+        raise damaged(Path(path), e) from None
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
@@ -69,7 +73,7 @@ def load_tensors(path: str | os.PathLike, with_metadata: bool = False):
             tensors = {k: f.get_tensor(k) for k in f.keys()}
             metadata = f.metadata() or {}
     except Exception as e:  # safetensors has an error type per kind of damage
-        raise LotteryError(f"cannot read {path} ({e}); the file is damaged: delete it and run again") from None
+        raise damaged(Path(path), e) from None
     return (tensors, metadata) if with_metadata else tensors
 
 
@@ -123,3 +127,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         tmp = _tmp(path)
         torch.save(checkpoint, tmp)
         os.replace(tmp, path)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        """Tensors and plain containers only (`weights_only=True` on every torch): loading never runs code."""
+        try:
+            return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        except Exception as e:  # truncated (RuntimeError), foreign pickle (UnpicklingError), unreadable (OSError)
+            raise damaged(Path(path), e) from None

@@ -36,6 +36,8 @@ def pack_bits(mask: torch.Tensor) -> torch.Tensor:
 def unpack_bits(packed: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     """Inverse of `pack_bits`."""
     numel = int(torch.tensor(shape).prod()) if shape else 1
+    if packed.dtype != torch.uint8 or packed.numel() != -(-numel // 8):
+        raise ValueError(f"{packed.numel()} {packed.dtype} values where {-(-numel // 8)} uint8 bytes hold {numel} bits")
     bits = (packed.view(-1, 1) & _BITS).ne(0).flatten()
     return bits[:numel].view(shape)
 
@@ -57,8 +59,8 @@ class Ticket:
 
 
 def save_ticket(ticket: Ticket, path: str | os.PathLike) -> Path:
-    """Write `ticket` atomically (temporary file, then rename)."""
-    from safetensors.torch import save_file
+    """Write `ticket` atomically (temporary file, then rename), with the permissions of any file `open` creates."""
+    from safetensors.torch import save
 
     tensors = {f"mask/{n}": pack_bits(m) for n, m in ticket.masks.items()}
     # Cloned: safetensors refuses tensors that share memory (tied weights, or the same tensor given twice).
@@ -67,10 +69,20 @@ def save_ticket(ticket: Ticket, path: str | os.PathLike) -> Path:
     meta = {k: json.dumps(v) for k, v in ticket.metadata.items()}
     meta.update(format=FORMAT, mask_shapes=json.dumps({n: list(m.shape) for n, m in ticket.masks.items()}))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise LotteryError(f"{path} is a folder; give the ticket a file name, e.g. --out {path / 'ticket.safetensors'}")
+    data = save(tensors, metadata=meta)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:  # safetensors' own save_file creates files readable by their owner only
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise LotteryError(f"cannot write the ticket to {path} ({e.strerror}); choose a path you can write to") from None
     return path
 
 
@@ -93,18 +105,36 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 
 def load_ticket(path: str | os.PathLike) -> Ticket:
-    """Read a ticket written by `save_ticket`, bit for bit."""
+    """Read a ticket written by `save_ticket`, bit for bit; a damaged or crafted one is a LotteryError."""
     from safetensors.torch import load_file
 
     meta = read_metadata(path)
-    tensors = load_file(str(path))
-    shapes = json.loads(meta["mask_shapes"])
-    masks = {n: unpack_bits(tensors[f"mask/{n}"], tuple(s)) for n, s in shapes.items()}
+    damaged = f"{path} is a damaged lottery ticket"
+    again = "export the ticket again with `lottery export`"
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:  # the header was readable, the data is not (truncated)
+        raise LotteryError(f"{damaged} ({e}); {again}") from None
+    try:
+        shapes = json.loads(meta["mask_shapes"])
+        metadata = {k: json.loads(v) for k, v in meta.items() if k not in ("format", "mask_shapes")}
+    except (KeyError, ValueError) as e:
+        raise LotteryError(f"{damaged}: its metadata {e!r} is missing or not JSON; {again}") from None
+    masks = {}
+    for n, s in (shapes.items() if isinstance(shapes, dict) else ()):
+        packed = tensors.get(f"mask/{n}")
+        if packed is None:
+            raise LotteryError(f"{damaged}: it has no tensor mask/{n} for the mask it lists; {again}")
+        try:
+            masks[n] = unpack_bits(packed, tuple(s))
+        except (RuntimeError, TypeError, ValueError) as e:
+            raise LotteryError(f"{damaged}: mask/{n} does not hold a mask of shape {s} ({e}); {again}") from None
+    if not masks:
+        raise LotteryError(f"{damaged}: it lists no masks (mask_shapes={meta['mask_shapes']}); {again}")
 
     def prefixed(prefix: str) -> dict[str, torch.Tensor]:
         return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
-    metadata = {k: json.loads(v) for k, v in meta.items() if k not in ("format", "mask_shapes")}
     return Ticket(masks, prefixed("rewind/"), prefixed("final/"), metadata)
 
 
