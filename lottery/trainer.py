@@ -13,11 +13,13 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.accelerators import CPUAccelerator
 
+from lottery import interrupts
 from lottery.callback import MaskCallback
 from lottery.config import ExperimentConfig
 from lottery.io import AtomicCheckpointIO, read_json, save_tensors, write_json
 from lottery.masks import MaskManager
 from lottery.module import ClassificationModule
+from lottery.progress import Resumed
 from lottery.rewind import LevelPlan
 
 for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
@@ -30,20 +32,23 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` 
 class _LevelProgress(pl.Callback):
     """One status line, rewritten each epoch: level, epoch and validation accuracy.
 
-    Printed only to a terminal; logs and CI get the one summary line per level the runner prints.
+    Printed only to a terminal; logs and CI get the one summary line per level the runner prints,
+    and with mode "log" (trainer.progress=log) one line per epoch, terminal or not.
     """
 
-    def __init__(self, label: str):
-        self.label, self.tty = label, sys.stderr.isatty()
+    def __init__(self, label: str, mode: bool | str = True):
+        self.label, self.lines = label, mode == "log"
+        self.tty = sys.stderr.isatty() and not self.lines
 
     def on_train_epoch_end(self, trainer, pl_module):
-        if not (self.tty and trainer.is_global_zero):
-            return
         m = trainer.callback_metrics
+        if not ((self.tty or self.lines) and trainer.is_global_zero) or (self.lines and "val/acc" not in m):
+            return  # (an epoch restarted from its end-of-epoch checkpoint ends again, without validation)
         total = -(-trainer.max_steps // max(1, trainer.num_training_batches))
         # Validation has run by now; train/acc is logged after this hook, so it is left out.
         accs = f"val/acc {float(m['val/acc']):.2%}" if "val/acc" in m else ""
-        sys.stderr.write(f"\r\033[K{self.label}  epoch {trainer.current_epoch + 1}/{total}  {accs}")
+        line = f"{self.label}  epoch {trainer.current_epoch + 1}/{total}  {accs}"
+        sys.stderr.write(f"{line.rstrip()}\n" if self.lines else f"\r\033[K{line}")
         sys.stderr.flush()
 
     def on_fit_end(self, trainer, pl_module):
@@ -108,11 +113,11 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module, masks: MaskManager, pla
     last = ckpt_dir / "last.ckpt"
     module = ClassificationModule(model, datamodule.num_classes, cfg.train.optim, step_offset=plan.step_offset,
                                   constant_lr=constant_lr, seed=seed, compile=cfg.trainer.compile)
-    callbacks = [MaskCallback(masks), _EpochCheckpoint(last)]
+    callbacks = [MaskCallback(masks), _EpochCheckpoint(last), Resumed(label)]
     if capture:
         callbacks.append(_CaptureRewindPoints(capture))
     if cfg.trainer.progress:
-        callbacks.append(_LevelProgress(label))
+        callbacks.append(_LevelProgress(label, cfg.trainer.progress))
     trainer = pl.Trainer(
         max_steps=plan.steps, max_epochs=-1, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
@@ -120,7 +125,7 @@ def train(cfg: ExperimentConfig, model: torch.nn.Module, masks: MaskManager, pla
         enable_progress_bar=False, num_sanity_val_steps=0, use_distributed_sampler=False,
         default_root_dir=str(out), check_val_every_n_epoch=1,
     )
-    with runtime_cuda_probe(on_cpu=isinstance(trainer.accelerator, CPUAccelerator)):
+    with runtime_cuda_probe(on_cpu=isinstance(trainer.accelerator, CPUAccelerator)), interrupts.propagate(trainer):
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None)
         # Lightning skips validation when max_steps ends an epoch early: then validate the final weights.
         if not module.history or module.history[-1]["step"] != module.schedule_step:
