@@ -73,7 +73,7 @@ def test_state_dict_round_trip_through_torch_save(tmp_path):
     masks.prune(0.5)
     torch.save(masks.state_dict(), tmp_path / "m.pt")
     fresh = MaskManager(mlp(1))
-    fresh.load_state_dict(torch.load(tmp_path / "m.pt"))
+    fresh.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
     assert all(torch.equal(fresh.masks[n], masks.masks[n]) for n in masks.names)
     assert fresh.density == masks.density
     assert (fresh.model[0].weight[~fresh.masks["0.weight"]] == 0).all()
