@@ -1,6 +1,5 @@
 """Bad inputs and faults: each is one line and exit code 2 (130 for Ctrl-C), no traceback, nothing written,
 and the corrected command (or the one the message gives) then succeeds in the same folder."""
-import os
 import shutil
 import signal
 import stat
@@ -13,7 +12,6 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from lottery import io
 from lottery.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
