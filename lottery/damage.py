@@ -18,7 +18,7 @@ CHECKPOINT = "last.ckpt"  # a level's resume checkpoint, in <level>/checkpoints/
 def fix(path: Path) -> str:
     """How to rebuild the run file `path`: what to delete before running the same command again."""
     path = Path(path)
-    again = "run the same command again"
+    again = "run the same `lottery run` command again"
     if path.name in LEVEL_FILES:
         return f"delete the folder {path.parent} and {again} to retrain it"
     if path.name == CHECKPOINT:

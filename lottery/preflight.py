@@ -82,7 +82,7 @@ def check_ranges(cfg) -> None:
 
 def _check_name(name: str) -> None:
     parts = PurePath(name).parts
-    if not name.strip() or PurePath(name).is_absolute() or any(p in ("..", ".") for p in parts) or name.startswith("~"):
+    if not parts or not name.strip() or PurePath(name).is_absolute() or ".." in parts or name.startswith("~"):
         raise LotteryError(f"name={name!r} must be a folder name inside runs_dir, like name=lenet_mnist; "
                            "to put runs elsewhere set runs_dir=...")
 
