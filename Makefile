@@ -1,5 +1,10 @@
 # lottery: `make help` lists the targets.
-PYTHON ?= python3.11
+# The Python that builds .venv: python3.11 (what CI uses) when present, else the first of python3,
+# python3.13, python3.12, python3.10 that is >= 3.10. `make PYTHON=/path/to/python3.x` picks one.
+ifeq ($(origin PYTHON), undefined)
+PYTHON := $(shell for p in python3.11 python3 python3.13 python3.12 python3.10; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null && { echo $$p; break; }; done)
+endif
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # torch/torchvision are pinned to the releases this project is tested with; pip takes them from a local wheel cache when there is one.
@@ -20,6 +25,11 @@ help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "make: no Python >= 3.10 found (tried python3.11, python3, python3.13, python3.12, python3.10);" \
+	  "install one, or name it: make PYTHON=/path/to/python3.x"; exit 2; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null || { \
+	  echo "make: PYTHON=$(PYTHON) is not a Python >= 3.10 (lottery needs 3.10 or later); make PYTHON=/path/to/python3.x"; exit 2; }
+	@echo "make: building $(VENV) with $(PYTHON): $$($(PYTHON) -c 'import sys; print(sys.executable, sys.version.split()[0])')"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)

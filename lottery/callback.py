@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from lottery.files import save_tensors, temporary
+from lottery.files import damaged, save_tensors, temporary
 from lottery.masks import MaskManager
 
 
@@ -73,6 +73,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         torch.save(checkpoint, tmp)
         os.replace(tmp, path)
 
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        """Tensors and plain containers only (`weights_only=True` on every torch): loading never runs code."""
+        try:
+            return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        except Exception as e:  # truncated (RuntimeError), foreign pickle (UnpicklingError), unreadable (OSError)
+            raise damaged(Path(path), e) from None
+
 
 class EpochCheckpoint(pl.Callback):
     """Overwrite one resume checkpoint at every epoch end (after that epoch's validation)."""
@@ -102,23 +109,39 @@ class CaptureRewindPoints(pl.Callback):
 class LevelProgress(pl.Callback):
     """One status line, rewritten each epoch: level, epoch and validation accuracy.
 
-    Printed only to a terminal; logs and CI get the one summary line per level the runner prints.
+    Printed only to a terminal; logs and CI get the one summary line per level the runner prints,
+    and with mode "log" (trainer.progress=log) one line per epoch, terminal or not.
     """
 
-    def __init__(self, label: str):
-        self.label, self.tty = label, sys.stderr.isatty()
+    def __init__(self, label: str, mode: bool | str = True):
+        self.label, self.lines = label, mode == "log"
+        self.tty = sys.stderr.isatty() and not self.lines
 
     def on_train_epoch_end(self, trainer, pl_module):
-        if not (self.tty and trainer.is_global_zero):
-            return
         m = trainer.callback_metrics
+        if not ((self.tty or self.lines) and trainer.is_global_zero) or (self.lines and "val/acc" not in m):
+            return  # (an epoch restarted from its end-of-epoch checkpoint ends again, without validation)
         total = -(-trainer.max_steps // max(1, trainer.num_training_batches))
         # Validation has run by now; train/acc is logged after this hook, so it is left out.
         accs = f"val/acc {float(m['val/acc']):.2%}" if "val/acc" in m else ""
-        sys.stderr.write(f"\r\033[K{self.label}  epoch {trainer.current_epoch + 1}/{total}  {accs}")
+        line = f"{self.label}  epoch {trainer.current_epoch + 1}/{total}  {accs}"
+        sys.stderr.write(f"{line.rstrip()}\n" if self.lines else f"\r\033[K{line}")
         sys.stderr.flush()
 
     def on_fit_end(self, trainer, pl_module):
         if self.tty and trainer.is_global_zero:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
+
+
+class Resumed(pl.Callback):
+    """Print "resuming <label> from epoch E/N" when training continues from a checkpoint."""
+
+    def __init__(self, label: str):
+        self.label = label
+
+    def on_train_start(self, trainer, pl_module):
+        if trainer.ckpt_path and trainer.is_global_zero:
+            per_epoch = max(1, trainer.num_training_batches)
+            done, total = trainer.global_step // per_epoch, -(-trainer.max_steps // per_epoch)
+            print(f"resuming {self.label} from epoch {done + 1}/{total} ({done} done, from {trainer.ckpt_path})", flush=True)

@@ -1,6 +1,7 @@
 """The `lottery` command: run, export, inspect and plot.
 
     lottery run --config experiments/configs/demo.yaml [key=value ...]
+    lottery run --config experiments/configs/demo.yaml --print-config    # every key, resolved; nothing run
     lottery export runs/demo [--level N] --out ticket.safetensors
     lottery export runs/demo --format compact|shrunk|onnx --out model.safetensors|.pt2|.onnx
     lottery inspect ticket.safetensors
@@ -22,9 +23,12 @@ from lottery.errors import LotteryError
 
 def _run(args) -> None:
     from lottery import experiment
-    from lottery.config import load_config
+    from lottery.config import load_config, to_yaml
 
     cfg = load_config(args.config, args.overrides)
+    if args.print_config:
+        print(to_yaml(cfg), end="")
+        return
     _quiet_libraries()
     experiment.run(cfg)
 
@@ -112,10 +116,17 @@ def _sweep(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from lottery import __version__
+
     p = argparse.ArgumentParser(prog="lottery", description="Lottery-ticket experiments: IMP with rewinding.")
+    p.add_argument("--version", action="version", version=f"lottery {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run or resume an IMP experiment")
+    r = sub.add_parser("run", help="run or resume an IMP experiment",
+                       epilog="Every key with its resolved value: `lottery run [--config FILE] [key=value ...] "
+                              "--print-config`; lottery/config.py says what each key means.")
     r.add_argument("--config", help="YAML config (see experiments/configs/); omitted: the built-in defaults")
+    r.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (defaults, file, overrides: every key) and exit; nothing is written")
     r.add_argument("overrides", nargs="*", help="key=value overrides, e.g. prune.levels=5 train.optim.lr=0.01")
     r.set_defaults(func=_run)
     e = sub.add_parser("export", help="export a winning ticket from a run folder, as a research ticket or for deployment")
@@ -187,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lottery: interrupted; finished levels are saved, run the same command again to resume", file=sys.stderr)
         return 130
+    except OSError as e:  # the file system refused (full disk, permissions, a path that is a file): no traceback
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"lottery: error: {e.strerror or e}{where}; check that path, its permissions and the free space", file=sys.stderr)
+        return 2
     return code or 0
 
 

@@ -21,17 +21,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ex
     try:
         cfg = OmegaConf.structured(ExperimentConfig)
         if path is not None:
-            path = Path(path)
-            if not path.is_file():
-                raise LotteryError(f"config file {path} does not exist; configs live in experiments/configs/")
-            cfg = OmegaConf.merge(cfg, _renamed_keys(OmegaConf.load(path), str(path)))
+            cfg = OmegaConf.merge(cfg, _renamed_keys(read_file(Path(path)), str(path)))
         cfg = OmegaConf.merge(cfg, _renamed_keys(OmegaConf.from_dotlist(list(overrides)), "the command line"))
         config: ExperimentConfig = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
-        raise LotteryError(f"bad configuration: {_first_line(e)}; see `lottery run --help` "
-                           "and lottery/hparams.py for the valid keys") from None
+        raise LotteryError(f"bad configuration: {_first_line(e)}; `lottery run --print-config` "
+                           "lists every key with its value (lottery/hparams.py says what each means)") from None
     validate(config)
     return config
+
+
+def read_file(path: Path):
+    """The mapping a YAML config file holds, or a LotteryError naming the file and what is wrong with it."""
+    from lottery.preflight import read_yaml
+
+    return read_yaml(path, "config file", fix="pass a YAML file like experiments/configs/demo.yaml")
 
 
 def _renamed_keys(cfg, where: str):
@@ -73,12 +77,11 @@ def validate(cfg: ExperimentConfig) -> None:
         raise LotteryError("set train.steps or train.epochs: the training length of each level")
     if (cfg.train.steps or 1) <= 0 or (cfg.train.epochs or 1) <= 0:
         raise LotteryError("train.steps and train.epochs must be positive")
+    from lottery.preflight import check_ranges
     from lottery.tracking import check_logger
 
     check_logger(cfg.trainer.logger)
-    from lottery.tracking import check_logger
-
-    check_logger(cfg.trainer.logger)
+    check_ranges(cfg)
 
 
 def to_yaml(cfg: ExperimentConfig) -> str:

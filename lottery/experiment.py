@@ -5,32 +5,17 @@ from __future__ import annotations
 import contextlib
 import datetime
 import platform
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from lottery import curve, files
-from lottery.config import from_yaml, to_yaml
+from lottery import curve, files, preflight
+from lottery.config import to_yaml
 from lottery.errors import LotteryError
 from lottery.hparams import ExperimentConfig
 from lottery.imp import IMP, run_seeds
 from lottery.layout import RunLayout
 from lottery.ticket import Ticket, save_ticket
-
-# Keys that may change between starts of the same experiment: more levels, more branches, other
-# hardware, another seed (each seed has its own folder).
-_MUTABLE = {"prune.levels", "branches", "matching_tolerance", "trainer", "seed", "seeds", "launcher"}
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if key in _MUTABLE:
-            continue
-        out.update(_flat(v, key + ".") if isinstance(v, dict) else {key: v})
-    return out
 
 
 def layout(cfg: ExperimentConfig) -> RunLayout:
@@ -38,17 +23,9 @@ def layout(cfg: ExperimentConfig) -> RunLayout:
 
 
 def prepare(cfg: ExperimentConfig) -> RunLayout:
-    """Create the run folder, or check that an existing one holds this same experiment."""
+    """Check everything the run needs (lottery.preflight), then create the run folder or reuse this experiment's."""
+    preflight.check(cfg)  # writes nothing: a failed check leaves no folder behind
     run = layout(cfg)
-    if run.config.exists():
-        old = _flat(asdict(from_yaml(run.config.read_text())))
-        new = _flat(asdict(cfg))
-        diff = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-        if diff:
-            raise LotteryError(f"{run.path} holds a different experiment ({'; '.join(diff[:3])}). "
-                               f"Choose another name (name=...) or delete {run.path} to start over")
-    elif run.path.exists() and any(run.path.iterdir()):
-        raise LotteryError(f"{run.path} exists and is not a lottery run (no config.yaml); choose another name=... or runs_dir=...")
     files.write_text(run.config, to_yaml(cfg))
     return run
 
@@ -88,7 +65,7 @@ def load_run_config(run_dir: Path) -> ExperimentConfig:
     path = RunLayout(Path(run_dir)).config
     if not path.exists():
         raise LotteryError(f"{run_dir} is not a lottery run folder (no config.yaml); pass e.g. runs/demo")
-    return from_yaml(path.read_text())
+    return preflight.load_saved(path)
 
 
 def export(run_dir: Path, level: int | None, out: Path, seed: int | None = None) -> Path:

@@ -37,11 +37,14 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:  # open()'s permissions, as any file the user creates
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # after a failure: no half-written temporary left behind
     return path
 
 
@@ -54,7 +57,19 @@ def write_json(path: str | os.PathLike, obj) -> Path:
 
 
 def read_json(path: str | os.PathLike):
-    return json.loads(Path(path).read_text())
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or not UTF-8
+        raise damaged(Path(path), e) from None
+
+
+def damaged(path: Path, error: BaseException) -> LotteryError:
+    """The error for a run file that cannot be read: what went wrong, and what to delete to rebuild it."""
+    from lottery.layout import repair
+
+    reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0]}" if str(error).strip() else type(error).__name__
+    state = "is missing" if isinstance(error, FileNotFoundError) else "is damaged"
+    return LotteryError(f"{path} {state} ({reason}); {repair(path)}")
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> Path:
@@ -74,7 +89,7 @@ def load_tensors(path: str | os.PathLike, with_metadata: bool = False):
             tensors = {k: f.get_tensor(k) for k in f.keys()}
             metadata = f.metadata() or {}
     except Exception as e:  # safetensors has an error type per kind of damage
-        raise LotteryError(f"cannot read {path} ({e}); the file is damaged: delete it and run again") from None
+        raise damaged(Path(path), e) from None
     return (tensors, metadata) if with_metadata else tensors
 
 

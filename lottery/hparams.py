@@ -70,6 +70,7 @@ class PruneConfig:
     rates: dict = field(default_factory=dict)  # other per-parameter multipliers, {name pattern: rate}
     include: list[str] | None = None  # prunable parameter patterns; None: all Conv/Linear weights
     exclude: list[str] = field(default_factory=list)  # patterns kept dense
+    allow_empty_layers: bool = False  # allow fraction x rate >= 1, which removes a whole tensor in one level
 
 
 @dataclass
@@ -86,7 +87,7 @@ class TrainerConfig:
     strategy: str = "auto"  # e.g. ddp
     precision: str = "32-true"  # e.g. bf16-mixed
     compile: bool = False  # torch.compile the model's forward (masks are applied outside the graph)
-    progress: bool = True  # a status line per epoch (level, epoch, accuracy) on a terminal
+    progress: bool | str = True  # true: a status line rewritten per epoch on a terminal; log: one line per epoch anywhere
     logger: str = "csv"  # csv | tensorboard | wandb | mlflow | none: where each level's metrics also go (lottery.tracking)
 
 

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _SEED, _LEVEL, _BRANCH = "seed_", "level_", "branch_"
+_FINAL, _METRICS, _MASK, _CHECKPOINT, _INIT, _REWIND = (
+    "final.safetensors", "metrics.json", "mask.safetensors", "last.ckpt", "init.safetensors", "rewind_step_")
 
 
 def _rewind_file(folder: Path, step: int) -> Path:
-    return folder / ("init.safetensors" if step == 0 else f"rewind_step_{step}.safetensors")
+    return folder / (_INIT if step == 0 else f"{_REWIND}{step}.safetensors")
 
 
 def _numbered(folder: Path, prefix: str) -> list[int]:
@@ -40,11 +42,11 @@ class TrainingDir:
 
     @property
     def final(self) -> Path:
-        return self.path / "final.safetensors"
+        return self.path / _FINAL
 
     @property
     def metrics(self) -> Path:
-        return self.path / "metrics.json"
+        return self.path / _METRICS
 
     @property
     def checkpoints(self) -> Path:
@@ -53,7 +55,7 @@ class TrainingDir:
     @property
     def checkpoint(self) -> Path:
         """The resume checkpoint, overwritten at every epoch end while the training runs."""
-        return self.checkpoints / "last.ckpt"
+        return self.checkpoints / _CHECKPOINT
 
     @property
     def done(self) -> bool:
@@ -66,7 +68,7 @@ class LevelDir(TrainingDir):
 
     @property
     def mask(self) -> Path:
-        return self.path / "mask.safetensors"
+        return self.path / _MASK
 
     def branch(self, name: str) -> TrainingDir:
         return TrainingDir(self.path / f"{_BRANCH}{name}")
@@ -175,3 +177,23 @@ class RunLayout:
 
     def stability(self, seed: int) -> StabilityDir:
         return StabilityDir(self.path / "stability" / f"{_SEED}{seed}")
+
+
+def repair(path: Path) -> str:
+    """What to delete so that running the same command again rebuilds the damaged run file `path`.
+
+    Every file of a run is recomputed from the files before it: deleting a level's folder retrains that
+    level (from the previous level's weights and mask), deleting a resume checkpoint restarts its level
+    from the first epoch, deleting the initial weights rebuilds them from the seed. A file named here but
+    not deleted with it would stop the rerun with a message about a missing file.
+    """
+    path, again = Path(path), "run the same `lottery run` command again"
+    if path.name in (_FINAL, _METRICS, _MASK):
+        return f"delete the folder {path.parent} and {again} to retrain it"
+    if path.name == _CHECKPOINT:
+        return f"delete {path} and {again}: that level restarts from its first epoch"
+    if path.name == _INIT:
+        return f"delete {path} and {again}: it is rebuilt from the seed"
+    if path.name.startswith(_REWIND):
+        return f"delete {path} and the folder {path.parent / f'{_LEVEL}00'}, and {again}: the dense level is retrained to capture it"
+    return f"delete {path} and {again}"

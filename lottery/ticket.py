@@ -37,6 +37,8 @@ def pack_bits(mask: torch.Tensor) -> torch.Tensor:
 def unpack_bits(packed: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     """Inverse of `pack_bits`."""
     numel = int(torch.tensor(shape).prod()) if shape else 1
+    if packed.dtype != torch.uint8 or packed.numel() != -(-numel // 8):
+        raise ValueError(f"{packed.numel()} {packed.dtype} values where {-(-numel // 8)} uint8 bytes hold {numel} bits")
     bits = (packed.view(-1, 1) & _BITS).ne(0).flatten()
     return bits[:numel].view(shape)
 
@@ -61,7 +63,7 @@ class Ticket:
 
 
 def save_ticket(ticket: Ticket, path: str | os.PathLike) -> Path:
-    """Write `ticket` atomically (temporary file, then rename)."""
+    """Write `ticket` atomically (temporary file, then rename), readable like any file `open` creates."""
     from safetensors.torch import save
 
     tensors = {f"mask/{n}": pack_bits(m) for n, m in ticket.masks.items()}
@@ -70,7 +72,13 @@ def save_ticket(ticket: Ticket, path: str | os.PathLike) -> Path:
     tensors.update({f"final/{k}": v.detach().cpu().clone() for k, v in ticket.final.items()})
     meta = {k: json.dumps(v) for k, v in ticket.metadata.items()}
     meta.update(format=FORMAT, mask_shapes=json.dumps({n: list(m.shape) for n, m in ticket.masks.items()}))
-    return write_bytes(path, save(tensors, metadata=meta))
+    path = Path(path)
+    if path.is_dir():
+        raise LotteryError(f"{path} is a folder; give the ticket a file name, e.g. --out {path / 'ticket.safetensors'}")
+    try:
+        return write_bytes(path, save(tensors, metadata=meta))
+    except OSError as e:
+        raise LotteryError(f"cannot write the ticket to {path} ({e.strerror}); choose a path you can write to") from None
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -92,18 +100,36 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 
 def load_ticket(path: str | os.PathLike) -> Ticket:
-    """Read a ticket written by `save_ticket`, bit for bit."""
+    """Read a ticket written by `save_ticket`, bit for bit; a damaged or crafted one is a LotteryError."""
     from safetensors.torch import load_file
 
     meta = read_metadata(path)
-    tensors = load_file(str(path))
-    shapes = json.loads(meta["mask_shapes"])
-    masks = {n: unpack_bits(tensors[f"mask/{n}"], tuple(s)) for n, s in shapes.items()}
+    damaged = f"{path} is a damaged lottery ticket"
+    again = "export the ticket again with `lottery export`"
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:  # the header was readable, the data is not (truncated)
+        raise LotteryError(f"{damaged} ({e}); {again}") from None
+    try:
+        shapes = json.loads(meta["mask_shapes"])
+        metadata = {k: json.loads(v) for k, v in meta.items() if k not in ("format", "mask_shapes")}
+    except (KeyError, ValueError) as e:
+        raise LotteryError(f"{damaged}: its metadata {e!r} is missing or not JSON; {again}") from None
+    masks = {}
+    for n, s in (shapes.items() if isinstance(shapes, dict) else ()):
+        packed = tensors.get(f"mask/{n}")
+        if packed is None:
+            raise LotteryError(f"{damaged}: it has no tensor mask/{n} for the mask it lists; {again}")
+        try:
+            masks[n] = unpack_bits(packed, tuple(s))
+        except (RuntimeError, TypeError, ValueError) as e:
+            raise LotteryError(f"{damaged}: mask/{n} does not hold a mask of shape {s} ({e}); {again}") from None
+    if not masks:
+        raise LotteryError(f"{damaged}: it lists no masks (mask_shapes={meta['mask_shapes']}); {again}")
 
     def prefixed(prefix: str) -> dict[str, torch.Tensor]:
         return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
-    metadata = {k: json.loads(v) for k, v in meta.items() if k not in ("format", "mask_shapes")}
     return Ticket(masks, prefixed("rewind/"), prefixed("final/"), metadata)
 
 

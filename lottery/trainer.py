@@ -18,7 +18,9 @@ import torch
 from pytorch_lightning.accelerators import CPUAccelerator
 from torch import nn
 
-from lottery.callback import AtomicCheckpointIO, CaptureRewindPoints, EpochCheckpoint, LevelProgress, MaskCallback
+from lottery import interrupts
+from lottery.callback import (AtomicCheckpointIO, CaptureRewindPoints, EpochCheckpoint, LevelProgress, MaskCallback,
+                              Resumed)
 from lottery.files import read_json, save_tensors, write_json
 from lottery.layout import TrainingDir
 from lottery.masks import MaskManager, density, layer_density
@@ -84,11 +86,11 @@ def train(spec: RunSpec, settings: "TrainerConfig", optim: Optim, tracking: Trac
         return read_json(out.metrics)
     module = ClassificationModule(spec.model, spec.data.num_classes, optim, start_step=spec.plan.start_step,
                                   constant_lr=spec.plan.constant_lr, seed=spec.seed, compile=settings.compile)
-    callbacks = [MaskCallback(spec.masks), EpochCheckpoint(out.checkpoint)]
+    callbacks = [MaskCallback(spec.masks), EpochCheckpoint(out.checkpoint), Resumed(spec.label)]
     if spec.capture:
         callbacks.append(CaptureRewindPoints(dict(spec.capture)))
     if settings.progress:
-        callbacks.append(LevelProgress(spec.label))
+        callbacks.append(LevelProgress(spec.label, settings.progress))
     trainer = pl.Trainer(
         max_steps=spec.plan.steps, max_epochs=-1, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
         accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes,
@@ -97,7 +99,7 @@ def train(spec: RunSpec, settings: "TrainerConfig", optim: Optim, tracking: Trac
         default_root_dir=str(out.path), check_val_every_n_epoch=1,
     )
     resume = out.checkpoint if out.checkpoint.exists() else None
-    with runtime_cuda_probe(on_cpu=isinstance(trainer.accelerator, CPUAccelerator)):
+    with runtime_cuda_probe(on_cpu=isinstance(trainer.accelerator, CPUAccelerator)), interrupts.propagate(trainer):
         trainer.fit(module, datamodule=spec.data, ckpt_path=str(resume) if resume else None)
         # Lightning skips validation when max_steps ends an epoch early: then validate the final weights.
         if not module.history or module.history[-1]["step"] != module.schedule_step:

@@ -68,3 +68,20 @@ def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "Traceback" not in proc.stderr
+
+
+def test_version_and_print_config(tmp_path, capsys):
+    import lottery
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"lottery {lottery.__version__}"
+    code, out, _ = _run(capsys, "run", "--config", DEMO, f"runs_dir={tmp_path / 'runs'}", "prune.levels=3", "--print-config")
+    assert code == 0 and not (tmp_path / "runs").exists()  # nothing written
+    from lottery.config import from_yaml, load_config
+
+    assert from_yaml(out) == load_config(DEMO, [f"runs_dir={tmp_path / 'runs'}", "prune.levels=3"])
+    assert "allow_empty_layers: false" in out and "milestone_steps: []" in out  # every key, defaults included
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "--print-config" in capsys.readouterr().out

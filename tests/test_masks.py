@@ -72,7 +72,7 @@ def test_state_dict_round_trip_through_torch_save(mlp, tmp_path):
     masks.prune(0.5)
     torch.save(masks.state_dict(), tmp_path / "m.pt")
     fresh = MaskManager(mlp(1))
-    fresh.load_state_dict(torch.load(tmp_path / "m.pt"))
+    fresh.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
     assert all(torch.equal(fresh.masks[n], masks.masks[n]) for n in masks.names)
     assert fresh.density == masks.density
     assert (fresh.model[0].weight[~fresh.masks["0.weight"]] == 0).all()
@@ -121,3 +121,70 @@ def test_works_on_a_torchvision_resnet():
     masks.prune(0.2)
     assert len(masks.names) == 21  # 20 convolutions + fc
     assert masks.sparsity() == pytest.approx(0.2, abs=0.001)
+
+
+
+@pytest.mark.parametrize("replace", ["load_state_dict_assign", "new_parameter", "swap_module"])
+def test_replaced_parameters_stay_masked(mlp, replace):
+    model = mlp()
+    masks = MaskManager(model)
+    masks.prune(0.5)
+    masks.apply()
+    fresh = {k: torch.randn_like(v) + 10 for k, v in model.state_dict().items()}  # no zeros anywhere
+    if replace == "load_state_dict_assign":
+        model.load_state_dict(fresh, assign=True)
+    elif replace == "new_parameter":
+        model[2].weight = nn.Parameter(fresh["2.weight"])
+    else:
+        model[4] = nn.Linear(24, 4)
+    masks.apply()
+    for n in masks.names:
+        assert (model.get_parameter(n)[~masks.masks[n]] == 0).all(), n
+    assert masks.sparsity() == pytest.approx(0.5, abs=0.01)
+
+
+def test_a_replaced_parameter_of_another_shape_is_an_error(mlp):
+    model = mlp()
+    masks = MaskManager(model)
+    model[2].weight = nn.Parameter(torch.randn(5, 32))
+    with pytest.raises(LotteryError, match=r"'2.weight' was replaced by one of shape \(5, 32\)"):
+        masks.apply()
+
+
+def _state(manager, **change):
+    state = manager.state_dict()
+    state.update(change)
+    return state
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m: m.prune(1.5), "fraction must be in"),
+    (lambda m: m.prune("0.2"), "fraction must be a finite number, got '0.2'"),
+    (lambda m: m.prune(True), "fraction must be a finite number, got True"),
+    (lambda m: m.prune(float("nan")), "fraction must be a finite number"),
+    (lambda m: m.prune(0.2, "magnitude"), "unknown pruning strategy 'magnitude'"),
+    (lambda m: m.prune(0.2, 3), "unknown pruning strategy '3'"),
+    (lambda m: m.prune(0.2, generator=5), "generator must be a torch.Generator"),
+    (lambda m: m.prune_to([0.5, 0.5, 0.5]), "density must be a dict"),
+    (lambda m: m.prune_to({"0.weight": 0.5}), r"missing \['2.weight', '4.weight'\]"),
+    (lambda m: m.prune_to({**dict.fromkeys(m.names, 0.5), "9.weight": 0.5}), r"unexpected \['9.weight'\]"),
+    (lambda m: m.prune_to(dict.fromkeys(m.names, 1.5)), r"fractions kept in \[0, 1\]"),
+    (lambda m: MaskManager(m.model, rates={"0.weight": "half"}), "rate for '0.weight' must be a finite number"),
+    (lambda m: MaskManager(m.model, rates=[("0.weight", 0.5)]), "rates must be a dict"),
+    (lambda m: MaskManager(m.model, rates={"0.weight": -1}), "must be >= 0"),
+    (lambda m: MaskManager(m.model, include="0.weight"), "include must be a list of parameter-name patterns"),
+    (lambda m: MaskManager(m.model, exclude="4.weight"), "exclude must be a list of parameter-name patterns"),
+    (lambda m: MaskManager("model"), "needs an nn.Module"),
+    (lambda m: m.load_state_dict(_state(m, density=dict.fromkeys(m.names, 0.1))), "contradict its masks"),
+    (lambda m: m.load_state_dict(_state(m, density={"0.weight": 0.5})), "the state's density does not fit"),
+    (lambda m: m.load_state_dict(_state(m, masks={n: x.float() * 2 for n, x in m.masks.items()})), "values other than 0 and 1"),
+    (lambda m: m.set_masks({n: x.tolist() for n, x in m.masks.items()}), "must be a tensor"),
+    (lambda m: m.load_state_dict([1, 2]), "not a MaskManager state"),
+])
+def test_bad_arguments_are_lottery_errors(mlp, call, message):
+    masks = MaskManager(mlp())
+    masks.prune(0.5)
+    before = {n: m.clone() for n, m in masks.masks.items()}
+    with pytest.raises(LotteryError, match=message):
+        call(masks)
+    assert all(torch.equal(masks.masks[n], before[n]) for n in masks.names)  # nothing changed
