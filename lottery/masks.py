@@ -15,9 +15,10 @@ import torch
 from torch import nn
 
 from lottery.errors import LotteryError
+from lottery.lanes import LaneConv2d, LaneLinear, LaneNet
 from lottery.pruning import GLOBAL_STRATEGIES, get_strategy
 
-PRUNABLE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+PRUNABLE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, LaneLinear, LaneConv2d)
 
 
 def default_prunable(model: nn.Module) -> list[str]:
@@ -104,6 +105,10 @@ class MaskManager:
                  generator: torch.Generator | None = None) -> None:
         """Prune each tensor to `density` (its fraction of the full tensor kept), e.g. in one shot."""
         fn = get_strategy(strategy)
+        if isinstance(self.model, LaneNet):
+            # Ranking the stacked weights would mix the lanes' magnitudes: each run prunes its own model.
+            raise LotteryError("a MaskManager over a LaneNet applies masks but does not prune: prune each run's "
+                               "own MaskManager, then set_masks(stack_masks([...])) on this one")
         self._follow_model()
         self.density = {n: min(self.density[n], float(density[n])) for n in self.names}
         weights = {n: self._param(n) for n in self.names}
