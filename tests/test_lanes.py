@@ -11,7 +11,7 @@ from lottery import LotteryError, MaskManager
 from lottery.callback import MaskCallback
 from lottery.data.base import TensorDataModule
 from lottery.lane_module import LaneDataModule, LaneModule
-from lottery.lanes import LaneBatchNorm2d, LaneNet, lane_loss, stack_masks, unstack_masks
+from lottery.lanes import LaneBatchNorm2d, LaneNet, choose_lanes, lane_loss, stack_masks, step_macs, unstack_masks
 from lottery.models import MODELS, create_model
 from lottery.module import ClassificationModule
 from lottery.schedule import OptimConfig, make_optimizer
@@ -149,6 +149,19 @@ def test_bad_input():
         LaneNet.from_models(_models("lenet_300_100", 2, (1, 4, 4)))(torch.randn(3, 2, 1, 4, 4))
     with pytest.raises(LotteryError, match="lane 5"):
         LaneNet.from_models(_models("lenet_300_100", 2, (1, 4, 4))).lane_state_dict(5)
+
+
+def test_choose_lanes_picks_lanes_only_where_they_pay():
+    lenet = step_macs(create_model("lenet_300_100", 10, (1, 28, 28)), (1, 28, 28), 60)
+    assert lenet == 60 * (784 * 300 + 300 * 100 + 100 * 10)
+    assert choose_lanes(15, "cpu", lenet)[0] == 15
+    assert choose_lanes(15, "cpu", lenet, cap=4)[0] == 4
+    conv2 = step_macs(create_model("conv2", 10, (3, 32, 32)), (3, 32, 32), 60)
+    lanes, reason = choose_lanes(15, "cpu", conv2)
+    assert lanes == 1 and "compute-bound" in reason
+    assert choose_lanes(15, "cuda", conv2, lane_bytes=2**30, free_bytes=6 * 2**30) == (6, "6 lanes: the most that fit in 6.0 GiB (1.00 GiB each)")
+    with pytest.raises(LotteryError, match="GiB are free"):
+        choose_lanes(15, "cuda", conv2, lane_bytes=2**31, free_bytes=2**30)
 
 
 # -- training as lanes vs one by one, with the real Trainer -----------------------------------------------------------
