@@ -19,7 +19,7 @@ PRESET  = for s in $$(seq 0 $$(($(SEEDS) - 1))); do \
 	  $(VENV)/bin/lottery run --config experiments/configs/$(1).yaml seed=$$s trainer.accelerator=$(DEVICE) \
 	  $(if $(LEVELS),prune.levels=$(LEVELS)) $(ARGS) || exit $$?; done
 
-.PHONY: help install demo sweep-demo test test-fast bench bench-data bench-level bench-memory bench-export gpu-check curves stability clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
+.PHONY: help install demo sweep-demo test test-fast bench bench-data bench-level bench-lanes bench-memory bench-export gpu-check curves stability clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ bench: install  ## mask overhead per training step: dense vs MaskManager.apply()
 
 bench-level: install  ## one IMP level: lottery vs a hand-written loop vs a minimal Lightning module (LeNet-300-100, ResNet-20; ~5 min)
 	$(PY) experiments/bench_level.py
+
+bench-lanes: install  ## K runs as lanes of one network vs one by one: runs/hour, LeNet / Conv-2 / ResNet-20 (~4 min)
+	$(PY) experiments/bench_lanes.py
 
 bench-memory: install  ## mask bytes per weight in training (ours vs nn.utils.prune) and ticket size vs torch.save
 	$(PY) experiments/bench_memory.py

@@ -6,6 +6,7 @@ for files); the Lightning parts are imported on first use. Deployable exports (c
 ONNX, sparse kernels) are in `lottery.export`.
 """
 from lottery.errors import LotteryError
+from lottery.lanes import LaneNet, choose_lanes, lane_loss, stack_masks, step_macs, unstack_masks
 from lottery.masks import MaskManager, default_prunable
 from lottery.pruning import STRATEGIES, get_strategy
 from lottery.rewind import RewindPoint, capture, restore
@@ -17,10 +18,12 @@ __all__ = [
     "LotteryError", "MaskManager", "default_prunable", "STRATEGIES", "get_strategy",
     "RewindPoint", "capture", "restore", "Ticket", "load_ticket", "save_ticket", "load_into",
     "MaskCallback", "ClassificationModule", "create_model", "create_datamodule", "__version__",
+    "LaneNet", "stack_masks", "unstack_masks", "lane_loss", "choose_lanes", "step_macs", "LaneModule", "LaneDataModule",
 ]
 
 _LAZY = {"MaskCallback": "lottery.callback", "ClassificationModule": "lottery.module",
-         "create_model": "lottery.models", "create_datamodule": "lottery.data"}
+         "create_model": "lottery.models", "create_datamodule": "lottery.data",
+         "LaneModule": "lottery.lane_module", "LaneDataModule": "lottery.lane_module"}
 
 
 def __getattr__(name: str):

@@ -17,9 +17,10 @@ import torch
 from torch import nn
 
 from lottery.errors import LotteryError
+from lottery.lanes import LaneConv2d, LaneLinear, LaneNet
 from lottery.pruning import GLOBAL_STRATEGIES, get_strategy
 
-PRUNABLE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+PRUNABLE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, LaneLinear, LaneConv2d)
 
 
 def default_prunable(model: nn.Module) -> list[str]:
@@ -165,6 +166,10 @@ class MaskManager:
         if generator is not None and not isinstance(generator, torch.Generator):
             raise LotteryError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         density = self._check_density(density, "density")
+        if isinstance(self.model, LaneNet):
+            # Ranking the stacked weights would mix the lanes' magnitudes: each run prunes its own model.
+            raise LotteryError("a MaskManager over a LaneNet applies masks but does not prune: prune each run's "
+                               "own MaskManager, then set_masks(stack_masks([...])) on this one")
         self._follow_model()
         self.density = {n: min(self.density[n], density[n]) for n in self.names}
         weights = {n: self._param(n) for n in self.names}

@@ -33,7 +33,7 @@ class _BatchTensorDataset(TensorDataset):
         return tuple(t[index] for t in self.tensors)
 
 
-class _TrainerEpochSampler(DistributedSampler):
+class TrainerEpochSampler(DistributedSampler):
     """A DistributedSampler that shuffles with the trainer's current epoch when an epoch starts.
 
     Lightning's own `set_epoch` call is one epoch ahead after resuming from a checkpoint written at
@@ -50,7 +50,7 @@ class _TrainerEpochSampler(DistributedSampler):
         return super().__iter__()
 
 
-def _whole_batch(batch):
+def whole_batch(batch):
     return batch
 
 
@@ -121,7 +121,7 @@ class TensorDataModule(pl.LightningDataModule):
         return 4 * size < torch.cuda.mem_get_info(device)[0]  # leave most of the memory to the model
 
     def _make_loader(self, dataset: Dataset, batch_size: int, sampler: DistributedSampler) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=_whole_batch)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=whole_batch)
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         self.setup()
@@ -129,7 +129,7 @@ class TensorDataModule(pl.LightningDataModule):
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         # Reshuffled with seed + epoch, on one process too. Passed as `sampler`, so Lightning
         # recognises it and never swaps in its own under DDP.
-        sampler = _TrainerEpochSampler(self._sets[split], trainer, num_replicas=world, rank=rank, shuffle=shuffle,
+        sampler = TrainerEpochSampler(self._sets[split], trainer, num_replicas=world, rank=rank, shuffle=shuffle,
                                        seed=self.seed)
         return self._make_loader(self._sets[split], batch_size, sampler)
 

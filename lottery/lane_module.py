@@ -1,0 +1,215 @@
+"""LaneModule and LaneDataModule: K runs of one architecture trained as lanes in one `Trainer.fit`.
+
+Lane k sees the batches run k sees alone (the data order of seed k), keeps its own masks, optimizer state,
+BatchNorm statistics and metrics, and ends with the weights run k reaches alone (up to float rounding of
+the batched kernels). What the lanes share is what the runs share anyway: the architecture, batch size,
+number of steps and learning-rate schedule.
+
+    net = LaneNet.from_models(models)
+    masks = MaskManager(net); masks.set_masks(stack_masks([m.masks for m in per_run_masks]))
+    module = LaneModule(net, num_classes, optim)
+    trainer = pl.Trainer(max_steps=steps, callbacks=[MaskCallback(masks)], use_distributed_sampler=False)
+    trainer.fit(module, datamodule=LaneDataModule(data, seeds=[0, 1, 2, 3]))
+    module.history[k], net.lane_state_dict(k)    # run k's validation history and trained weights
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Sampler
+
+from lottery import seeds as seeding
+from lottery.data.augment import random_crop_flip
+from lottery.data.base import TensorDataModule, TrainerEpochSampler, whole_batch
+from lottery.errors import LotteryError
+from lottery.lanes import LaneNet, lane_loss
+from lottery.schedule import Optim, make_optimizer
+
+EVAL_STAGES = ("val", "test")
+
+
+class _LaneBatchSampler(Sampler):
+    """Yields the K lanes' batches of one step as one index tensor [K * b]: lane k's part in seed k's order."""
+
+    def __init__(self, samplers: Sequence[Sampler], batch_size: int):
+        self.samplers, self.batch_size = list(samplers), batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.samplers[0]) // self.batch_size)
+
+    def __iter__(self):
+        orders = torch.stack([torch.as_tensor(list(s)) for s in self.samplers])  # [K, n], drawn at epoch start
+        for start in range(0, orders.shape[1], self.batch_size):
+            yield orders[:, start:start + self.batch_size].reshape(-1)
+
+
+class LaneDataModule(pl.LightningDataModule):
+    """The data of a TensorDataModule for K lanes: training batches [K, B, ...], lane k in the order of `seeds[k]`.
+
+    Lane k's batches are those a run of `data` with `data.seed = seeds[k]` draws (the same sampler, seeded by
+    (seed, epoch)); validation and test batches are shared by all lanes. One process only.
+    """
+
+    def __init__(self, data: TensorDataModule, seeds: Sequence[int]):
+        super().__init__()
+        if not seeds:
+            raise LotteryError("LaneDataModule needs one seed per lane, got none")
+        self.data, self.seeds = data, list(seeds)
+        self.num_classes = data.num_classes
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.trainer is not None and self.trainer.world_size > 1:
+            raise LotteryError(f"lanes train in one process; got world size {self.trainer.world_size}: "
+                               "use trainer.devices=1, or spread the runs over processes one by one")
+        self.data.trainer = self.trainer  # the wrapped module places its tensors on the trainer's device
+        self.data.setup(stage)
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        dataset = self.data._sets["train"]
+        samplers = [TrainerEpochSampler(dataset, self.trainer, num_replicas=1, rank=0, shuffle=True, seed=s)
+                    for s in self.seeds]
+        return DataLoader(dataset, batch_sampler=_LaneBatchSampler(samplers, self.data.batch_size),
+                          collate_fn=whole_batch)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.data.val_dataloader()
+
+    def test_dataloader(self) -> DataLoader:
+        return self.data.test_dataloader()
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return batch
+        x, y = batch
+        lanes = len(self.seeds)
+        x, y = x.view(lanes, -1, *x.shape[1:]), y.view(lanes, -1)
+        if self.data.augment:  # lane k's crops and flips are those of seed k alone
+            index = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+            fill = None if self.data.pad_fill is None else torch.tensor(self.data.pad_fill)
+            x = torch.stack([random_crop_flip(x[k], self.data.crop_padding, torch.Generator(device=x.device).manual_seed(
+                seeding.batch(s, trainer.current_epoch, index, 0)), fill) for k, s in enumerate(self.seeds)])
+        return x, y
+
+
+class LaneModule(pl.LightningModule):
+    """ClassificationModule's training for K lanes: the same hand-written step, loss summed over lanes.
+
+    Logs per lane `val/acc/lane_k`, `val/loss/lane_k` (and `test/...`, `train/...`) and the mean over lanes
+    as `val/acc`; `history[k]` is lane k's list of {step, val/loss, val/acc}, as ClassificationModule.history.
+
+    Args:
+        seed: the global RNG is reseeded from (seed, epoch) at each epoch start, as ClassificationModule does;
+            it is shared by the lanes, so models that draw from it while training (dropout) differ from solo runs.
+    """
+
+    def __init__(self, net: LaneNet, num_classes: int, optim: Optim, start_step: int = 0,
+                 constant_lr: float | None = None, seed: int = 0, compile: bool = False):
+        super().__init__()
+        self.net, self.optim, self.start_step = net, optim, start_step
+        self.__dict__["_forward"] = torch.compile(net) if compile else net
+        self.constant_lr, self.seed, self.num_classes = constant_lr, seed, num_classes
+        self.automatic_optimization = False
+        lanes = net.lanes
+        # Per-lane running sums on the device; reduced to the host once per epoch.
+        for stage in ("train", *EVAL_STAGES):
+            self.register_buffer(f"{stage}_loss_sum", torch.zeros(lanes), persistent=False)
+            self.register_buffer(f"{stage}_correct", torch.zeros(lanes), persistent=False)
+        self.seen = dict.fromkeys(("train", *EVAL_STAGES), 0)
+        self.history: list[list[dict]] = [[] for _ in range(lanes)]
+        self.results: dict[str, list[dict]] = {}  # stage -> per-lane {stage/loss, stage/acc} of the last epoch
+
+    @property
+    def lanes(self) -> int:
+        return self.net.lanes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(x)
+
+    @property
+    def schedule_step(self) -> int:
+        return self.start_step + self.global_step
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch  # [K, B, ...], [K, B]
+        logits = self(x)
+        loss, per_lane = lane_loss(logits, y)
+        optimizer = self.optimizers()
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.constant_lr is None:
+            lr = self.optim.lr_at(self.schedule_step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        optimizer.step()
+        self._accumulate("train", logits.detach(), y, per_lane)
+        return loss
+
+    def _accumulate(self, stage: str, logits: torch.Tensor, y: torch.Tensor, per_lane_loss: torch.Tensor) -> None:
+        with torch.no_grad():
+            batch = y.shape[1]
+            getattr(self, f"{stage}_loss_sum").add_(per_lane_loss, alpha=batch)
+            getattr(self, f"{stage}_correct").add_((logits.argmax(-1) == y).sum(1))
+        self.seen[stage] += batch
+
+    def _eval_step(self, batch, stage: str) -> None:
+        x, y = batch  # shared by the lanes
+        xs, ys = x.expand(self.lanes, *x.shape), y.expand(self.lanes, *y.shape)
+        logits = self(xs)
+        _, per_lane = lane_loss(logits, ys)
+        self._accumulate(stage, logits, ys, per_lane)
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test")
+
+    def on_train_batch_start(self, batch, batch_idx):
+        if batch_idx == 0:
+            torch.manual_seed(seeding.epoch(self.seed, self.start_step, self.current_epoch))
+
+    def _epoch_end(self, stage: str) -> list[dict]:
+        loss_sum, correct = getattr(self, f"{stage}_loss_sum"), getattr(self, f"{stage}_correct")
+        seen = max(1, self.seen[stage])
+        loss, acc = (loss_sum / seen).tolist(), (correct / seen).tolist()  # one host sync per epoch
+        loss_sum.zero_(), correct.zero_()
+        self.seen[stage] = 0
+        values = {f"{stage}/loss/lane_{k}": loss[k] for k in range(self.lanes)}
+        values |= {f"{stage}/acc/lane_{k}": acc[k] for k in range(self.lanes)}
+        values |= {f"{stage}/loss": sum(loss) / self.lanes, f"{stage}/acc": sum(acc) / self.lanes}
+        self.log_dict(values, sync_dist=False)
+        self.results[stage] = [{f"{stage}/loss": loss[k], f"{stage}/acc": acc[k]} for k in range(self.lanes)]
+        return self.results[stage]
+
+    def on_train_epoch_end(self):
+        self._epoch_end("train")
+
+    def on_validation_epoch_end(self):
+        lanes = self._epoch_end("val")
+        if self.trainer.sanity_checking:
+            return
+        for history, values in zip(self.history, lanes):
+            entry = {"step": self.schedule_step, **values}
+            if history and history[-1]["step"] == entry["step"]:
+                history[-1] = entry  # the closing validation repeats the last epoch's
+            else:
+                history.append(entry)
+
+    def on_test_epoch_end(self):
+        self._epoch_end("test")
+
+    def configure_optimizers(self):
+        # Adam, AdamW and SGD (momentum, weight decay) act elementwise: one optimizer over the stacked
+        # parameters is K optimizers over the lanes' own parameters (tests/test_lanes.py checks it).
+        return make_optimizer(self.net.parameters(), self.optim, lr=self.constant_lr)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["lottery_lane_history"] = self.history
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.history = checkpoint.get("lottery_lane_history", [[] for _ in range(self.lanes)])
