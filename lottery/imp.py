@@ -146,7 +146,8 @@ def run_seeds(imps: list[IMP]) -> list[list[dict]]:
     results: list[list[dict]] = [[] for _ in imps]
     for level in range(levels + 1):
         specs = [imp.specs(level) for imp in imps]
-        trained = iter(train_all([spec for group in specs for spec in group], imps[0].cfg.trainer, imps[0].optim, imps[0].tracking))
+        trained = iter(train_all([spec for group in specs for spec in group], imps[0].cfg.trainer, imps[0].optim,
+                                   imps[0].tracking, imps[0].log))
         for imp, group, out in zip(imps, specs, results):
             out.append(imp.report(level, [next(trained) for _ in group]))
     return results

@@ -61,6 +61,10 @@ class TrainingDir:
     def done(self) -> bool:
         return self.metrics.exists()
 
+    def lanes_checkpoint(self, group: str) -> Path:
+        """The resume checkpoint of a lane group this training leads (lottery.lane_trainer)."""
+        return self.checkpoints / f"lanes_{group}.ckpt"
+
 
 @dataclass(frozen=True)
 class LevelDir(TrainingDir):

@@ -115,16 +115,37 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def _level_values(metrics: dict) -> dict[str, float]:
+    values = {f"level/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    values.update({f"level/layer_density/{n}": float(d) for n, d in metrics.get("layer_density", {}).items()})
+    return values
+
+
+def _close(logger) -> None:
+    logger.finalize("success")
+    finish = getattr(getattr(logger, "experiment", None), "finish", None) if isinstance(
+        logger, pl.loggers.WandbLogger) else None
+    if finish is not None:
+        finish()  # the next level starts a new W&B run instead of continuing this one
+
+
 def log_level(trainer: pl.Trainer, metrics: dict) -> None:
     """Send a finished level's metrics.json numbers as level/<key> and close its logger run."""
     if not trainer.loggers or not trainer.is_global_zero:
         return
-    values = {f"level/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    values.update({f"level/layer_density/{n}": float(d) for n, d in metrics.get("layer_density", {}).items()})
     for logger in trainer.loggers:
-        logger.log_metrics(values, step=trainer.global_step)
-        logger.finalize("success")
-        finish = getattr(getattr(logger, "experiment", None), "finish", None) if isinstance(
-            logger, pl.loggers.WandbLogger) else None
-        if finish is not None:
-            finish()  # the next level starts a new W&B run instead of continuing this one
+        logger.log_metrics(_level_values(metrics), step=trainer.global_step)
+        _close(logger)
+
+
+def replay(tracking: Tracking, out: Path, metrics: dict) -> None:
+    """Send a training's metrics.json to its own logger run after the fact: runs trained as lanes share one
+    Trainer, so each gets its validation history, test result and level values here (no per-step values)."""
+    logger = tracking.logger(out)
+    if not logger:
+        return
+    steps = metrics["steps"]
+    for entry in metrics["history"]:
+        logger.log_metrics({k: v for k, v in entry.items() if k != "step"}, step=entry["step"] - metrics["start_step"])
+    logger.log_metrics({"test/acc": metrics["test_acc"], "test/loss": metrics["test_loss"], **_level_values(metrics)}, step=steps)
+    _close(logger)

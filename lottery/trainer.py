@@ -105,7 +105,7 @@ def train(spec: RunSpec, settings: "TrainerConfig", optim: Optim, tracking: Trac
         if not module.history or module.history[-1]["step"] != module.schedule_step:
             trainer.validate(module, datamodule=spec.data, verbose=False)
         test = trainer.test(module, datamodule=spec.data, verbose=False)[0]
-    metrics = _summary(module.history, test, spec)
+    metrics = summary(module.history, test, spec)
     if trainer.is_global_zero:
         save_tensors(out.final, spec.model.state_dict())
         write_json(out.metrics, metrics)  # written last: its presence marks the training complete
@@ -115,7 +115,8 @@ def train(spec: RunSpec, settings: "TrainerConfig", optim: Optim, tracking: Trac
     return metrics
 
 
-def _summary(history: list[dict], test: dict, spec: RunSpec) -> dict:
+def summary(history: list[dict], test: dict, spec: RunSpec) -> dict:
+    """The metrics.json of a training: its validation history, test result, density and schedule position."""
     best = max(history, key=lambda h: h["val/acc"]) if history else {}
     lowest = min(history, key=lambda h: h["val/loss"]) if history else {}
     return {
@@ -129,6 +130,26 @@ def _summary(history: list[dict], test: dict, spec: RunSpec) -> dict:
     }
 
 
-def train_all(specs: list[RunSpec], settings: "TrainerConfig", optim: Optim, tracking: Tracking | None = None) -> list[dict]:
-    """Independent trainings (a level's tickets and branches, of one or several seeds), in order."""
-    return [train(spec, settings, optim, tracking) for spec in specs]
+def train_all(specs: list[RunSpec], settings: "TrainerConfig", optim: Optim, tracking: Tracking | None = None,
+              log=print) -> list[dict]:
+    """Independent trainings (a level's tickets and branches, of one or several seeds); results in order.
+
+    Finished ones are read; with trainer.lanes other than 1, runs that can share every step train together
+    as lanes of one network (lottery.lane_trainer), the others one by one.
+    """
+    results = {i: read_json(s.out.metrics) for i, s in enumerate(specs) if s.out.done}
+    todo = [i for i in range(len(specs)) if i not in results]
+    if settings.lanes == 1:
+        groups = [[i] for i in todo]
+    else:
+        from lottery.lane_trainer import lane_groups
+
+        groups = [[todo[j] for j in g] for g in lane_groups([specs[i] for i in todo], settings, log)]
+    for group in groups:
+        if len(group) == 1:
+            results[group[0]] = train(specs[group[0]], settings, optim, tracking)
+        else:
+            from lottery.lane_trainer import train_lanes
+
+            results.update(zip(group, train_lanes([specs[i] for i in group], settings, optim, tracking)))
+    return [results[i] for i in range(len(specs))]

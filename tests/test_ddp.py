@@ -28,10 +28,12 @@ SCRIPT = textwrap.dedent('''
         return write_bytes(path, data)
 
     files.write_bytes = logged_write
-    pruned_level = IMP.pruned_level
+    report = IMP.report
 
-    def recording(self, level):  # each rank notes a digest of the masks it trained with
-        metrics = pruned_level(self, level)
+    def recording(self, level, results):  # each rank notes a digest of the masks it trained with
+        metrics = report(self, level, results)
+        if level == 0:
+            return metrics
         model = self.build(self.seed)
         masks = self.masks_for(model)
         masks.load_state_dict(files.load_masks(self.dir.level(level).mask))
@@ -40,7 +42,7 @@ SCRIPT = textwrap.dedent('''
             json.dump({"digest": digest, "test_acc": metrics["test_acc"]}, f)
         return metrics
 
-    IMP.pruned_level = recording
+    IMP.report = recording
     cfg = load_config(None, [f"runs_dir={out / 'runs'}", f"prune.strategy={sys.argv[2]}", "train.epochs=1",
                              "prune.levels=2", "branches=[]", "trainer.progress=false", "trainer.accelerator=cpu",
                              "trainer.devices=2", "trainer.strategy=ddp", "data.val_size=200"])

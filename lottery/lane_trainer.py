@@ -1,0 +1,118 @@
+"""Several run specs trained together as lanes of one network (lottery.lanes), under one Lightning
+Trainer, writing for each run exactly the files `trainer.train` writes for it alone: curves, reports,
+exports, stability and resume read them unchanged.
+
+Runs share a lane group when they can share every step: the same architecture and prunable tensors,
+the same start step, length and learning rate, the same dataset and batch size (each lane keeps its
+own data order, masks, weights, optimizer state and BatchNorm statistics). The rest train one by one.
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+from typing import TYPE_CHECKING, Callable
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.accelerators import CPUAccelerator
+
+from lottery import interrupts
+from lottery.callback import AtomicCheckpointIO, EpochCheckpoint, LevelProgress, MaskCallback, Resumed
+from lottery.data.base import TensorDataModule
+from lottery.errors import LotteryError
+from lottery.files import save_tensors, write_json
+from lottery.lane_module import LaneDataModule, LaneModule
+from lottery.lanes import LaneNet, choose_lanes, stack_masks, step_macs
+from lottery.masks import MaskManager
+from lottery.schedule import Optim
+from lottery.tracking import Tracking, replay
+from lottery.trainer import RunSpec, runtime_cuda_probe, summary
+
+if TYPE_CHECKING:
+    from lottery.hparams import TrainerConfig
+
+
+def lane_key(spec: RunSpec) -> tuple | None:
+    """What runs must share to train as lanes; None: this run trains alone (rewind-point capture, other data)."""
+    if spec.capture or not isinstance(spec.data, TensorDataModule):
+        return None
+    d, p = spec.data, spec.plan
+    shapes = tuple((k, tuple(v.shape), v.dtype) for k, v in spec.model.state_dict().items())
+    return (type(spec.model), shapes, tuple(spec.masks.names), p.start_step, p.steps, p.constant_lr,
+            type(d), d.batch_size, d.val_size, d.split_seed, d.augment)
+
+
+def _device(settings) -> str:
+    gpu = settings.accelerator in ("gpu", "cuda") or (settings.accelerator == "auto" and torch.cuda.is_available())
+    return "cuda" if gpu else "cpu"
+
+
+def lane_groups(specs: list[RunSpec], settings: "TrainerConfig", log: Callable = print) -> list[list[int]]:
+    """Indices of `specs` in training order: groups of runs that train as lanes (trainer.lanes), the rest alone."""
+    keyed: dict[tuple, list[int]] = {}
+    groups = []
+    for i, spec in enumerate(specs):
+        key = lane_key(spec)
+        if key is None or settings.lanes == 1:
+            groups.append([i])
+        else:
+            keyed.setdefault(key, []).append(i)
+    for members in keyed.values():
+        first = specs[members[0]]
+        if settings.lanes == "auto":
+            macs = step_macs(first.model, first.data.input_shape, first.data.batch_size)
+            count, why = choose_lanes(len(members), _device(settings), macs)
+        else:
+            count = min(len(members), int(settings.lanes))
+            why = f"{count} lanes (trainer.lanes={settings.lanes})"
+        if len(members) > 1:
+            log(f"{len(members)} runs like {first.label!r}: {why}")
+        groups += [members[j:j + count] for j in range(0, len(members), count)]
+    return sorted(groups)
+
+
+def train_lanes(specs: list[RunSpec], settings: "TrainerConfig", optim: Optim, tracking: Tracking | None = None) -> list[dict]:
+    """Train `specs` (one lane group, see lane_key) as lanes; each run's files as `trainer.train` writes them."""
+    first, plan = specs[0], specs[0].plan
+    net = LaneNet.from_models([s.model for s in specs])
+    masks = MaskManager(net, include=first.masks.names)
+    masks.set_masks(stack_masks([s.masks.masks for s in specs]))
+    data = LaneDataModule(first.data, [s.data.seed for s in specs])
+    module = LaneModule(net, first.data.num_classes, optim, start_step=plan.start_step, constant_lr=plan.constant_lr,
+                        seed=first.seed, compile=settings.compile)
+    # One resume checkpoint per group, named after its members: another grouping never resumes from it.
+    members = hashlib.sha1("\n".join(str(s.out.path) for s in specs).encode()).hexdigest()[:12]
+    checkpoint = first.out.lanes_checkpoint(members)
+    label = f"{first.label} (+{len(specs) - 1} runs as lanes)"
+    callbacks = [MaskCallback(masks), EpochCheckpoint(checkpoint), Resumed(label)]
+    if settings.progress:
+        callbacks.append(LevelProgress(label, settings.progress))
+    trainer = pl.Trainer(
+        max_steps=plan.steps, max_epochs=-1, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
+        accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes,
+        strategy=settings.strategy, precision=settings.precision, logger=False, enable_checkpointing=False,
+        enable_model_summary=False, enable_progress_bar=False, num_sanity_val_steps=0, use_distributed_sampler=False,
+        default_root_dir=str(first.out.path), check_val_every_n_epoch=1,
+    )
+    if trainer.world_size > 1:
+        raise LotteryError("lanes train in one process: set trainer.lanes=1 to train with several devices or nodes")
+    with runtime_cuda_probe(on_cpu=isinstance(trainer.accelerator, CPUAccelerator)), interrupts.propagate(trainer):
+        trainer.fit(module, datamodule=data, ckpt_path=str(checkpoint) if checkpoint.exists() else None)
+        if not module.history[0] or module.history[0][-1]["step"] != module.schedule_step:
+            trainer.validate(module, datamodule=data, verbose=False)
+        trainer.test(module, datamodule=data, verbose=False)
+    results = []
+    for k, spec in enumerate(specs):
+        spec.model.load_state_dict(net.lane_state_dict(k))
+        metrics = summary(module.history[k], module.results["test"][k], spec)
+        if trainer.is_global_zero:
+            save_tensors(spec.out.final, spec.model.state_dict())
+            write_json(spec.out.metrics, metrics)  # written last: its presence marks the training complete
+            if tracking is not None:
+                replay(tracking, spec.out.path, metrics)
+        results.append(metrics)
+    if trainer.is_global_zero:
+        checkpoint.unlink(missing_ok=True)
+        for spec in specs:
+            shutil.rmtree(spec.out.checkpoints, ignore_errors=True)
+    return results

@@ -1,0 +1,49 @@
+"""Runs of a level trained as lanes write what the same runs write one by one (lottery.lane_trainer)."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from lottery.config import load_config
+from lottery.experiment import run
+from lottery.files import load_tensors, read_json
+from lottery.layout import RunLayout
+
+DEMO = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "demo.yaml"
+TINY = ["train.epochs=2", "prune.levels=1", "branches=[reinit,random_prune]", "seeds=[0,1]",
+        "trainer.progress=false", "trainer.accelerator=cpu", "data.val_size=200"]
+
+
+def _files(run_dir: Path) -> set[str]:
+    return {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.suffix in (".json", ".safetensors")}
+
+
+@pytest.mark.slow
+def test_seeds_and_branches_as_lanes_match_one_by_one(tmp_path):
+    lines = []
+    alone = run(load_config(DEMO, [f"runs_dir={tmp_path / 'alone'}", *TINY, "trainer.lanes=1"]), log=lambda *_: None)
+    lanes = run(load_config(DEMO, [f"runs_dir={tmp_path / 'lanes'}", *TINY, "trainer.lanes=8"]), log=lines.append)
+    assert "6 runs like 'level 1': 6 lanes (trainer.lanes=8)" in "\n".join(lines)  # 2 tickets + 4 branches
+    assert _files(alone) == _files(lanes)
+    a, b = RunLayout(alone), RunLayout(lanes)
+    for seed in (0, 1):
+        for level in (0, 1):
+            trainings = [a.seed(seed).level(level)] + ([a.seed(seed).level(1).branch(n) for n in ("reinit", "random_prune")]
+                                                       if level else [])
+            for ta in trainings:
+                tb_path = b.path / ta.path.relative_to(a.path)
+                wa, wb = load_tensors(ta.final), load_tensors(tb_path / "final.safetensors")
+                for name in wa:
+                    torch.testing.assert_close(wa[name], wb[name], rtol=1e-4, atol=1e-5, msg=f"{ta.path} {name}")
+                ma, mb = read_json(ta.metrics), read_json(tb_path / "metrics.json")
+                assert ma["density"] == mb["density"] and [h["step"] for h in ma["history"]] == [h["step"] for h in mb["history"]]
+                assert ma["test_acc"] == pytest.approx(mb["test_acc"], abs=0.01)
+        masks_a, masks_b = load_tensors(a.seed(seed).level(1).mask), load_tensors(b.seed(seed).level(1).mask)
+        assert all(torch.equal(masks_a[n], masks_b[n]) for n in masks_a)
+
+
+def test_lanes_with_several_processes_is_refused_before_anything_runs(tmp_path):
+    from lottery.errors import LotteryError
+
+    with pytest.raises(LotteryError, match="lanes train in one process"):
+        load_config(DEMO, [f"runs_dir={tmp_path}", "trainer.lanes=4", "trainer.devices=2", "trainer.strategy=ddp"])
