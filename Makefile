@@ -10,14 +10,17 @@ PY     := $(VENV)/bin/python
 # torch/torchvision are pinned to the releases this project is tested with; pip takes them from a local wheel cache when there is one.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-# Overrides for the paper presets: make resnet20-cifar10 LEVELS=5 SEEDS=3 DEVICE=gpu ARGS="train.epochs=10"
+# Overrides for the paper presets: make resnet20-cifar10 LEVELS=5 SEEDS=3 DEVICE=gpu LANES=auto ARGS="train.epochs=10"
+# SEEDS seeds run in one process, level by level; LANES (auto: where they pay) trains a level's runs together.
 LEVELS ?=
 SEEDS  ?= 1
+LANES  ?= auto
 DEVICE ?= auto
 ARGS   ?=
-PRESET  = for s in $$(seq 0 $$(($(SEEDS) - 1))); do \
-	  $(VENV)/bin/lottery run --config experiments/configs/$(1).yaml seed=$$s trainer.accelerator=$(DEVICE) \
-	  $(if $(LEVELS),prune.levels=$(LEVELS)) $(ARGS) || exit $$?; done
+SEED_LIST = [$$(seq -s, 0 $$(($(SEEDS) - 1)))]
+RUN     = $(VENV)/bin/lottery run --config $(1) "seeds=$(SEED_LIST)" trainer.lanes=$(LANES) trainer.accelerator=$(DEVICE) \
+	  $(if $(LEVELS),prune.levels=$(LEVELS)) $(ARGS)
+PRESET  = $(call RUN,experiments/configs/$(1).yaml)
 
 .PHONY: help install demo sweep-demo test test-fast bench bench-data bench-level bench-lanes bench-memory bench-export gpu-check curves stability clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
 
@@ -70,8 +73,7 @@ gpu-check: install  ## on a CUDA machine: CUDA tests + every benchmark on the GP
 
 curves: install  ## run CONFIG=<yaml> with its branches (controls) over SEEDS seeds, then the curves and report.md
 	@test -n "$(CONFIG)" || { echo "usage: make curves CONFIG=experiments/configs/<name>.yaml [SEEDS=3] [LEVELS=..]"; exit 2; }
-	for s in $$(seq 0 $$(($(SEEDS) - 1))); do $(VENV)/bin/lottery run --config $(CONFIG) seed=$$s \
-	  trainer.accelerator=$(DEVICE) $(if $(LEVELS),prune.levels=$(LEVELS)) $(ARGS) || exit $$?; done
+	$(call RUN,$(CONFIG))
 
 bench-data: install  ## epoch time: torchvision DataLoader pipeline vs device-resident tensors vs pure compute
 	$(PY) experiments/bench_data.py
