@@ -18,7 +18,6 @@ from typing import Sequence
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 
 from lottery import seeds as seeding
@@ -26,6 +25,7 @@ from lottery.data.augment import random_crop_flip
 from lottery.data.base import TensorDataModule, TrainerEpochSampler, whole_batch
 from lottery.errors import LotteryError
 from lottery.lanes import LaneNet, lane_loss
+from lottery.module import ScheduledModule
 from lottery.schedule import Optim, make_optimizer
 
 EVAL_STAGES = ("val", "test")
@@ -96,7 +96,7 @@ class LaneDataModule(pl.LightningDataModule):
         return x, y
 
 
-class LaneModule(pl.LightningModule):
+class LaneModule(ScheduledModule):
     """ClassificationModule's training for K lanes: the same hand-written step, loss summed over lanes.
 
     Logs per lane `val/acc/lane_k`, `val/loss/lane_k` (and `test/...`, `train/...`) and the mean over lanes
@@ -109,11 +109,8 @@ class LaneModule(pl.LightningModule):
 
     def __init__(self, net: LaneNet, num_classes: int, optim: Optim, start_step: int = 0,
                  constant_lr: float | None = None, seed: int = 0, compile: bool = False):
-        super().__init__()
-        self.net, self.optim, self.start_step = net, optim, start_step
-        self.__dict__["_forward"] = torch.compile(net) if compile else net
-        self.constant_lr, self.seed, self.num_classes = constant_lr, seed, num_classes
-        self.automatic_optimization = False
+        super().__init__(net, optim, start_step, constant_lr, seed, compile)
+        self.net, self.num_classes = net, num_classes
         lanes = net.lanes
         # Per-lane running sums on the device; reduced to the host once per epoch.
         for stage in ("train", *EVAL_STAGES):
@@ -127,25 +124,11 @@ class LaneModule(pl.LightningModule):
     def lanes(self) -> int:
         return self.net.lanes
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._forward(x)
-
-    @property
-    def schedule_step(self) -> int:
-        return self.start_step + self.global_step
-
     def training_step(self, batch, batch_idx):
         x, y = batch  # [K, B, ...], [K, B]
         logits = self(x)
         loss, per_lane = lane_loss(logits, y)
-        optimizer = self.optimizers()
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        if self.constant_lr is None:
-            lr = self.optim.lr_at(self.schedule_step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-        optimizer.step()
+        self.optimize(loss)
         self._accumulate("train", logits.detach(), y, per_lane)
         return loss
 
@@ -168,10 +151,6 @@ class LaneModule(pl.LightningModule):
 
     def test_step(self, batch, batch_idx):
         self._eval_step(batch, "test")
-
-    def on_train_batch_start(self, batch, batch_idx):
-        if batch_idx == 0:
-            torch.manual_seed(seeding.epoch(self.seed, self.start_step, self.current_epoch))
 
     def _epoch_end(self, stage: str) -> list[dict]:
         loss_sum, correct = getattr(self, f"{stage}_loss_sum"), getattr(self, f"{stage}_correct")

@@ -13,7 +13,6 @@ import os
 import shlex
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from lottery.errors import LotteryError

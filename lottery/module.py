@@ -9,39 +9,68 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from lottery import seeds
-from lottery.schedule import Optim, make_optimizer
+from lottery.schedule import Optim, make_optimizer, set_lr
 
 EVAL_STAGES = ("val_", "test_")  # ModuleDict keys may not shadow nn.Module attributes such as `train`
 
 
-class ClassificationModule(pl.LightningModule):
-    """Cross-entropy training; loss and accuracy logged per epoch as `train/*`, `val/*`, `test/*`.
-
-    The training step is written out (Lightning's manual optimization): zero_grad, backward, set the
+class ScheduledModule(pl.LightningModule):
+    """The training step lottery writes out (Lightning's manual optimization): zero_grad, backward, the
     learning rate of this step, optimizer step. Lightning's automatic optimization (closures, scheduler
     stepping) costs a noticeable share of a small model's step (README, Speed); the schedule is a pure
-    function of the step, so setting it needs no state.
+    function of the step, so setting it needs no state. Shared by ClassificationModule and LaneModule.
 
     Args:
+        net: the network trained; only its forward is compiled (`compile`), so its parameters stay the
+            ones the MaskManager's in-place multiply reaches and state_dict keys keep their names.
         optim: the optimizer and its schedule (milestones in steps).
         start_step: schedule position of the first step (k when rewound to iteration k).
         constant_lr: train at this fixed learning rate (fine-tuning) instead of the schedule.
         seed: the global RNG is reseeded from (seed, epoch) at each epoch start, so that a run
             resumed from an epoch checkpoint draws the same random numbers as an uninterrupted one
             (lottery.seeds.epoch).
-        compile: run the forward through `torch.compile`.
     """
+
+    def __init__(self, net: nn.Module, optim: Optim, start_step: int = 0, constant_lr: float | None = None,
+                 seed: int = 0, compile: bool = False):
+        super().__init__()
+        self.optim, self.start_step, self.constant_lr, self.seed = optim, start_step, constant_lr, seed
+        # A plain __dict__ entry, not a submodule: the weights are not listed twice.
+        self.__dict__["_forward"] = torch.compile(net) if compile else net
+        self.automatic_optimization = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(x)
+
+    @property
+    def schedule_step(self) -> int:
+        """Position in the whole training schedule: the rewind step k plus the steps taken in this level."""
+        return self.start_step + self.global_step
+
+    def optimize(self, loss: torch.Tensor):
+        """One optimizer step on `loss` at this step's learning rate; returns the optimizer."""
+        optimizer = self.optimizers()
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.constant_lr is None:
+            set_lr(optimizer, self.optim, self.schedule_step)
+        optimizer.step()
+        return optimizer
+
+    def on_train_batch_start(self, batch, batch_idx):
+        # Not on_train_epoch_start: Lightning skips that hook for an epoch it restarts from a checkpoint.
+        if batch_idx == 0:
+            torch.manual_seed(seeds.epoch(self.seed, self.start_step, self.current_epoch))
+
+
+class ClassificationModule(ScheduledModule):
+    """Cross-entropy training of any classifier; loss and accuracy logged per epoch as `train/*`, `val/*`,
+    `test/*` (arguments: ScheduledModule's)."""
 
     def __init__(self, model: nn.Module, num_classes: int, optim: Optim, start_step: int = 0,
                  constant_lr: float | None = None, seed: int = 0, compile: bool = False):
-        super().__init__()
-        self.model, self.optim, self.start_step = model, optim, start_step
-        # Only the forward is compiled; parameters stay those of `model`, so the MaskManager's
-        # in-place multiply after each step reaches them and state_dict keys keep their names.
-        # Kept out of the submodules (plain __dict__ entry) so the weights are not listed twice.
-        self.__dict__["_forward"] = torch.compile(model) if compile else model
-        self.constant_lr, self.seed = constant_lr, seed
-        self.automatic_optimization = False
+        super().__init__(model, optim, start_step, constant_lr, seed, compile)
+        self.model = model
         # Training loss and accuracy as running sums on the device: two in-place adds per step and no
         # host sync, where a torchmetrics update per step costs more Python than the optimizer step itself.
         self.register_buffer("train_loss_sum", torch.zeros(()), persistent=False)
@@ -54,23 +83,11 @@ class ClassificationModule(pl.LightningModule):
         self.loss = nn.ModuleDict({s: MeanMetric(nan_strategy="disable") for s in EVAL_STAGES})
         self.history: list[dict] = []  # one entry per validation: step, val/loss, val/acc
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._forward(x)
-
-    @property
-    def schedule_step(self) -> int:
-        """Position in the whole training schedule: the rewind step k plus the steps taken in this level."""
-        return self.start_step + self.global_step
-
     def training_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        optimizer = self.optimizers()
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        self._set_lr(optimizer)
-        optimizer.step()
+        optimizer = self.optimize(loss)
         with torch.no_grad():
             self.train_loss_sum.add_(loss, alpha=len(y))
             self.train_correct.add_((logits.argmax(1) == y).sum())
@@ -89,14 +106,6 @@ class ClassificationModule(pl.LightningModule):
     def on_train_start(self):
         # Per-step logging only with a logger, on the writing process, every log_every_n_steps (Lightning's, 50).
         self._log_every = self.trainer.log_every_n_steps if self.loggers and self.trainer.is_global_zero else 0
-
-    def _set_lr(self, optimizer) -> None:
-        """Learning rate of the step about to be taken, from the schedule: one dict write per group."""
-        if self.constant_lr is not None:
-            return
-        lr = self.optim.lr_at(self.schedule_step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
 
     def _eval_step(self, batch, stage: str) -> None:
         x, y = batch
@@ -121,11 +130,6 @@ class ClassificationModule(pl.LightningModule):
         self.loss[f"{stage}_"].reset()
         self.acc[f"{stage}_"].reset()
         return values
-
-    def on_train_batch_start(self, batch, batch_idx):
-        # Not on_train_epoch_start: Lightning skips that hook for an epoch it restarts from a checkpoint.
-        if batch_idx == 0:
-            torch.manual_seed(seeds.epoch(self.seed, self.start_step, self.current_epoch))
 
     def on_train_epoch_end(self):
         totals = torch.stack((self.train_loss_sum, self.train_correct.to(self.train_loss_sum),

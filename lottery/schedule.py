@@ -37,6 +37,14 @@ class Optim:
         return self.lr * self.gamma ** len(self.milestone_steps)
 
 
+def set_lr(optimizer: torch.optim.Optimizer, optim: Optim, step: int) -> None:
+    """Write the learning rate of schedule step `step` into every parameter group: one dict write each,
+    and no scheduler state, so a resumed run simply continues from its step."""
+    lr = optim.lr_at(step)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 def lr_factor(step: int, optim: Optim) -> float:
     """Multiplier of optim.lr at schedule step `step` (warm-up times step decay)."""
     warm = min(1.0, (step + 1) / optim.warmup_steps) if optim.warmup_steps else 1.0

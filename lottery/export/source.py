@@ -5,7 +5,6 @@ import os
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from lottery.errors import LotteryError
 
