@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 from lottery.callback import MaskCallback  # noqa: E402
+from lottery.cli import quiet_libraries  # noqa: E402
 from lottery.data.base import TensorDataModule  # noqa: E402
 from lottery.lane_module import LaneDataModule, LaneModule  # noqa: E402
 from lottery.lanes import LaneNet, choose_lanes, lane_loss, stack_masks, step_macs  # noqa: E402
@@ -33,6 +34,8 @@ from lottery.masks import MaskManager  # noqa: E402
 from lottery.models import create_model  # noqa: E402
 from lottery.module import ClassificationModule  # noqa: E402
 from lottery.schedule import Optim, make_optimizer  # noqa: E402
+
+quiet_libraries()  # Lightning's banners at every fit would bury the table
 from lottery.trainer import runtime_cuda_probe  # noqa: E402
 
 SETTINGS = {  # name -> (model, input shape, batch, optimizer, default steps per run, default lane counts)

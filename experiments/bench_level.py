@@ -17,7 +17,7 @@ own per-step bookkeeping sets, so that what lottery adds and what Lightning cost
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import platform
 import shutil
 import statistics
@@ -34,10 +34,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from lottery.callback import MaskCallback  # noqa: E402
 from lottery.config import load_config  # noqa: E402
 from lottery.data.base import TensorDataModule  # noqa: E402
+from lottery.cli import quiet_libraries  # noqa: E402
 from lottery.imp import IMP  # noqa: E402
+from lottery.layout import RunLayout, TrainingDir  # noqa: E402
 from lottery.rewind import LevelPlan  # noqa: E402
 from lottery.schedule import lr_factor, make_optimizer  # noqa: E402
-from lottery.trainer import runtime_cuda_probe, train  # noqa: E402
+from lottery.trainer import RunSpec, runtime_cuda_probe, train  # noqa: E402
+
+quiet_libraries()  # Lightning's banners at every fit would bury the table
 
 
 class Synthetic(TensorDataModule):
@@ -70,7 +74,7 @@ def setup(name: str, epochs: int, device: str, root: Path) -> tuple:
     accelerator = "gpu" if device.startswith("cuda") else "cpu"
     cfg = load_config(None, [f"runs_dir={root}", f"train.epochs={epochs}", "trainer.progress=false",
                              f"trainer.accelerator={accelerator}", *overrides])
-    imp = IMP(cfg, 0, root / name)
+    imp = IMP(cfg, RunLayout.of(root, name).seed(0), log=lambda *_: None)
     imp.data = Synthetic(shape, train_size, test_size, batch_size=cfg.data.batch_size, val_size=256)
     imp.total_steps = epochs * imp.data.steps_per_epoch()
     return cfg, imp
@@ -84,12 +88,11 @@ def pruned(imp, device: str):
 
 
 def run_lottery(cfg, imp, device: str, out: Path, precision: str = "32-true", compile: bool = False) -> float:
-    cfg = copy.deepcopy(cfg)
-    cfg.trainer.precision, cfg.trainer.compile = precision, compile
+    settings = dataclasses.replace(cfg.trainer, precision=precision, compile=compile)
     model, masks = pruned(imp, device)
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    train(cfg, model, masks, LevelPlan(True, 0, imp.total_steps, False), imp.data, out, 0, "bench")
+    train(RunSpec("bench", model, masks, LevelPlan.from_start(imp.total_steps), imp.data, 0, TrainingDir(out)), settings, imp.optim)
     return time.perf_counter() - start
 
 
@@ -118,8 +121,8 @@ def run_plain(cfg, imp, device: str, fabric: bool = False) -> float:
 def _plain_loop(cfg, imp, device: str, fabric: bool) -> float:
     model, masks = pruned(imp, device)
     start = time.perf_counter()
-    optimizer = make_optimizer(model.parameters(), cfg.train.optim)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg.train.optim))
+    optimizer = make_optimizer(model.parameters(), imp.optim)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, imp.optim))
     loaders = imp.data.train_dataloader(), imp.data.val_dataloader(), imp.data.test_dataloader()
     backward = torch.Tensor.backward
     if fabric:  # devices, precision and DDP through Fabric's wrappers, no Trainer
@@ -181,7 +184,7 @@ def run_minimal(cfg, imp, device: str) -> float:
                          devices=1, callbacks=[MaskCallback(masks)], logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                          use_distributed_sampler=False)
-    module = MinimalModule(model, cfg.train.optim)
+    module = MinimalModule(model, imp.optim)
     with runtime_cuda_probe(on_cpu=not device.startswith("cuda")):  # as lottery.trainer.train does
         trainer.fit(module, datamodule=imp.data)
         trainer.test(module, datamodule=imp.data, verbose=False)

@@ -29,7 +29,7 @@ def _run(args) -> None:
     if args.print_config:
         print(to_yaml(cfg), end="")
         return
-    _quiet_libraries()
+    quiet_libraries()
     experiment.run(cfg)
 
 
@@ -85,7 +85,7 @@ def _stability(args) -> None:
     from lottery.stability import Stability, summary
 
     cfg = load_config(args.config, args.overrides)
-    _quiet_libraries()
+    quiet_libraries()
     st = Stability(cfg)
     flat = lambda groups: [v for group in groups for v in group]  # `--steps 0,20 100` -> [0, 20, 100]
     rows = st.run(flat(args.steps), flat(args.levels), args.points)
@@ -171,7 +171,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """Lightning's banners and hints (GPU available, ...) at every level would bury the one line per level.
 
     Called after Lightning is imported: importing it sets its loggers' level.
