@@ -47,3 +47,31 @@ def test_lanes_with_several_processes_is_refused_before_anything_runs(tmp_path):
 
     with pytest.raises(LotteryError, match="lanes train in one process"):
         load_config(DEMO, [f"runs_dir={tmp_path}", "trainer.lanes=4", "trainer.devices=2", "trainer.strategy=ddp"])
+
+
+@pytest.mark.slow
+def test_a_lane_group_killed_mid_level_resumes_to_the_same_curve(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    args = [f"runs_dir={tmp_path / 'killed'}", "train.epochs=12", "prune.levels=1", "branches=[reinit]", "seeds=[0,1]",
+            "trainer.lanes=4", "trainer.progress=false", "trainer.accelerator=cpu"]
+    cmd = [sys.executable, "-m", "lottery", "run", "--config", str(DEMO)]
+    proc = subprocess.Popen(cmd + args, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = tmp_path / "killed" / "demo" / "seed_0" / "level_01" / "checkpoints"
+    deadline = time.time() + 240
+    while not list(checkpoints.glob("lanes_*.ckpt")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.2)  # inside level 1's lane group, past its first epoch checkpoint
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert list(checkpoints.glob("lanes_*.ckpt")), "the run finished or failed before it could be killed mid-level"
+    subprocess.run(cmd + args, cwd=root, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert not checkpoints.exists()  # removed once the group's files are written
+    clean = [f"runs_dir={tmp_path / 'clean'}", *args[1:]]
+    subprocess.run(cmd + clean, cwd=root, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert (tmp_path / "killed" / "demo" / "curve.csv").read_text() == (tmp_path / "clean" / "demo" / "curve.csv").read_text()
