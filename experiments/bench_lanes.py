@@ -29,7 +29,8 @@ from lottery.callback import MaskCallback  # noqa: E402
 from lottery.cli import quiet_libraries  # noqa: E402
 from lottery.data.base import TensorDataModule  # noqa: E402
 from lottery.lane_module import LaneDataModule, LaneModule  # noqa: E402
-from lottery.lanes import LaneNet, choose_lanes, lane_loss, stack_masks, step_macs  # noqa: E402
+from lottery.lane_count import choose_lanes, step_macs  # noqa: E402
+from lottery.lanes import LaneNet, lane_loss, stack_masks  # noqa: E402
 from lottery.masks import MaskManager  # noqa: E402
 from lottery.models import create_model  # noqa: E402
 from lottery.module import ClassificationModule  # noqa: E402

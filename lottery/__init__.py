@@ -6,7 +6,8 @@ for files); the Lightning parts are imported on first use. Deployable exports (c
 ONNX, sparse kernels) are in `lottery.export`.
 """
 from lottery.errors import LotteryError
-from lottery.lanes import LaneNet, choose_lanes, lane_loss, stack_masks, step_macs, unstack_masks
+from lottery.lane_count import choose_lanes, step_macs
+from lottery.lanes import LaneNet, lane_loss, stack_masks, unstack_masks
 from lottery.masks import MaskManager, default_prunable
 from lottery.pruning import STRATEGIES, get_strategy
 from lottery.rewind import RewindPoint, capture, restore

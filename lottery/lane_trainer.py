@@ -22,7 +22,8 @@ from lottery.data.base import TensorDataModule
 from lottery.errors import LotteryError
 from lottery.files import save_tensors, write_json
 from lottery.lane_module import LaneDataModule, LaneModule
-from lottery.lanes import LaneNet, choose_lanes, stack_masks, step_macs
+from lottery.lane_count import choose_lanes, lane_bytes, lanes_that_fit, step_macs
+from lottery.lanes import LaneNet, stack_masks
 from lottery.masks import MaskManager
 from lottery.schedule import Optim
 from lottery.tracking import Tracking, replay
@@ -57,13 +58,18 @@ def lane_groups(specs: list[RunSpec], settings: "TrainerConfig", log: Callable =
             groups.append([i])
         else:
             keyed.setdefault(key, []).append(i)
+    device = _device(settings)
     for members in keyed.values():
         first = specs[members[0]]
+        memory, free = None, None
+        if device == "cuda":  # lanes must fit beside each other in the device's memory
+            memory = lane_bytes(first.model, first.data.input_shape, first.data.batch_size)
+            free = int(0.9 * torch.cuda.mem_get_info()[0])
         if settings.lanes == "auto":
             macs = step_macs(first.model, first.data.input_shape, first.data.batch_size)
-            count, why = choose_lanes(len(members), _device(settings), macs)
+            count, why = choose_lanes(len(members), device, macs, lane_bytes=memory, free_bytes=free)
         else:
-            count = min(len(members), int(settings.lanes))
+            count = lanes_that_fit(min(len(members), int(settings.lanes)), memory, free)
             why = f"{count} lanes (trainer.lanes={settings.lanes})"
         if len(members) > 1:
             log(f"{len(members)} runs like {first.label!r}: {why}")

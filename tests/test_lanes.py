@@ -11,7 +11,8 @@ from lottery import LotteryError, MaskManager
 from lottery.callback import MaskCallback
 from lottery.data.base import TensorDataModule
 from lottery.lane_module import LaneDataModule, LaneModule
-from lottery.lanes import LaneBatchNorm2d, LaneNet, choose_lanes, lane_loss, stack_masks, step_macs, unstack_masks
+from lottery.lane_count import choose_lanes, step_macs
+from lottery.lanes import LaneBatchNorm2d, LaneNet, lane_loss, stack_masks, unstack_masks
 from lottery.models import MODELS, create_model
 from lottery.module import ClassificationModule
 from lottery.schedule import Optim, make_optimizer
@@ -244,3 +245,16 @@ def test_lanes_train_like_runs_alone(name, shape, optim):
         ours.prune(0.3, "layer_magnitude")
         theirs.prune(0.3, "layer_magnitude")
         assert all(torch.equal(ours.masks[n], theirs.masks[n]) for n in ours.names)
+
+
+def test_lane_memory_estimate_and_a_count_that_does_not_fit():
+    from lottery.lane_count import lane_bytes, lanes_that_fit
+
+    model = create_model("lenet_300_100", 10, (1, 28, 28))
+    params = sum(p.numel() for p in model.parameters())
+    one = lane_bytes(model, (1, 28, 28), 60)
+    assert 21 * params < one < 21 * params + 2 * 4 * 60 * 10_000  # weights/grads/moments/masks + kept activations
+    assert lane_bytes(model, (1, 28, 28), 120) > one  # activations grow with the batch
+    assert lanes_that_fit(8, one, 8 * one) == 8 and lanes_that_fit(8, None, None) == 8
+    with pytest.raises(LotteryError, match=r"trainer.lanes=8: 8 lanes of .* do not fit .*; 3 fit: set trainer.lanes=3"):
+        lanes_that_fit(8, one, 3 * one + 1)
