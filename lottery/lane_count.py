@@ -16,27 +16,30 @@ from lottery.errors import LotteryError
 CPU_OVERHEAD_BOUND_MACS = 1e8
 
 
+def _outputs(model: nn.Module, input_shape: Sequence[int], modules: list[nn.Module]) -> list[tuple[nn.Module, torch.Tensor]]:
+    """(module, output) of each of `modules` in one eval-mode forward of a single zero example."""
+    seen = []
+    hooks = [m.register_forward_hook(lambda module, inputs, output: seen.append((module, output))) for m in modules]
+    training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()
+            model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
+    finally:
+        model.train(training)
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
 def step_macs(model: nn.Module, input_shape: Sequence[int], batch_size: int) -> int:
     """Multiply-accumulates of one forward pass of a batch through `model`'s Linear and Conv2d layers."""
     total = 0
-
-    def count(module, inputs, output):
-        nonlocal total
+    for module, output in _outputs(model, input_shape, [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]):
         if isinstance(module, nn.Linear):
             total += output.numel() * module.in_features
         else:
             total += output.numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    try:
-        with torch.no_grad():
-            training = model.training
-            model.eval()
-            model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
-            model.train(training)
-    finally:
-        for hook in hooks:
-            hook.remove()
     return total * batch_size
 
 
@@ -44,24 +47,8 @@ def lane_bytes(model: nn.Module, input_shape: Sequence[int], batch_size: int) ->
     """Training memory one lane needs, estimated: fp32 weights, gradients and two optimizer moments, the
     masks (bool and the multiply's copy), and every leaf module's output kept for the backward pass (twice:
     the output and its gradient). An estimate for choosing a lane count, not an allocator's truth."""
-    kept = 0
-
-    def count(module, inputs, output):
-        nonlocal kept
-        if isinstance(output, torch.Tensor):
-            kept += output.numel()
-
     leaves = [m for m in model.modules() if not list(m.children())]
-    hooks = [m.register_forward_hook(count) for m in leaves]
-    try:
-        with torch.no_grad():
-            training = model.training
-            model.eval()
-            model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
-            model.train(training)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    kept = sum(out.numel() for _, out in _outputs(model, input_shape, leaves) if isinstance(out, torch.Tensor))
     params = sum(p.numel() for p in model.parameters())
     return 4 * 4 * params + 5 * params + 2 * 4 * kept * batch_size
 
