@@ -88,10 +88,7 @@ def _check_name(name: str) -> None:
 
 
 def _check_optim(o) -> None:
-    from lottery.schedule import OPTIMIZERS
-
-    if o.optimizer not in OPTIMIZERS:
-        raise LotteryError(f"unknown optimizer {o.optimizer!r} (train.optim.optimizer); choose one of: {', '.join(OPTIMIZERS)}")
+    # The optimizer's name is checked by its registry in config.validate, before these ranges.
     if not (math.isfinite(o.lr) and o.lr > 0):
         raise _fail("train.optim.lr", o.lr, "must be > 0: the peak learning rate")
     for key, value in (("momentum", o.momentum), ("weight_decay", o.weight_decay)):
