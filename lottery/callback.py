@@ -94,16 +94,18 @@ class EpochCheckpoint(pl.Callback):
 class CaptureRewindPoints(pl.Callback):
     """Save the weights after schedule step k: the rewind points of late rewinding (Frankle et al. 2020).
 
-    Reads `pl_module.schedule_step` and `pl_module.model` (ClassificationModule's).
+    Reads `pl_module.schedule_step`, and the weights through `state(pl_module)`: by default
+    `pl_module.model.state_dict()` (ClassificationModule's); a lane's with `LaneNet.lane_state_dict`.
     """
 
-    def __init__(self, points: dict[int, Path]):
+    def __init__(self, points: dict[int, Path], state: Callable[[pl.LightningModule], dict] | None = None):
         self.points = points  # step -> file
+        self.state = state or (lambda pl_module: pl_module.model.state_dict())
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         path = self.points.get(pl_module.schedule_step)
         if path is not None and trainer.is_global_zero and not path.exists():
-            save_tensors(path, pl_module.model.state_dict(), {"step": str(pl_module.schedule_step)})
+            save_tensors(path, self.state(pl_module), {"step": str(pl_module.schedule_step)})
 
 
 class LevelProgress(pl.Callback):

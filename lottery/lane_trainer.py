@@ -4,7 +4,7 @@ exports, stability and resume read them unchanged.
 
 Runs share a lane group when they can share every step: the same architecture and prunable tensors,
 the same start step, length and learning rate, the same dataset and batch size (each lane keeps its
-own data order, masks, weights, optimizer state and BatchNorm statistics). The rest train one by one.
+own data order, masks, weights, optimizer state, BatchNorm statistics and rewind points). The rest train one by one.
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import torch
 from pytorch_lightning.accelerators import CPUAccelerator
 
 from lottery import interrupts
-from lottery.callback import AtomicCheckpointIO, EpochCheckpoint, LevelProgress, MaskCallback, Resumed
+from lottery.callback import (AtomicCheckpointIO, CaptureRewindPoints, EpochCheckpoint, LevelProgress, MaskCallback,
+                              Resumed)
 from lottery.data.base import TensorDataModule
 from lottery.errors import LotteryError
 from lottery.files import save_tensors, write_json
@@ -34,8 +35,11 @@ if TYPE_CHECKING:
 
 
 def lane_key(spec: RunSpec) -> tuple | None:
-    """What runs must share to train as lanes; None: this run trains alone (rewind-point capture, other data)."""
-    if spec.capture or not isinstance(spec.data, TensorDataModule):
+    """What runs must share to train as lanes; None: this run trains alone (data other than tensors in memory).
+
+    Rewind points to capture are no constraint: each lane saves its own, at its own steps.
+    """
+    if not isinstance(spec.data, TensorDataModule):
         return None
     d, p = spec.data, spec.plan
     shapes = tuple((k, tuple(v.shape), v.dtype) for k, v in spec.model.state_dict().items())
@@ -77,10 +81,31 @@ def lane_groups(specs: list[RunSpec], settings: "TrainerConfig", log: Callable =
     return sorted(groups)
 
 
+_last_net: tuple[tuple, LaneNet] | None = None
+
+
+def _lane_net(specs: list[RunSpec]) -> LaneNet:
+    """The runs' models as lanes; the previous group's network, reloaded, when it has the same key and lane count.
+
+    Each packed network is a new fx class, which torch.compile would compile again: reusing the last one
+    lets a compiled forward serve every level (and skips tracing).
+    """
+    global _last_net
+    key = (lane_key(specs[0]), len(specs))
+    if _last_net is not None and _last_net[0] == key:
+        net = _last_net[1]
+        for k, spec in enumerate(specs):
+            net.load_lane(k, spec.model.state_dict())
+        return net
+    net = LaneNet.from_models([s.model for s in specs])
+    _last_net = (key, net)
+    return net
+
+
 def train_lanes(specs: list[RunSpec], settings: "TrainerConfig", optim: Optim, tracking: Tracking | None = None) -> list[dict]:
     """Train `specs` (one lane group, see lane_key) as lanes; each run's files as `trainer.train` writes them."""
     first, plan = specs[0], specs[0].plan
-    net = LaneNet.from_models([s.model for s in specs])
+    net = _lane_net(specs)
     masks = MaskManager(net, include=first.masks.names)
     masks.set_masks(stack_masks([s.masks.masks for s in specs]))
     data = LaneDataModule(first.data, [s.data.seed for s in specs])
@@ -91,6 +116,8 @@ def train_lanes(specs: list[RunSpec], settings: "TrainerConfig", optim: Optim, t
     checkpoint = first.out.lanes_checkpoint(members)
     label = f"{first.label} (+{len(specs) - 1} runs as lanes)"
     callbacks = [MaskCallback(masks), EpochCheckpoint(checkpoint), Resumed(label)]
+    callbacks += [CaptureRewindPoints(dict(s.capture), state=lambda m, k=k: m.net.lane_state_dict(k))
+                  for k, s in enumerate(specs) if s.capture]
     if settings.progress:
         callbacks.append(LevelProgress(label, settings.progress))
     trainer = pl.Trainer(

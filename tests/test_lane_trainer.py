@@ -75,3 +75,26 @@ def test_a_lane_group_killed_mid_level_resumes_to_the_same_curve(tmp_path):
     clean = [f"runs_dir={tmp_path / 'clean'}", *args[1:]]
     subprocess.run(cmd + clean, cwd=root, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert (tmp_path / "killed" / "demo" / "curve.csv").read_text() == (tmp_path / "clean" / "demo" / "curve.csv").read_text()
+
+
+@pytest.mark.slow
+def test_late_rewinding_captures_each_lanes_rewind_point_and_resumes_with_another_lane_setting(tmp_path):
+    """Level 0 of two seeds trains as lanes and saves each seed's weights at step k; level 1 then runs one by one."""
+    late = [*TINY[:3], "seeds=[0,1]", *TINY[4:], "branches=[]", "rewind.policy=step", "rewind.step=5"]
+    lines = []
+    alone = run(load_config(DEMO, [f"runs_dir={tmp_path / 'alone'}", *late, "trainer.lanes=1"]), log=lambda *_: None)
+    mixed = tmp_path / "mixed"
+    run(load_config(DEMO, [f"runs_dir={mixed}", *late, "prune.levels=0", "trainer.lanes=2"]), log=lines.append)
+    assert "2 runs like 'level 0': 2 lanes (trainer.lanes=2)" in "\n".join(lines)
+    mixed = run(load_config(DEMO, [f"runs_dir={mixed}", *late, "trainer.lanes=1"]), log=lambda *_: None)
+    assert _files(alone) == _files(mixed)
+    a, b = RunLayout(alone), RunLayout(mixed)
+    for seed in (0, 1):
+        for sa, sb in ((a.seed(seed).rewind(5), b.seed(seed).rewind(5)), (a.seed(seed).level(1).final, b.seed(seed).level(1).final)):
+            wa, wb = load_tensors(sa), load_tensors(sb)
+            for name in wa:
+                torch.testing.assert_close(wa[name], wb[name], rtol=1e-4, atol=1e-5, msg=f"{sb} {name}")
+        ma, mb = load_tensors(a.seed(seed).level(1).mask), load_tensors(b.seed(seed).level(1).mask)
+        assert all(torch.equal(ma[n], mb[n]) for n in ma)
+    seed0, seed1 = load_tensors(b.seed(0).rewind(5)), load_tensors(b.seed(1).rewind(5))
+    assert not torch.equal(seed0["fc1.weight"], seed1["fc1.weight"])  # each lane saved its own weights
