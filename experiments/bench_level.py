@@ -9,6 +9,9 @@ training loss and accuracy per epoch. "Minimal Lightning" is the least a Lightni
 the same training (a bare Trainer, a 20-line module, the MaskCallback): the floor that the Trainer's
 own per-step bookkeeping sets, so that what lottery adds and what Lightning costs read apart.
 `--extras fabric` times the hand-written loop on Lightning Fabric (no Trainer) beside them.
+"lottery K=8 lanes" trains 8 such runs (seeds 0-7: own data order, same masks) as lanes of one network
+under one Trainer (`trainer.lanes`) and reports the time per run: the Trainer's per-step cost, paid once
+for the 8 runs, against the hand-written loop's one run (`--lanes 0` leaves it out).
 
     .venv/bin/python experiments/bench_level.py                   # ~4.5 min on 2 CPU cores
     .venv/bin/python experiments/bench_level.py --models lenet --extras fabric
@@ -36,6 +39,7 @@ from lottery.config import load_config  # noqa: E402
 from lottery.data.base import TensorDataModule  # noqa: E402
 from lottery.cli import quiet_libraries  # noqa: E402
 from lottery.imp import IMP  # noqa: E402
+from lottery.lane_trainer import train_lanes  # noqa: E402
 from lottery.layout import RunLayout, TrainingDir  # noqa: E402
 from lottery.rewind import LevelPlan  # noqa: E402
 from lottery.schedule import lr_factor, make_optimizer  # noqa: E402
@@ -94,6 +98,20 @@ def run_lottery(cfg, imp, device: str, out: Path, precision: str = "32-true", co
     start = time.perf_counter()
     train(RunSpec("bench", model, masks, LevelPlan.from_start(imp.total_steps), imp.data, 0, TrainingDir(out)), settings, imp.optim)
     return time.perf_counter() - start
+
+
+def run_lanes(cfg, imp, device: str, out: Path, lanes: int) -> float:
+    """`lanes` runs of the level (seeds 0..K-1: data order; same masks) as lanes; seconds per run."""
+    specs = []
+    for k in range(lanes):
+        model, masks = pruned(imp, device)
+        data = Synthetic(imp.data.input_shape, *imp.data.sizes, batch_size=imp.data.batch_size, val_size=256, seed=k)
+        specs.append(RunSpec(f"bench {k}", model, masks, LevelPlan.from_start(imp.total_steps), data, k,
+                             TrainingDir(out / f"lane_{k}")))
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    train_lanes(specs, cfg.trainer, imp.optim)
+    return (time.perf_counter() - start) / lanes
 
 
 @torch.no_grad()
@@ -202,14 +220,17 @@ def main() -> None:
     parser.add_argument("--extras", nargs="*", default=[], choices=["bf16", "compile", "fabric"],
                         help="also time lottery with precision=bf16-mixed and/or trainer.compile=true, "
                              "and/or the hand-written loop on Lightning Fabric")
+    parser.add_argument("--lanes", type=int, default=8, help="K runs as lanes: time per run (0: leave out)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench_level_"))
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"device {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
     heads = {"bf16": "lottery bf16", "compile": "lottery compile", "fabric": "Fabric loop"}
-    extra_head = "".join(f" {heads[e]} s | ratio |" for e in args.extras)
-    print(f"\n| model | steps | plain loop s | minimal Lightning s | ratio | lottery s | ratio | lottery - plain, ms/step |"
-          f"{extra_head}\n|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(args.extras))
+    extras = args.extras + (["lanes"] if args.lanes > 1 else [])
+    heads["lanes"] = f"lottery K={args.lanes} lanes, per run"
+    extra_head = "".join(f" {heads[e]} s | ratio |" for e in extras)
+    print(f"\n| model | steps | plain loop s | minimal Lightning s | ratio | lottery (K=1) s | ratio | lottery - plain, ms/step |"
+          f"{extra_head}\n|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(extras))
     settings = {"bf16": dict(precision="bf16-mixed"), "compile": dict(compile=True)}
     for name in args.models:
         cfg, imp = setup(name, args.epochs or SETTINGS[name][2], args.device, root)
@@ -218,6 +239,8 @@ def main() -> None:
                 "lottery": lambda: run_lottery(cfg, imp, args.device, out)}
         runs.update({e: (lambda e=e: run_plain(cfg, imp, args.device, fabric=True) if e == "fabric" else
                          run_lottery(cfg, imp, args.device, out, **settings[e])) for e in args.extras})
+        if args.lanes > 1:
+            runs["lanes"] = lambda: run_lanes(cfg, imp, args.device, root / name / "lanes", args.lanes)
         for run in runs.values():  # warm-up: allocator, kernels, data; compilation happens once per process
             run()
         times = {k: [] for k in runs}
@@ -228,7 +251,7 @@ def main() -> None:
                 times[key].append(run())
         med = {k: statistics.median(v) for k, v in times.items()}
         ratio = {k: statistics.median(b / a for a, b in zip(times["plain"], v)) for k, v in times.items()}
-        cells = "".join(f" {med[e]:.2f} | {ratio[e]:.2f}x |" for e in args.extras)
+        cells = "".join(f" {med[e]:.2f} | {ratio[e]:.2f}x |" for e in extras)
         extra_ms = statistics.median(b - a for a, b in zip(times["plain"], times["lottery"])) / imp.total_steps * 1e3
         print(f"| {name} | {imp.total_steps} | {med['plain']:.2f} | {med['minimal']:.2f} | {ratio['minimal']:.2f}x | "
               f"{med['lottery']:.2f} | {ratio['lottery']:.2f}x | {extra_ms:.2f} |{cells}", flush=True)

@@ -4,7 +4,6 @@ epoch, rewind-point capture, a status line.
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -13,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from lottery.files import damaged, save_tensors, temporary
+from lottery.files import atomic_path, damaged, save_tensors
 from lottery.masks import MaskManager
 
 
@@ -67,11 +66,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoints written to a temporary name and renamed: `kill -9` never leaves half a file."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temporary(path)
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
         """Tensors and plain containers only (`weights_only=True` on every torch): loading never runs code."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from lottery import curve, files, preflight
-from lottery.config import to_yaml
+from lottery.config import load_saved, to_yaml
 from lottery.errors import LotteryError
 from lottery.hparams import ExperimentConfig
 from lottery.imp import IMP, run_seeds
@@ -65,7 +65,7 @@ def load_run_config(run_dir: Path) -> ExperimentConfig:
     path = RunLayout(Path(run_dir)).config
     if not path.exists():
         raise LotteryError(f"{run_dir} is not a lottery run folder (no config.yaml); pass e.g. runs/demo")
-    return preflight.load_saved(path)
+    return load_saved(path)
 
 
 def export(run_dir: Path, level: int | None, out: Path, seed: int | None = None) -> Path:
@@ -97,12 +97,12 @@ def export_as(run_dir: str | Path, fmt: str, out: str | Path, level: int | None 
     import tempfile
 
     from lottery.export import FORMATS, export_ticket
-    from lottery.export.files import require
+    from lottery.errors import require
 
     if fmt not in FORMATS:
         raise LotteryError(f"unknown export format {fmt!r}; choose one of: ticket, {', '.join(FORMATS)}")
     if fmt == "onnx":  # checked before anything is built or written
-        require("onnx", "the ONNX export"), require("onnxruntime", "checking the ONNX export")
+        require("onnx", "the ONNX export", "onnx"), require("onnxruntime", "checking the ONNX export", "onnx")
     source = Path(run_dir)
     if source.is_file():
         return export_ticket(source, fmt, out, dtype, log)

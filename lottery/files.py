@@ -13,13 +13,29 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from lottery.errors import LotteryError
 
 
 def temporary(path: Path) -> Path:
-    """The name a file is written under before it is renamed to `path`."""
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+    """The name a file is written under before it is renamed to `path` (same suffix: torch.export wants .pt2)."""
+    return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield the temporary path to write; on success it replaces `path`, on any error it is deleted."""
+    path = Path(path)
+    if path.is_dir():
+        raise LotteryError(f"{path} is a folder; give a file name, e.g. {path / ('model' + (path.suffix or '.safetensors'))}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # after a failure: no half-written temporary left behind
 
 
 def is_writer() -> bool:
@@ -35,16 +51,10 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
     if not is_writer():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary(path)
-    try:
-        with open(tmp, "wb") as f:  # open()'s permissions, as any file the user creates
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # after a failure: no half-written temporary left behind
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # open()'s permissions, as any file the user creates
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 

@@ -124,6 +124,10 @@ class LaneModule(ScheduledModule):
     def lanes(self) -> int:
         return self.net.lanes
 
+    @property
+    def validated_step(self) -> int | None:
+        return self.history[0][-1]["step"] if self.history[0] else None
+
     def training_step(self, batch, batch_idx):
         x, y = batch  # [K, B, ...], [K, B]
         logits = self(x)

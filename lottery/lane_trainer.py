@@ -12,15 +12,10 @@ import hashlib
 import shutil
 from typing import TYPE_CHECKING, Callable
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.accelerators import CPUAccelerator
 
-from lottery import interrupts
-from lottery.callback import (AtomicCheckpointIO, CaptureRewindPoints, EpochCheckpoint, LevelProgress, MaskCallback,
-                              Resumed)
+from lottery.callback import CaptureRewindPoints
 from lottery.data.base import TensorDataModule
-from lottery.errors import LotteryError
 from lottery.files import save_tensors, write_json
 from lottery.lane_module import LaneDataModule, LaneModule
 from lottery.lane_count import choose_lanes, lane_bytes, lanes_that_fit, step_macs
@@ -28,7 +23,7 @@ from lottery.lanes import LaneNet, stack_masks
 from lottery.masks import MaskManager
 from lottery.schedule import Optim
 from lottery.tracking import Tracking, replay
-from lottery.trainer import RunSpec, runtime_cuda_probe, summary
+from lottery.trainer import RunSpec, fit_and_test, summary
 
 if TYPE_CHECKING:
     from lottery.hparams import TrainerConfig
@@ -114,26 +109,11 @@ def train_lanes(specs: list[RunSpec], settings: "TrainerConfig", optim: Optim, t
     # One resume checkpoint per group, named after its members: another grouping never resumes from it.
     members = hashlib.sha1("\n".join(str(s.out.path) for s in specs).encode()).hexdigest()[:12]
     checkpoint = first.out.lanes_checkpoint(members)
-    label = f"{first.label} (+{len(specs) - 1} runs as lanes)"
-    callbacks = [MaskCallback(masks), EpochCheckpoint(checkpoint), Resumed(label)]
-    callbacks += [CaptureRewindPoints(dict(s.capture), state=lambda m, k=k: m.net.lane_state_dict(k))
-                  for k, s in enumerate(specs) if s.capture]
-    if settings.progress:
-        callbacks.append(LevelProgress(label, settings.progress))
-    trainer = pl.Trainer(
-        max_steps=plan.steps, max_epochs=-1, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
-        accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes,
-        strategy=settings.strategy, precision=settings.precision, logger=False, enable_checkpointing=False,
-        enable_model_summary=False, enable_progress_bar=False, num_sanity_val_steps=0, use_distributed_sampler=False,
-        default_root_dir=str(first.out.path), check_val_every_n_epoch=1,
-    )
-    if trainer.world_size > 1:
-        raise LotteryError("lanes train in one process: set trainer.lanes=1 to train with several devices or nodes")
-    with runtime_cuda_probe(on_cpu=isinstance(trainer.accelerator, CPUAccelerator)), interrupts.propagate(trainer):
-        trainer.fit(module, datamodule=data, ckpt_path=str(checkpoint) if checkpoint.exists() else None)
-        if not module.history[0] or module.history[0][-1]["step"] != module.schedule_step:
-            trainer.validate(module, datamodule=data, verbose=False)
-        trainer.test(module, datamodule=data, verbose=False)
+    capture = [CaptureRewindPoints(dict(s.capture), state=lambda m, k=k: m.net.lane_state_dict(k))
+               for k, s in enumerate(specs) if s.capture]
+    # Several processes are refused by LaneDataModule.setup (and by the config check before that).
+    trainer, _ = fit_and_test(module, data, settings, plan.steps, masks, checkpoint,
+                              f"{first.label} (+{len(specs) - 1} runs as lanes)", capture)
     results = []
     for k, spec in enumerate(specs):
         spec.model.load_state_dict(net.lane_state_dict(k))

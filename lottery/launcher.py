@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from lottery.errors import LotteryError
+from lottery.errors import LotteryError, require
 from lottery.hparams import LauncherConfig
 
 KINDS = ("local", "slurm")
@@ -52,17 +52,9 @@ class LotteryRun:
         return DelayedSubmission(self, *args, **kwargs)
 
 
-def _submitit():
-    try:
-        import submitit
-    except ImportError:
-        raise LotteryError("lottery sweep needs submitit: pip install 'lottery[sweep]' (or pip install submitit)") from None
-    return submitit
-
-
 def executor(launcher: LauncherConfig, folder: Path, job_name: str, tasks_per_node: int = 1, nodes: int = 1):
     """A submitit executor writing its files (logs, pickled jobs, results) to folder/<job id>/."""
-    submitit = _submitit()
+    submitit = require("submitit", "lottery sweep", "sweep")
     folder = Path(folder) / "%j"
     if launcher.kind == "slurm":
         missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]
@@ -135,7 +127,7 @@ def run_local(ex, runs: list[LotteryRun], parallel: int, on_submit, on_done, pol
 
 def states(records: list[dict]) -> list[tuple[str, str]]:
     """(state, detail) of submitted jobs from submitit's files: running, pending, failed, ended or submitted."""
-    submitit = _submitit()
+    submitit = require("submitit", "lottery sweep", "sweep")
     # Every SLURM job is registered with submitit's watcher before the first state is read: one sacct call for all.
     slurm = {i: submitit.SlurmJob(r["folder"], r["job_id"]) for i, r in enumerate(records) if r["launcher"] == "slurm"}
     return [_state(r, slurm.get(i)) for i, r in enumerate(records)]

@@ -47,6 +47,11 @@ class ScheduledModule(pl.LightningModule):
         """Position in the whole training schedule: the rewind step k plus the steps taken in this level."""
         return self.start_step + self.global_step
 
+    @property
+    def validated_step(self) -> int | None:
+        """The schedule step of the last validation (None before the first); each subclass keeps a history."""
+        raise NotImplementedError
+
     def optimize(self, loss: torch.Tensor):
         """One optimizer step on `loss` at this step's learning rate; returns the optimizer."""
         optimizer = self.optimizers()
@@ -82,6 +87,10 @@ class ClassificationModule(ScheduledModule):
                                   for s in EVAL_STAGES})
         self.loss = nn.ModuleDict({s: MeanMetric(nan_strategy="disable") for s in EVAL_STAGES})
         self.history: list[dict] = []  # one entry per validation: step, val/loss, val/acc
+
+    @property
+    def validated_step(self) -> int | None:
+        return self.history[-1]["step"] if self.history else None
 
     def training_step(self, batch, batch_idx):
         x, y = batch

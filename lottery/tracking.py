@@ -19,7 +19,6 @@ best_val_acc, early_stop_step, ... W&B, MLflow and TensorBoard also get the reso
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from lottery.errors import LotteryError
+from lottery.errors import LotteryError, installed, missing
 
 KINDS = ("csv", "tensorboard", "wandb", "mlflow", "none")
 _PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",)}
@@ -37,21 +36,13 @@ warnings.filterwarnings("ignore", message=r".*Experiment logs directory .* exist
 warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
 
 
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def check_logger(kind: str) -> None:
     """An unknown logger, or one whose package is missing, is an error before anything runs."""
     if kind not in KINDS:
         raise LotteryError(f"unknown trainer.logger {kind!r}; choose one of: {', '.join(KINDS)}")
     packages = _PACKAGES.get(kind, ())
-    if packages and not any(_installed(p) for p in packages):
-        raise LotteryError(f"trainer.logger={kind} needs the {packages[0]} package: pip install 'lottery[{kind}]' "
-                           f"(or pip install {packages[0]}), or choose trainer.logger=csv")
+    if packages and not any(installed(p) for p in packages):
+        raise LotteryError(f"{missing(packages[0], f'trainer.logger={kind}', kind)}, or choose trainer.logger=csv")
 
 
 def make_logger(kind: str, out: Path, experiment: str, run: str, hparams: dict | None = None, store: Path | None = None):

@@ -1,4 +1,5 @@
-"""Train one run spec with a real Lightning Trainer, resumably: the only place a Trainer is built.
+"""Train one run spec with a real Lightning Trainer, resumably: the only place a Trainer is built
+(`build_trainer`, which lane groups use too).
 
 A `RunSpec` describes one training completely; IMP levels and every branch build one. The trainer
 knows nothing of levels or branches; lanes will consume the same specs, so that "one by one" and
@@ -9,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
@@ -18,13 +21,12 @@ import torch
 from pytorch_lightning.accelerators import CPUAccelerator
 from torch import nn
 
-from lottery import interrupts
 from lottery.callback import (AtomicCheckpointIO, CaptureRewindPoints, EpochCheckpoint, LevelProgress, MaskCallback,
                               Resumed)
 from lottery.files import read_json, save_tensors, write_json
 from lottery.layout import TrainingDir
 from lottery.masks import MaskManager, density, layer_density
-from lottery.module import ClassificationModule
+from lottery.module import ClassificationModule, ScheduledModule
 from lottery.rewind import LevelPlan
 from lottery.schedule import Optim
 from lottery.tracking import Tracking, log_level
@@ -74,6 +76,56 @@ def runtime_cuda_probe(on_cpu: bool):
         os.environ[name] = value
 
 
+@contextlib.contextmanager
+def propagate_interrupt(trainer):
+    """Raise KeyboardInterrupt after a Lightning call that was interrupted by Ctrl-C.
+
+    Lightning catches KeyboardInterrupt inside `fit`/`validate`/`test`, ignores SIGINT from then on, and
+    either calls `sys.exit(1)` (2.5 and later) or returns with `trainer.interrupted` set (earlier), which
+    would start the next level. Both become KeyboardInterrupt again, so that the `lottery` command prints
+    how to resume and exits with 130; the SIGINT handler is restored.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    except SystemExit as e:
+        if isinstance(e.__context__, KeyboardInterrupt):  # Lightning's sys.exit(1) while handling Ctrl-C
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if main and handler is not None and signal.getsignal(signal.SIGINT) != handler:
+            signal.signal(signal.SIGINT, handler)
+    if trainer.interrupted:  # older Lightning: the call returned as if it had finished
+        raise KeyboardInterrupt
+
+
+def fit_and_test(module: ScheduledModule, data: pl.LightningDataModule, settings: "TrainerConfig", steps: int,
+                 masks: MaskManager, checkpoint: Path, label: str, capture: list[pl.Callback] = (), logger=False
+                 ) -> tuple[pl.Trainer, list[dict]]:
+    """Train `module` for `steps` optimizer steps under one Lightning Trainer, validating every epoch and
+    resuming from `checkpoint` (written atomically at each epoch end) when it exists; then test.
+
+    Used by `train` and by lane groups (lottery.lane_trainer). Returns the Trainer and `trainer.test`'s result.
+    """
+    callbacks = [MaskCallback(masks), EpochCheckpoint(checkpoint), Resumed(label), *capture]
+    if settings.progress:
+        callbacks.append(LevelProgress(label, settings.progress))
+    trainer = pl.Trainer(
+        max_steps=steps, max_epochs=-1, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
+        accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes,
+        strategy=settings.strategy, precision=settings.precision, logger=logger, enable_checkpointing=False,
+        enable_model_summary=False, enable_progress_bar=False, num_sanity_val_steps=0, use_distributed_sampler=False,
+        default_root_dir=str(checkpoint.parent), check_val_every_n_epoch=1,
+    )
+    with runtime_cuda_probe(on_cpu=isinstance(trainer.accelerator, CPUAccelerator)), propagate_interrupt(trainer):
+        trainer.fit(module, datamodule=data, ckpt_path=str(checkpoint) if checkpoint.exists() else None)
+        # Lightning skips validation when max_steps ends an epoch early: then validate the final weights.
+        if module.validated_step != module.schedule_step:
+            trainer.validate(module, datamodule=data, verbose=False)
+        return trainer, trainer.test(module, datamodule=data, verbose=False)
+
+
 def train(spec: RunSpec, settings: "TrainerConfig", optim: Optim, tracking: Tracking | None = None) -> dict:
     """Train `spec` and write its results to `spec.out`; a finished training is read, not retrained.
 
@@ -86,26 +138,10 @@ def train(spec: RunSpec, settings: "TrainerConfig", optim: Optim, tracking: Trac
         return read_json(out.metrics)
     module = ClassificationModule(spec.model, spec.data.num_classes, optim, start_step=spec.plan.start_step,
                                   constant_lr=spec.plan.constant_lr, seed=spec.seed, compile=settings.compile)
-    callbacks = [MaskCallback(spec.masks), EpochCheckpoint(out.checkpoint), Resumed(spec.label)]
-    if spec.capture:
-        callbacks.append(CaptureRewindPoints(dict(spec.capture)))
-    if settings.progress:
-        callbacks.append(LevelProgress(spec.label, settings.progress))
-    trainer = pl.Trainer(
-        max_steps=spec.plan.steps, max_epochs=-1, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
-        accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes,
-        strategy=settings.strategy, precision=settings.precision, logger=tracking.logger(out.path) if tracking else False, enable_checkpointing=False,
-        enable_model_summary=False, enable_progress_bar=False, num_sanity_val_steps=0, use_distributed_sampler=False,
-        default_root_dir=str(out.path), check_val_every_n_epoch=1,
-    )
-    resume = out.checkpoint if out.checkpoint.exists() else None
-    with runtime_cuda_probe(on_cpu=isinstance(trainer.accelerator, CPUAccelerator)), interrupts.propagate(trainer):
-        trainer.fit(module, datamodule=spec.data, ckpt_path=str(resume) if resume else None)
-        # Lightning skips validation when max_steps ends an epoch early: then validate the final weights.
-        if not module.history or module.history[-1]["step"] != module.schedule_step:
-            trainer.validate(module, datamodule=spec.data, verbose=False)
-        test = trainer.test(module, datamodule=spec.data, verbose=False)[0]
-    metrics = summary(module.history, test, spec)
+    capture = [CaptureRewindPoints(dict(spec.capture))] if spec.capture else []
+    trainer, test = fit_and_test(module, spec.data, settings, spec.plan.steps, spec.masks, out.checkpoint, spec.label,
+                                 capture, logger=tracking.logger(out.path) if tracking else False)
+    metrics = summary(module.history, test[0], spec)
     if trainer.is_global_zero:
         save_tensors(out.final, spec.model.state_dict())
         write_json(out.metrics, metrics)  # written last: its presence marks the training complete

@@ -25,7 +25,7 @@ def test_a_renamed_key_names_its_new_name(tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("prune.fraction=0", "must be in (0, 1)"), ("train.steps=-3", "must be positive"),
+    ("prune.fraction=0", "must be in (0, 1)"), ("train.steps=-3", "train.steps=-3 must be >= 1"),
     ("rewind.policy=late", "unknown rewind policy 'late'"), ("prune.levels=-1", "must be >= 0"),
 ])
 def test_values_out_of_range(override, message):

@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 
 from lottery.errors import LotteryError
 from lottery.export import export, load_compact, save_compact
-from lottery.export.files import atomic_path
+from lottery.files import atomic_path
 from lottery.models import create_model
 
 

@@ -60,6 +60,6 @@ def test_runs_with_onnxruntime_only(pruned, tmp_path):
 def test_a_missing_onnx_package_names_the_extra(pruned, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     model, masks, x = pruned("lenet_300_100", 0.5, dead=False)
-    with pytest.raises(LotteryError, match=r'needs the \'onnx\' package.*pip install -e "\.\[onnx\]"'):
+    with pytest.raises(LotteryError, match=r'needs the onnx package.*pip install -e "\.\[onnx\]"'):
         save_onnx(model, x, tmp_path / "m.onnx", masks)
     assert not any(tmp_path.iterdir())

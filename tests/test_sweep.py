@@ -59,8 +59,8 @@ def test_bad_grids_are_one_line_and_exit_2(tmp_path, capsys, override, message):
 
 
 @pytest.mark.parametrize("missing, argv, message", [
-    ("submitit", [], "lottery sweep needs submitit: pip install 'lottery[sweep]'"),
-    ("wandb", ["trainer.logger=wandb"], "trainer.logger=wandb needs the wandb package: pip install 'lottery[wandb]'"),
+    ("submitit", [], 'lottery sweep needs the submitit package, which is not installed: pip install -e ".[sweep]"'),
+    ("wandb", ["trainer.logger=wandb"], 'needs the wandb package, which is not installed: pip install -e ".[wandb]"'),
     ("mlflow", ["trainer.logger=mlflow"], "trainer.logger=mlflow needs the mlflow package"),
     ("sbatch", ["--launcher", "slurm"], "SLURM is not available here (no sbatch or srun on PATH)"),
 ])

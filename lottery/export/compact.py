@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from lottery.errors import LotteryError
-from lottery.export.files import atomic_path
+from lottery.files import atomic_path
 from lottery.ticket import pack_bits, unpack_bits
 
 FORMAT = "lottery.compact/1"

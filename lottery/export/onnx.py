@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lottery.errors import LotteryError
-from lottery.export.files import atomic_path, require
+from lottery.errors import LotteryError, require
+from lottery.files import atomic_path
 
 
 def save_onnx(model: nn.Module, example_input: torch.Tensor, path: str | os.PathLike, masks=None,
@@ -24,8 +24,8 @@ def save_onnx(model: nn.Module, example_input: torch.Tensor, path: str | os.Path
     `dynamo=False` uses the TorchScript exporter, which needs no onnxscript and exports our models
     in a fraction of a second; `dynamo=True` uses the torch.export-based one.
     """
-    onnx = require("onnx", "the ONNX export")
-    require("onnxruntime", "checking the ONNX export")
+    onnx = require("onnx", "the ONNX export", "onnx")
+    require("onnxruntime", "checking the ONNX export", "onnx")
     small = None
     if shrunk:
         from lottery.export.shrink import shrink
@@ -65,7 +65,7 @@ def _masked_copy(model: nn.Module, masks: dict) -> nn.Module:
 
 def run_onnx(path: str | os.PathLike, inputs: torch.Tensor, threads: int | None = None) -> torch.Tensor:
     """Logits of the ONNX file at `path` on `inputs`, computed by onnxruntime on the CPU."""
-    ort = require("onnxruntime", "running an ONNX export")
+    ort = require("onnxruntime", "running an ONNX export", "onnx")
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
