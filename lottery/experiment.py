@@ -42,7 +42,11 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
         for s in seeds:
             locks.enter_context(files.exclusive(run_layout.seed(s).lock, f"seed {s} of {run_layout.path}"))
         prefix = (lambda s: f"seed {s}  ") if len(seeds) > 1 else (lambda s: "")
-        run_seeds([IMP(cfg, run_layout.seed(s), log=lambda line, s=s: log(prefix(s) + line)) for s in seeds])
+        imps = []
+        for s in seeds:  # the dataset is read once, for every seed
+            imps.append(IMP(cfg, run_layout.seed(s), log=lambda line, s=s: log(prefix(s) + line),
+                            shared=imps[0].data if imps else None))
+        run_seeds(imps)
     write_curve(run_layout, cfg)
     rows = curve.seed_rows(run_layout, seed=seeds[0], method=curve.TICKET)
     best = curve.winning_level(rows, cfg.matching_tolerance)

@@ -38,9 +38,10 @@ class IMP:
     The schedule is resolved here once, from the data: training length T and milestones in steps.
     """
 
-    def __init__(self, cfg: ExperimentConfig, seed_dir: SeedDir, log=print):
+    def __init__(self, cfg: ExperimentConfig, seed_dir: SeedDir, log=print, shared: pl.LightningDataModule | None = None):
+        """shared: another seed's datamodule of this experiment, whose loaded data this seed reuses."""
         self.cfg, self.seed, self.dir, self.log = cfg, seed_dir.seed, seed_dir, log
-        self.data = datamodule(cfg.data, self.seed)
+        self.data = datamodule(cfg.data, self.seed) if shared is None else shared.with_seed(self.seed)
         steps_per_epoch = self.data.steps_per_epoch()
         self.total_steps = cfg.train.total_steps(steps_per_epoch)
         self.optim = cfg.train.resolve(steps_per_epoch)

@@ -185,6 +185,23 @@ def test_seeded_order_and_split(tmp_path):
     assert torch.equal(a._sets["val"].tensors[0], c._sets["val"].tensors[0])  # the split follows split_seed only
 
 
+@pytest.mark.parametrize("loaded_first", [True, False])
+def test_with_seed_reads_the_data_once_and_keeps_the_seeds_order(tmp_path, monkeypatch, loaded_first):
+    write_mnist(tmp_path, "MNIST")
+    a = create_datamodule("mnist", root=tmp_path, download=False, val_size=8, batch_size=8, seed=0)
+    if loaded_first:
+        a.setup()
+    reads = []
+    monkeypatch.setattr(type(a), "load", lambda self, load=type(a).load: reads.append(self.seed) or load(self))
+    b = a.with_seed(1)
+    b.setup(), a.setup()
+    assert len(reads) == (0 if loaded_first else 1)  # once for both seeds, or not again
+    assert b._sets["train"] is a._sets["train"] and (a.seed, b.seed) == (0, 1)
+    alone = create_datamodule("mnist", root=tmp_path, download=False, val_size=8, batch_size=8, seed=1)
+    alone.setup()
+    assert all(torch.equal(p, q) for p, q in zip(_batches(b), _batches(alone)))  # seed 1's order, as if built alone
+
+
 def test_augmentation_keeps_shape_changes_images_and_is_seeded():
     dm = DATASETS["cifar10"](seed=3)
     x = torch.randn(16, 3, 32, 32)

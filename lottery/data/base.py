@@ -12,6 +12,8 @@ index, rank): deterministic, and the same after a resume.
 """
 from __future__ import annotations
 
+import copy
+
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
@@ -92,8 +94,16 @@ class TensorDataModule(pl.LightningDataModule):
         if not self._sets:
             x, y, x_test, y_test = self.load()
             val, train = self._split(len(x))
-            self._sets = {"train": _BatchTensorDataset(x[train], y[train]),
-                          "val": _BatchTensorDataset(x[val], y[val]), "test": _BatchTensorDataset(x_test, y_test)}
+            # Filled in place: modules made by `with_seed` share this dict, so the data is read once.
+            self._sets.update(train=_BatchTensorDataset(x[train], y[train]), val=_BatchTensorDataset(x[val], y[val]),
+                              test=_BatchTensorDataset(x_test, y_test))
+
+    def with_seed(self, seed: int) -> "TensorDataModule":
+        """The same data in the order of `seed`: the splits (and their tensors, on whichever device they are
+        moved to) are shared with this module, not read again."""
+        other = copy.copy(self)
+        other.seed = seed
+        return other
 
     def setup(self, stage: str | None = None) -> None:
         self._build()

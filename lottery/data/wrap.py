@@ -61,8 +61,8 @@ class DatasetDataModule(TensorDataModule):
             return super()._build()
         self._check_item()
         val, train = self._split(len(self.train_dataset))
-        self._sets = {"train": Subset(self.train_dataset, train.tolist()),
-                      "val": Subset(self.train_dataset, val.tolist()), "test": self.test_dataset}
+        self._sets.update(train=Subset(self.train_dataset, train.tolist()), val=Subset(self.train_dataset, val.tolist()),
+                          test=self.test_dataset)
 
     def _make_loader(self, dataset: Dataset, batch_size: int, sampler: DistributedSampler) -> DataLoader:
         if isinstance(dataset, Subset) or dataset is self.test_dataset:
