@@ -98,3 +98,21 @@ def test_late_rewinding_captures_each_lanes_rewind_point_and_resumes_with_anothe
         assert all(torch.equal(ma[n], mb[n]) for n in ma)
     seed0, seed1 = load_tensors(b.seed(0).rewind(5)), load_tensors(b.seed(1).rewind(5))
     assert not torch.equal(seed0["fc1.weight"], seed1["fc1.weight"])  # each lane saved its own weights
+
+
+def test_on_a_gpu_lane_counts_follow_the_free_memory(tmp_path, monkeypatch):
+    """The CUDA rule, run on a CPU: lane_groups reads free memory as on a GPU (lottery.lane_count.lane_bytes)."""
+    import lottery.lane_trainer as lane_trainer
+    from lottery.errors import LotteryError
+    from lottery.lane_count import lane_bytes
+    from lottery.models import create_model
+
+    one = lane_bytes(create_model("lenet_300_100", 10, (1, 8, 8)), (1, 8, 8), 60)
+    monkeypatch.setattr(lane_trainer, "_device", lambda settings: "cuda")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (int(2.5 * one / 0.9), 80 * 2**30))  # 2 lanes fit
+    args = [*TINY[:2], "prune.levels=0", "branches=[]", "seeds=[0,1,2]", *TINY[4:]]
+    lines = []
+    run(load_config(DEMO, [f"runs_dir={tmp_path / 'auto'}", *args, "trainer.lanes=auto"]), log=lines.append)
+    assert "3 runs like 'level 0': 2 lanes: the most that fit" in "\n".join(lines)
+    with pytest.raises(LotteryError, match=r"trainer.lanes=3: 3 lanes of ~.* do not fit .*; 2 fit: set trainer.lanes=2"):
+        run(load_config(DEMO, [f"runs_dir={tmp_path / 'three'}", *args, "trainer.lanes=3"]), log=lambda *_: None)
