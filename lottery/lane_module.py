@@ -119,6 +119,7 @@ class LaneModule(ScheduledModule):
         self.seen = dict.fromkeys(("train", *EVAL_STAGES), 0)
         self.history: list[list[dict]] = [[] for _ in range(lanes)]
         self.results: dict[str, list[dict]] = {}  # stage -> per-lane {stage/loss, stage/acc} of the last epoch
+        self.lane_loggers: list = []  # one Lightning logger per lane (optional): lane k's epoch values, as a run alone logs them
 
     @property
     def lanes(self) -> int:
@@ -166,6 +167,9 @@ class LaneModule(ScheduledModule):
         values |= {f"{stage}/acc/lane_{k}": acc[k] for k in range(self.lanes)}
         values |= {f"{stage}/loss": sum(loss) / self.lanes, f"{stage}/acc": sum(acc) / self.lanes}
         self.log_dict(values, sync_dist=False)
+        if not self.trainer.sanity_checking:
+            for k, logger in enumerate(self.lane_loggers):
+                logger.log_metrics({f"{stage}/loss": loss[k], f"{stage}/acc": acc[k]}, step=self.global_step)
         self.results[stage] = [{f"{stage}/loss": loss[k], f"{stage}/acc": acc[k]} for k in range(self.lanes)]
         return self.results[stage]
 

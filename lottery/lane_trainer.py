@@ -22,7 +22,7 @@ from lottery.lane_count import choose_lanes, lane_bytes, lanes_that_fit, step_ma
 from lottery.lanes import LaneNet, stack_masks
 from lottery.masks import MaskManager
 from lottery.schedule import Optim
-from lottery.tracking import Tracking, replay
+from lottery.tracking import Tracking, finish, replay
 from lottery.trainer import RunSpec, fit_and_test, summary
 
 if TYPE_CHECKING:
@@ -111,6 +111,9 @@ def train_lanes(specs: list[RunSpec], settings: "TrainerConfig", optim: Optim, t
     checkpoint = first.out.lanes_checkpoint(members)
     capture = [CaptureRewindPoints(dict(s.capture), state=lambda m, k=k: m.net.lane_state_dict(k))
                for k, s in enumerate(specs) if s.capture]
+    # Each lane logs to its own logger run while it trains, as it would alone (W&B: sent when the group ends).
+    loggers = [tracking.logger(s.out.path) for s in specs] if tracking is not None and tracking.concurrent else []
+    module.lane_loggers = loggers if all(loggers) else []
     # Several processes are refused by LaneDataModule.setup (and by the config check before that).
     trainer, _ = fit_and_test(module, data, settings, plan.steps, masks, checkpoint,
                               f"{first.label} (+{len(specs) - 1} runs as lanes)", capture)
@@ -121,7 +124,9 @@ def train_lanes(specs: list[RunSpec], settings: "TrainerConfig", optim: Optim, t
         if trainer.is_global_zero:
             save_tensors(spec.out.final, spec.model.state_dict())
             write_json(spec.out.metrics, metrics)  # written last: its presence marks the training complete
-            if tracking is not None:
+            if module.lane_loggers:
+                finish(module.lane_loggers[k], metrics, plan.steps)
+            elif tracking is not None:
                 replay(tracking, spec.out.path, metrics)
         results.append(metrics)
     if trainer.is_global_zero:

@@ -88,6 +88,12 @@ class Tracking:
         hparams = {} if cfg.trainer.logger in ("csv", "none") else _flat(asdict(cfg))
         return cls(cfg.trainer.logger, cfg.name, RunLayout.of(cfg.runs_dir, cfg.name).path, hparams)
 
+    @property
+    def concurrent(self) -> bool:
+        """Whether several logger runs may be open at once in one process, as lanes need to log while they train
+        (W&B holds one run per process: lanes are then sent to it one after another, when they end)."""
+        return self.kind != "wandb"
+
     def logger(self, out: Path):
         """The logger of the training written to `out` (a level's or a branch's folder), named after its place."""
         out = Path(out)
@@ -120,13 +126,17 @@ def _close(logger) -> None:
         finish()  # the next level starts a new W&B run instead of continuing this one
 
 
+def finish(logger, metrics: dict, step: int) -> None:
+    """Send a finished training's metrics.json numbers as level/<key> and close its logger run."""
+    logger.log_metrics(_level_values(metrics), step=step)
+    _close(logger)
+
+
 def log_level(trainer: pl.Trainer, metrics: dict) -> None:
-    """Send a finished level's metrics.json numbers as level/<key> and close its logger run."""
-    if not trainer.loggers or not trainer.is_global_zero:
-        return
-    for logger in trainer.loggers:
-        logger.log_metrics(_level_values(metrics), step=trainer.global_step)
-        _close(logger)
+    """`finish` the logger runs of a Trainer's training."""
+    if trainer.is_global_zero:
+        for logger in trainer.loggers:
+            finish(logger, metrics, trainer.global_step)
 
 
 def replay(tracking: Tracking, out: Path, metrics: dict) -> None:
@@ -135,8 +145,7 @@ def replay(tracking: Tracking, out: Path, metrics: dict) -> None:
     logger = tracking.logger(out)
     if not logger:
         return
-    steps = metrics["steps"]
     for entry in metrics["history"]:
         logger.log_metrics({k: v for k, v in entry.items() if k != "step"}, step=entry["step"] - metrics["start_step"])
-    logger.log_metrics({"test/acc": metrics["test_acc"], "test/loss": metrics["test_loss"], **_level_values(metrics)}, step=steps)
-    _close(logger)
+    logger.log_metrics({"test/acc": metrics["test_acc"], "test/loss": metrics["test_loss"]}, step=metrics["steps"])
+    finish(logger, metrics, metrics["steps"])

@@ -67,3 +67,18 @@ def test_logger_choice_is_checked_before_anything_runs(tmp_path, monkeypatch):
         tiny(tmp_path, "trainer.logger=wandb")
     assert not (tmp_path / "demo").exists()
     assert make_logger("none", tmp_path, "demo", "seed_0/level_00") is False
+
+
+def test_runs_trained_as_lanes_log_to_their_own_runs_as_they_train(tmp_path):
+    run_dir = run(tiny(tmp_path, "trainer.logger=tensorboard", "branches=[reinit]", "seeds=[0,1]", "trainer.lanes=4"),
+                  log=lambda *_: None)
+    folders = {p.parent.relative_to(run_dir).as_posix() for p in run_dir.rglob("events.out.tfevents.*")}
+    assert folders == {f"seed_{s}/{f}" for s in (0, 1) for f in ("level_00", "level_01", "level_01/branch_reinit")}
+    for folder in folders:
+        m, tb = files.read_json(run_dir / folder / "metrics.json"), _scalars(run_dir / folder)
+        assert [v for _, v in tb["val/acc"]] == pytest.approx([h["val/acc"] for h in m["history"]], rel=1e-6)
+        assert [s for s, _ in tb["val/acc"]] == [h["step"] - m["start_step"] for h in m["history"]]
+        assert {"train/loss", "train/acc", "val/loss", "test/acc"} <= set(tb)  # epoch values, logged live
+        assert tb["level/test_acc"][-1][1] == pytest.approx(m["test_acc"], rel=1e-6)
+    seed0, seed1 = _scalars(run_dir / "seed_0/level_01"), _scalars(run_dir / "seed_1/level_01")
+    assert seed0["val/acc"] != seed1["val/acc"]  # each lane's own values
