@@ -99,7 +99,7 @@ vgg16-cifar10: install  ## Frankle et al. 2020: VGG-16 on CIFAR-10, global pruni
 STEPS ?= 0 20 100
 stability: install  ## instability analysis of CONFIG (default: the demo setting) at rewind steps STEPS="0 20 100", LEVELS="0"
 	$(VENV)/bin/lottery stability --config $(or $(CONFIG),experiments/configs/stability_demo.yaml) \
-	  trainer.accelerator=$(DEVICE) $(ARGS) --steps $(STEPS) --levels $(or $(LEVELS),0)
+	  trainer.accelerator=$(DEVICE) trainer.lanes=$(LANES) $(ARGS) --steps $(STEPS) --levels $(or $(LEVELS),0)
 
 clean:  ## remove the virtual environment and runs/
 	rm -rf $(VENV) runs

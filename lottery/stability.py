@@ -23,11 +23,11 @@ from lottery.curve import save_figure, write_csv
 from lottery.errors import LotteryError
 from lottery.files import exclusive, is_writer, load_masks, load_tensors, read_json, save_tensors, write_json
 from lottery.hparams import ExperimentConfig
-from lottery.imp import IMP, datamodule
+from lottery.imp import IMP
 from lottery.masks import MaskManager
 from lottery.mode_connectivity import Curve, alphas, error_barrier, error_curve
 from lottery.rewind import REWIND, LevelPlan
-from lottery.trainer import RunSpec
+from lottery.trainer import RunSpec, train_all
 
 STABLE = 0.02  # a barrier under 2 error points counts as ~0, the paper's tolerance for "stable"
 
@@ -110,35 +110,36 @@ class Stability:
             masks.apply()
         return model, masks
 
-    def pair(self, level: int, k: int, start: dict, points: int) -> tuple[Curve, float]:
-        """Train copies a and b from `start` on different data orders; their error curve and density."""
+    def copies(self, level: int, k: int, start: dict) -> list[RunSpec]:
+        """Copies a and b of the network at step k (times level L's mask), on different data orders."""
         plan = LevelPlan(weights=REWIND, start_step=k, steps=self.imp.total_steps - k)  # the schedule goes on from k
-        ends = []
-        for name, seed in zip("ab", self.data_seeds):
-            model, masks = self._start(level, start)
-            copy = self.files.copy(level, k, name)
-            # The data seed sets the order of the examples; it also seeds the training's per-epoch RNG.
-            metrics = self.imp.train(RunSpec(f"level {level} k={k} copy {name}", model, masks, plan,
-                                             datamodule(self.cfg.data, seed), seed, copy))
-            ends.append(load_tensors(copy.final))
+        # The data seed sets the order of the examples; it also seeds the training's per-epoch RNG.
+        return [RunSpec(f"level {level} k={k} copy {name}", *self._start(level, start), plan, self.imp.data.with_seed(seed),
+                        seed, self.files.copy(level, k, name)) for name, seed in zip("ab", self.data_seeds)]
+
+    def path(self, level: int, start: dict, a: RunSpec, b: RunSpec, points: int) -> Curve:
+        """Test error along the line between the trained copies a and b."""
         model = self._start(level, start)[0].to(self.device)
-        test = datamodule(self.cfg.data, self.cfg.seed)  # the test split does not depend on the seed
-        return error_curve(model, ends[0], ends[1], lambda m: test_error(m, test), points), metrics["density"]
+        test = self.imp.data  # the test split does not depend on the seed
+        return error_curve(model, load_tensors(a.out.final), load_tensors(b.out.final), lambda m: test_error(m, test), points)
 
     def run(self, steps: list[int], levels: list[int], points: int = 30) -> list[dict]:
-        """Every (level, k): train the pair (or reuse it), evaluate the path, write the results."""
+        """Every (level, k): train its pair of copies (or reuse them), evaluate the path, write the results."""
         steps, levels = sorted(set(steps)), sorted(set(levels))
         with exclusive(self.files.lock, f"the stability analysis in {self.dir}"):
             self._check(steps, levels, points)
             starts = self.starting_points(steps)
+            cells = [(level, k) for level in levels for k in steps]
+            specs = [spec for level, k in cells for spec in self.copies(level, k, starts[k])]
+            # All copies are independent: with trainer.lanes they train as lanes (those of one k share every step).
+            metrics = train_all(specs, self.cfg.trainer, self.imp.optim, self.imp.tracking, self.log)
             rows, curves = [], {}
-            for level in levels:
-                for k in steps:
-                    curves[level, k], density = self.pair(level, k, starts[k], points)
-                    rows.append(_row(level, k, density, curves[level, k]))
-                    self.log(f"level {level:2d}  k={k:<6d} density {density:7.2%}  error barrier "
-                             f"{100 * rows[-1]['barrier']:5.2f} points  (end errors {rows[-1]['error_a']:.2%}, "
-                             f"{rows[-1]['error_b']:.2%}; max {rows[-1]['max_error']:.2%})")
+            for i, (level, k) in enumerate(cells):
+                curves[level, k] = self.path(level, starts[k], specs[2 * i], specs[2 * i + 1], points)
+                rows.append(_row(level, k, metrics[2 * i]["density"], curves[level, k]))
+                self.log(f"level {level:2d}  k={k:<6d} density {rows[-1]['density']:7.2%}  error barrier "
+                         f"{100 * rows[-1]['barrier']:5.2f} points  (end errors {rows[-1]['error_a']:.2%}, "
+                         f"{rows[-1]['error_b']:.2%}; max {rows[-1]['max_error']:.2%})")
             self._write(rows, curves)
         return rows
 

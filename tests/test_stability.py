@@ -55,6 +55,21 @@ def test_new_step_recaptures_the_dense_run(tmp_path):
     assert (tmp_path / "stab" / "stability" / "seed_0" / "init.safetensors").read_bytes() == first
 
 
+@pytest.mark.slow
+def test_copies_train_as_lanes_with_the_same_results(tmp_path):
+    rows = {}
+    for lanes in (1, 4):
+        lines = []
+        cfg = _cfg(tmp_path / f"lanes{lanes}", f"trainer.lanes={lanes}")
+        run(cfg, **QUIET)
+        rows[lanes] = Stability(cfg, log=lines.append).run([0, 5], [0, 1], points=3)
+    assert "4 runs like 'level 0 k=0 copy a': 4 lanes" in "\n".join(lines)  # levels 0 and 1, copies a and b, at k = 0
+    for one, together in zip(rows[1], rows[4]):
+        assert (one["level"], one["k"], one["density"]) == (together["level"], together["k"], together["density"])
+        for key in ("barrier", "error_a", "error_b", "max_error"):
+            assert one[key] == pytest.approx(together[key], abs=0.02), key
+
+
 def test_identical_data_orders_give_no_barrier(tmp_path):
     rows = Stability(_cfg(tmp_path), data_seeds=(7, 7), **QUIET).run([0], [0], points=5)
     assert rows[0]["barrier"] == 0.0 and rows[0]["error_a"] == rows[0]["error_b"] == rows[0]["max_error"]
