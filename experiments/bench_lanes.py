@@ -13,7 +13,6 @@ measured side by side in one process (alternating order, median over repeats), s
 from __future__ import annotations
 
 import argparse
-import copy
 import platform
 import statistics
 import sys
@@ -140,9 +139,7 @@ def lightning(name: str, lanes: int, steps: int, device: str, together: bool) ->
             _trainer(steps, manager, device).fit(LaneModule(net, 10, optim), datamodule=LaneDataModule(data, range(lanes)))
         else:
             for k, (model, mask) in enumerate(zip(models, masks)):
-                data = copy.copy(data)
-                data.seed = k
-                _trainer(steps, mask, device).fit(ClassificationModule(model, 10, optim, seed=k), datamodule=data)
+                _trainer(steps, mask, device).fit(ClassificationModule(model, 10, optim, seed=k), datamodule=data.with_seed(k))
     _sync(device)
     return time.perf_counter() - start
 
@@ -177,15 +174,12 @@ def main() -> None:
           f"device {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
     print("\n| model | loop | K | steps/run | K runs one by one s | K runs as lanes s | runs/hour ratio | per-lane step ms |"
           "\n|---|---|---:|---:|---:|---:|---:|---:|")
-    solo_ms = {}
     for name in args.models:
         steps = args.steps or SETTINGS[name][4]
         for loop in args.loops:
             fn = plain if loop == "plain" else lightning
             for lanes in args.lanes or SETTINGS[name][5]:
                 alone, together, ratio = measure(fn, name, lanes, steps, args.device, args.repeats)
-                if loop == "plain" and lanes == 1:
-                    solo_ms[name] = alone / steps * 1e3
                 print(f"| {name} | {loop} | {lanes} | {steps} | {alone:.2f} | {together:.2f} | {ratio:.2f}x | "
                       f"{together / steps / lanes * 1e3:.2f} |", flush=True)
         model, shape, batch, *_ = SETTINGS[name]
@@ -204,16 +198,15 @@ def main() -> None:
             print(f"compile(reduce-overhead) {name} K={lanes}: eager {eager:.2f} s, compiled {compiled:.2f} s "
                   f"({eager / compiled:.2f}x)", flush=True)
     if args.fig3:
-        steps = args.steps or 200
-        plain("lenet", 15, 3, args.device, True), plain("lenet", 1, 3, args.device, True)  # warm-up
-        seconds = plain("lenet", 15, steps, args.device, True)
-        solo_ms["lenet"] = plain("lenet", 1, steps, args.device, False) / steps * 1e3
-        runs, iterations = 5 * 21 * 3, 50_000
         # 15 lanes = 5 seeds x (ticket, reinit, random pruning) of one level; 21 levels in sequence.
-        total = 21 * iterations * seconds / steps
-        print(f"Frankle & Carbin 2019 Fig. 3 ({runs} runs of {iterations} iterations, LeNet-300-100): "
-              f"{seconds / steps * 1e3:.2f} ms per step of 15 lanes -> {total / 60:.1f} min projected "
-              f"(one run at a time at the K=1 rate: {runs * iterations * solo_ms.get('lenet', float('nan')) / 1e3 / 3600:.1f} h)")
+        steps, runs, iterations = args.steps or 200, 5 * 21 * 3, 50_000
+        for loop, fn in (("plain loop", plain), ("lottery's Trainer", lightning)):
+            fn("lenet", 15, 3, args.device, True), fn("lenet", 1, 3, args.device, True)  # warm-up
+            seconds = fn("lenet", 15, steps, args.device, True)
+            solo = fn("lenet", 1, steps, args.device, False) / steps
+            print(f"Frankle & Carbin 2019 Fig. 3 ({runs} runs of {iterations} iterations, LeNet-300-100), {loop}: "
+                  f"{seconds / steps * 1e3:.2f} ms per step of 15 lanes -> {21 * iterations * seconds / steps / 60:.1f} min "
+                  f"projected (one run at a time: {runs * iterations * solo / 3600:.1f} h)", flush=True)
 
 
 if __name__ == "__main__":
