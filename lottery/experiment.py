@@ -7,6 +7,7 @@ import datetime
 import platform
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 
 from lottery import curve, files, preflight
@@ -22,18 +23,20 @@ def layout(cfg: ExperimentConfig) -> RunLayout:
     return RunLayout.of(cfg.runs_dir, cfg.name)
 
 
-def prepare(cfg: ExperimentConfig) -> RunLayout:
-    """Check everything the run needs (lottery.preflight), then create the run folder or reuse this experiment's."""
-    preflight.check(cfg)  # writes nothing: a failed check leaves no folder behind
+def prepare(cfg: ExperimentConfig) -> tuple[RunLayout, pl.LightningDataModule]:
+    """Check everything the run needs (lottery.preflight), then create the run folder or reuse this experiment's.
+
+    Returns the run folder and the dataset the check loaded (for the run: it is read once)."""
+    _, data = preflight.check(cfg)  # writes nothing: a failed check leaves no folder behind
     run = layout(cfg)
     files.write_text(run.config, to_yaml(cfg))
-    return run
+    return run, data
 
 
 def run(cfg: ExperimentConfig, log=print) -> Path:
     """Run (or resume) every level of the experiment, then write the curve and export the ticket."""
     log = log if files.is_writer() else (lambda *_: None)
-    run_layout = prepare(cfg)
+    run_layout, data = prepare(cfg)
     seeds = cfg.seeds or [cfg.seed]
     log(f"experiment {cfg.name}: {cfg.model.name} on {cfg.data.name}, {cfg.prune.levels} levels of "
         f"{cfg.prune.fraction:.0%} {cfg.prune.strategy}, rewind {cfg.rewind.policy} (k={cfg.rewind.step}), "
@@ -42,10 +45,8 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
         for s in seeds:
             locks.enter_context(files.exclusive(run_layout.seed(s).lock, f"seed {s} of {run_layout.path}"))
         prefix = (lambda s: f"seed {s}  ") if len(seeds) > 1 else (lambda s: "")
-        imps = []
-        for s in seeds:  # the dataset is read once, for every seed
-            imps.append(IMP(cfg, run_layout.seed(s), log=lambda line, s=s: log(prefix(s) + line),
-                            shared=imps[0].data if imps else None))
+        # The dataset is read once (by the check), for every seed.
+        imps = [IMP(cfg, run_layout.seed(s), log=lambda line, s=s: log(prefix(s) + line), shared=data) for s in seeds]
         run_seeds(imps)
     write_curve(run_layout, cfg)
     rows = curve.seed_rows(run_layout, seed=seeds[0], method=curve.TICKET)

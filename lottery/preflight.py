@@ -11,11 +11,15 @@ import math
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from lottery.config import load_saved, validate
 from lottery.errors import LotteryError
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
 
 # Keys that may change between starts of the same experiment: more levels, more branches, other
 # hardware, another seed (each seed has its own folder), and where the folder is (a copied or
@@ -25,14 +29,14 @@ MUTABLE = {"prune.levels", "branches", "matching_tolerance", "trainer", "seed", 
 
 
 # -- the whole experiment ----------------------------------------------------------------------------
-def check(cfg) -> Path:
-    """Build and check everything a run of `cfg` needs, writing nothing; return its run folder."""
+def check(cfg) -> tuple[Path, "pl.LightningDataModule"]:
+    """Build and check everything a run of `cfg` needs, writing nothing; return its run folder and its
+    dataset, loaded (the run reuses it instead of reading it again)."""
     validate(cfg)
     run_dir = check_folder(cfg)
     with torch.random.fork_rng(devices=[]):  # building a model draws random numbers: leave the run's untouched
         world_size = _trainer_world_size(cfg)
-        _check_build(cfg, run_dir, world_size)
-    return run_dir
+        return run_dir, _check_build(cfg, run_dir, world_size)
 
 
 def _trainer_world_size(cfg) -> int:
@@ -53,7 +57,7 @@ def _trainer_world_size(cfg) -> int:
     return trainer.world_size
 
 
-def _check_build(cfg, run_dir: Path, world_size: int) -> None:
+def _check_build(cfg, run_dir: Path, world_size: int) -> "pl.LightningDataModule":
     """Data, model, masks, optimizer and schedule, built the way the IMP runner builds them."""
     from lottery.imp import IMP
     from lottery.layout import RunLayout
@@ -79,6 +83,7 @@ def _check_build(cfg, run_dir: Path, world_size: int) -> None:
     lrs = [optim.lr_at(s) for s in {0, imp.total_steps - 1, *optim.milestone_steps}] + [imp.finetune_lr]
     if not all(math.isfinite(lr) for lr in lrs):
         raise LotteryError(f"train.optim gives a learning rate that is not finite ({lrs}); lower train.optim.gamma or lr")
+    return imp.data
 
 
 # -- the run folder ----------------------------------------------------------------------------------

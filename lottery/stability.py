@@ -54,8 +54,8 @@ class Stability:
 
     def __init__(self, cfg: ExperimentConfig, data_seeds: tuple[int, int] | None = None, log=print):
         self.cfg, self.log = cfg, log if is_writer() else (lambda *_: None)
-        run = experiment.prepare(cfg)
-        self.imp = IMP(cfg, run.seed(cfg.seed), log=self.log)  # the resolved schedule, the level masks
+        run, data = experiment.prepare(cfg)
+        self.imp = IMP(cfg, run.seed(cfg.seed), log=self.log, shared=data)  # the resolved schedule, the level masks
         self.files = run.stability(cfg.seed)
         self.dir = self.files.path
         self.data_seeds = tuple(data_seeds or (cfg.seed + 1, cfg.seed + 2))

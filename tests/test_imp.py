@@ -130,3 +130,13 @@ def test_output_layer_excluded_by_pattern(tmp_path):
     run_dir = run(tiny(tmp_path, "prune.exclude=[fc3.*]", "prune.levels=1", "branches=[]"), log=lambda *_: None)
     masks = _masks(run_dir, 1)
     assert set(masks) == {"fc1.weight", "fc2.weight"}
+
+
+def test_an_experiment_reads_its_dataset_once_for_every_seed(tmp_path, monkeypatch):
+    from lottery.data.digits import DigitsDataModule
+
+    reads = []
+    monkeypatch.setattr(DigitsDataModule, "load", lambda self, load=DigitsDataModule.load: reads.append(self.seed) or load(self))
+    run_dir = run(tiny(tmp_path, "seeds=[0,1,2]", "prune.levels=0", "branches=[]"), log=lambda *_: None)
+    assert len(reads) == 1  # by the check before the run; the seeds share what it read
+    assert all((run_dir / f"seed_{s}" / "level_00" / "metrics.json").exists() for s in (0, 1, 2))
