@@ -123,7 +123,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run or resume an IMP experiment",
                        epilog="Every key with its resolved value: `lottery run [--config FILE] [key=value ...] "
-                              "--print-config`; lottery/config.py says what each key means.")
+                              "--print-config`; lottery/hparams.py says what each key means.")
     r.add_argument("--config", help="YAML config (see experiments/configs/); omitted: the built-in defaults")
     r.add_argument("--print-config", action="store_true",
                    help="print the resolved config (defaults, file, overrides: every key) and exit; nothing is written")
