@@ -47,7 +47,7 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
         prefix = (lambda s: f"seed {s}  ") if len(seeds) > 1 else (lambda s: "")
         # The dataset is read once (by the check), for every seed.
         imps = [IMP(cfg, run_layout.seed(s), log=lambda line, s=s: log(prefix(s) + line), shared=data) for s in seeds]
-        run_seeds(imps)
+        run_seeds(imps, log=log)
     write_curve(run_layout, cfg)
     rows = curve.seed_rows(run_layout, seed=seeds[0], method=curve.TICKET)
     best = curve.winning_level(rows, cfg.matching_tolerance)

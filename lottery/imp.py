@@ -137,18 +137,19 @@ class IMP:
                  f"best val acc {m['best_val_acc']:.2%} @ step {m['best_val_step']}  {branches}".rstrip())
 
 
-def run_seeds(imps: list[IMP]) -> list[list[dict]]:
+def run_seeds(imps: list[IMP], log=None) -> list[list[dict]]:
     """IMP for one or several seeds of an experiment, level by level: train, prune, rewind, repeat.
 
     All trainings of a level (every seed's ticket and branches) are independent of each other; a level
-    needs only the previous level's results. Returns each seed's metrics per level.
+    needs only the previous level's results. Returns each seed's metrics per level. log: where lines about
+    all seeds go (how runs were grouped as lanes); default the first seed's.
     """
     levels = imps[0].cfg.prune.levels
     results: list[list[dict]] = [[] for _ in imps]
     for level in range(levels + 1):
         specs = [imp.specs(level) for imp in imps]
         trained = iter(train_all([spec for group in specs for spec in group], imps[0].cfg.trainer, imps[0].optim,
-                                   imps[0].tracking, imps[0].log))
+                                   imps[0].tracking, log or imps[0].log))
         for imp, group, out in zip(imps, specs, results):
             out.append(imp.report(level, [next(trained) for _ in group]))
     return results
