@@ -109,9 +109,6 @@ def validate(cfg: ExperimentConfig) -> None:
     lanes = cfg.trainer.lanes
     if not (lanes == "auto" or (isinstance(lanes, int) and lanes >= 1)):
         raise LotteryError(f"trainer.lanes={lanes!r} must be a positive integer (1: one by one) or auto")
-    if lanes != 1 and (str(cfg.trainer.devices) not in ("1", "auto") or cfg.trainer.num_nodes > 1):
-        raise LotteryError(f"trainer.lanes={lanes} with trainer.devices={cfg.trainer.devices}, num_nodes="
-                           f"{cfg.trainer.num_nodes}: lanes train in one process; set trainer.lanes=1 to use several")
     from lottery.tracking import check_logger
 
     check_logger(cfg.trainer.logger)

@@ -50,7 +50,8 @@ class LaneDataModule(pl.LightningDataModule):
     """The data of a TensorDataModule for K lanes: training batches [K, B, ...], lane k in the order of `seeds[k]`.
 
     Lane k's batches are those a run of `data` with `data.seed = seeds[k]` draws (the same sampler, seeded by
-    (seed, epoch)); validation and test batches are shared by all lanes. One process only.
+    (seed, epoch); under DDP each process takes its share of every lane's batch); validation and test batches
+    are shared by all lanes.
     """
 
     def __init__(self, data: TensorDataModule, seeds: Sequence[int]):
@@ -61,18 +62,17 @@ class LaneDataModule(pl.LightningDataModule):
         self.num_classes = data.num_classes
 
     def setup(self, stage: str | None = None) -> None:
-        if self.trainer is not None and self.trainer.world_size > 1:
-            raise LotteryError(f"lanes train in one process; got world size {self.trainer.world_size}: "
-                               "use trainer.devices=1, or spread the runs over processes one by one")
         self.data.trainer = self.trainer  # the wrapped module places its tensors on the trainer's device
         self.data.setup(stage)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
-        dataset = self.data._sets["train"]
-        samplers = [TrainerEpochSampler(dataset, self.trainer, num_replicas=1, rank=0, shuffle=True, seed=s)
+        dataset, trainer = self.data._sets["train"], self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        # Under DDP each process holds every lane and takes its share of each lane's batch, as a run alone does.
+        samplers = [TrainerEpochSampler(dataset, trainer, num_replicas=world, rank=rank, shuffle=True, seed=s)
                     for s in self.seeds]
-        return DataLoader(dataset, batch_sampler=_LaneBatchSampler(samplers, self.data.batch_size),
+        return DataLoader(dataset, batch_sampler=_LaneBatchSampler(samplers, self.data.per_process_batch(world)),
                           collate_fn=whole_batch)
 
     def val_dataloader(self) -> DataLoader:
@@ -92,7 +92,7 @@ class LaneDataModule(pl.LightningDataModule):
             index = trainer.fit_loop.epoch_loop.batch_progress.current.ready
             fill = None if self.data.pad_fill is None else torch.tensor(self.data.pad_fill)
             x = torch.stack([random_crop_flip(x[k], self.data.crop_padding, torch.Generator(device=x.device).manual_seed(
-                seeding.batch(s, trainer.current_epoch, index, 0)), fill) for k, s in enumerate(self.seeds)])
+                seeding.batch(s, trainer.current_epoch, index, trainer.global_rank)), fill) for k, s in enumerate(self.seeds)])
         return x, y
 
 
@@ -159,15 +159,18 @@ class LaneModule(ScheduledModule):
 
     def _epoch_end(self, stage: str) -> list[dict]:
         loss_sum, correct = getattr(self, f"{stage}_loss_sum"), getattr(self, f"{stage}_correct")
-        seen = max(1, self.seen[stage])
-        loss, acc = (loss_sum / seen).tolist(), (correct / seen).tolist()  # one host sync per epoch
+        sums = torch.cat((loss_sum, correct, loss_sum.new_tensor([self.seen[stage]])))
+        if self.trainer.world_size > 1:  # every process saw its share of the examples
+            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        means = (sums[:-1] / sums[-1].clamp(min=1)).tolist()  # one host sync per epoch
+        loss, acc = means[:self.lanes], means[self.lanes:]
         loss_sum.zero_(), correct.zero_()
         self.seen[stage] = 0
         values = {f"{stage}/loss/lane_{k}": loss[k] for k in range(self.lanes)}
         values |= {f"{stage}/acc/lane_{k}": acc[k] for k in range(self.lanes)}
         values |= {f"{stage}/loss": sum(loss) / self.lanes, f"{stage}/acc": sum(acc) / self.lanes}
         self.log_dict(values, sync_dist=False)
-        if not self.trainer.sanity_checking:
+        if not self.trainer.sanity_checking and self.trainer.is_global_zero:
             for k, logger in enumerate(self.lane_loggers):
                 logger.log_metrics({f"{stage}/loss": loss[k], f"{stage}/acc": acc[k]}, step=self.global_step)
         self.results[stage] = [{f"{stage}/loss": loss[k], f"{stage}/acc": acc[k]} for k in range(self.lanes)]

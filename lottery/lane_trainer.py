@@ -16,7 +16,7 @@ import torch
 
 from lottery.callback import CaptureRewindPoints
 from lottery.data.base import TensorDataModule
-from lottery.files import save_tensors, write_json
+from lottery.files import is_writer, save_tensors, write_json
 from lottery.lane_module import LaneDataModule, LaneModule
 from lottery.lane_count import choose_lanes, lane_bytes, lanes_that_fit, step_macs
 from lottery.lanes import LaneNet, stack_masks
@@ -112,9 +112,9 @@ def train_lanes(specs: list[RunSpec], settings: "TrainerConfig", optim: Optim, t
     capture = [CaptureRewindPoints(dict(s.capture), state=lambda m, k=k: m.net.lane_state_dict(k))
                for k, s in enumerate(specs) if s.capture]
     # Each lane logs to its own logger run while it trains, as it would alone (W&B: sent when the group ends).
-    loggers = [tracking.logger(s.out.path) for s in specs] if tracking is not None and tracking.concurrent else []
+    live = tracking is not None and tracking.concurrent and is_writer()  # rank 0 logs, as Lightning's loggers do
+    loggers = [tracking.logger(s.out.path) for s in specs] if live else []
     module.lane_loggers = loggers if all(loggers) else []
-    # Several processes are refused by LaneDataModule.setup (and by the config check before that).
     trainer, _ = fit_and_test(module, data, settings, plan.steps, masks, checkpoint,
                               f"{first.label} (+{len(specs) - 1} runs as lanes)", capture)
     results = []
@@ -133,4 +133,5 @@ def train_lanes(specs: list[RunSpec], settings: "TrainerConfig", optim: Optim, t
         checkpoint.unlink(missing_ok=True)
         for spec in specs:
             shutil.rmtree(spec.out.checkpoints, ignore_errors=True)
+    trainer.strategy.barrier("lanes written")  # other ranks read these files next
     return results

@@ -42,13 +42,6 @@ def test_seeds_and_branches_as_lanes_match_one_by_one(tmp_path):
         assert all(torch.equal(masks_a[n], masks_b[n]) for n in masks_a)
 
 
-def test_lanes_with_several_processes_is_refused_before_anything_runs(tmp_path):
-    from lottery.errors import LotteryError
-
-    with pytest.raises(LotteryError, match="lanes train in one process"):
-        load_config(DEMO, [f"runs_dir={tmp_path}", "trainer.lanes=4", "trainer.devices=2", "trainer.strategy=ddp"])
-
-
 @pytest.mark.slow
 def test_a_lane_group_killed_mid_level_resumes_to_the_same_curve(tmp_path):
     import os
