@@ -47,6 +47,17 @@ def _device(settings) -> str:
     return "cuda" if gpu else "cpu"
 
 
+def lane_memory(settings) -> int:
+    """Bytes the lanes of a group may take on the device.
+
+    One GPU: 90% of its free memory now. Several GPUs or nodes (DDP): every process groups the runs on its
+    own before they meet, so the count must not depend on the moment: 80% of the smallest GPU's total memory.
+    """
+    if torch.cuda.device_count() > 1 or settings.num_nodes > 1:
+        return int(0.8 * min(torch.cuda.get_device_properties(d).total_memory for d in range(torch.cuda.device_count())))
+    return int(0.9 * torch.cuda.mem_get_info()[0])
+
+
 def lane_groups(specs: list[RunSpec], settings: "TrainerConfig", log: Callable = print) -> list[list[int]]:
     """Indices of `specs` in training order: groups of runs that train as lanes (trainer.lanes), the rest alone."""
     keyed: dict[tuple, list[int]] = {}
@@ -63,7 +74,7 @@ def lane_groups(specs: list[RunSpec], settings: "TrainerConfig", log: Callable =
         memory, free = None, None
         if device == "cuda":  # lanes must fit beside each other in the device's memory
             memory = lane_bytes(first.model, first.data.input_shape, first.data.batch_size)
-            free = int(0.9 * torch.cuda.mem_get_info()[0])
+            free = lane_memory(settings)
         if settings.lanes == "auto":
             macs = step_macs(first.model, first.data.input_shape, first.data.batch_size)
             count, why = choose_lanes(len(members), device, macs, lane_bytes=memory, free_bytes=free)

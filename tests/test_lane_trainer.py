@@ -109,3 +109,15 @@ def test_on_a_gpu_lane_counts_follow_the_free_memory(tmp_path, monkeypatch):
     assert "3 runs like 'level 0': 2 lanes: the most that fit" in "\n".join(lines)
     with pytest.raises(LotteryError, match=r"trainer.lanes=3: 3 lanes of ~.* do not fit .*; 2 fit: set trainer.lanes=2"):
         run(load_config(DEMO, [f"runs_dir={tmp_path / 'three'}", *args, "trainer.lanes=3"]), log=lambda *_: None)
+
+
+def test_with_several_gpus_every_process_counts_lanes_from_the_same_memory(monkeypatch):
+    """DDP processes group runs before they meet: the count must come from what is the same for all of them."""
+    from types import SimpleNamespace
+
+    from lottery.lane_trainer import lane_memory
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: SimpleNamespace(total_memory=(80, 40)[d] * 2**30))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: pytest.fail("free memory differs from process to process"))
+    assert lane_memory(SimpleNamespace(num_nodes=1)) == int(0.8 * 40 * 2**30)  # 80% of the smallest GPU
