@@ -42,13 +42,26 @@ def finished_levels(cfg: ExperimentConfig, seed: int) -> list[int]:
 
 @dataclass
 class Job:
+    """One `lottery run` of a grid point: one seed, or, when its runs train as lanes (trainer.lanes other
+    than 1), all the sweep's seeds in one process, so that every seed's ticket and branches share each step."""
+
     point: grid.Point
     cfg: ExperimentConfig
-    seed: int
+    seeds: tuple[int, ...]
 
     @property
     def key(self) -> str:
-        return f"{self.point.name}/seed_{self.seed}"
+        s = self.seeds
+        return f"{self.point.name}/seed_{s[0]}" if len(s) == 1 else f"{self.point.name}/seeds_{'_'.join(map(str, s))}"
+
+    @property
+    def overrides(self) -> list[str]:
+        s = self.seeds
+        return [*self.point.overrides, f"seed={s[0]}" if len(s) == 1 else f"seeds=[{','.join(map(str, s))}]"]
+
+    def finished_levels(self) -> list[int]:
+        """Levels finished for every seed of the job."""
+        return sorted(set.intersection(*(set(finished_levels(self.cfg, s)) for s in self.seeds)))
 
 
 class Sweep:
@@ -63,7 +76,8 @@ class Sweep:
         self.points = grid.points(self.grid, self.base.name, self._canonical)
         configs = {p.name: self._load(p.overrides) for p in self.points}
         seeds = self.grid.seeds if self.grid.seeds is not None else [self.base.seed]
-        self.jobs = [Job(p, configs[p.name], s) for p in self.points for s in seeds]
+        self.jobs = [Job(p, configs[p.name], group) for p in self.points
+                     for group in ([tuple(seeds)] if configs[p.name].trainer.lanes != 1 else [(s,) for s in seeds])]
         self.seeds = seeds
         self.dir = Path(self.base.runs_dir) / "sweeps" / self.base.name
 
@@ -80,7 +94,7 @@ class Sweep:
         return grid.format_value(OmegaConf.select(OmegaConf.structured(self._load(overrides)), key))
 
     def run_of(self, job: Job) -> launcher.LotteryRun:
-        return launcher.LotteryRun(self.cwd, self.config, [*job.point.overrides, f"seed={job.seed}"])
+        return launcher.LotteryRun(self.cwd, self.config, job.overrides)
 
     # -- state --------------------------------------------------------------------------------------
     def records(self) -> dict:
@@ -88,18 +102,18 @@ class Sweep:
         return files.read_json(path) if path.exists() else {}
 
     def status(self) -> list[dict]:
-        """Per experiment/seed: finished levels, state (done, running, pending, failed, unfinished) and log."""
+        """Per job (experiment/seed): finished levels, state (done, running, pending, failed, unfinished) and log."""
         records, rows = self.records(), []
         submitted = [records[j.key] for j in self.jobs if j.key in records]
         known = dict(zip([j.key for j in self.jobs if j.key in records], launcher.states(submitted) if submitted else []))
         for job in self.jobs:
-            done, total = finished_levels(job.cfg, job.seed), job.cfg.prune.levels + 1
+            done, total = job.finished_levels(), job.cfg.prune.levels + 1
             rec = records.get(job.key)
             state, detail = ("done", "") if len(done) == total else known[job.key] if rec else ("unfinished", "not submitted")
             if state in ("ended", "submitted") and len(done) < total:
                 state, detail = ("unfinished", "ended before its last level") if state == "ended" else (state, detail)
-            rows.append({"experiment": job.point.name, "seed": job.seed, "levels": done, "total": total, "state": state,
-                         "detail": detail, "log": rec["stderr"] if rec and state == "failed" else "", "job": job})
+            rows.append({"job": job, "key": job.key, "levels": done, "total": total, "state": state,
+                         "detail": detail, "log": rec["stderr"] if rec and state == "failed" else ""})
         return rows
 
     # -- submission ---------------------------------------------------------------------------------
@@ -114,7 +128,8 @@ class Sweep:
         keys = [k for k, _ in self.grid.axes]
         rows = [{"experiment": p.name, **{k: p.values[k] for k in keys}, "seeds": " ".join(map(str, self.seeds)),
                  "run_dir": str(_layout(self._load(p.overrides)).path),
-                 "command": launcher.LotteryRun(self.cwd, self.config, p.overrides).command() + " seed=S"}
+                 "command": launcher.LotteryRun(self.cwd, self.config, p.overrides).command()
+                 + (f" seeds=[{','.join(map(str, self.seeds))}]" if self._load(p.overrides).trainer.lanes != 1 else " seed=S")}
                 for p in self.points]
         curve.write_csv(rows, self.dir / "grid.csv")
 
@@ -233,12 +248,12 @@ def _plot(rows: list[dict], path: Path, title: str) -> Path:
 
 
 def format_status(rows: list[dict]) -> str:
-    width = max([len("experiment/seed")] + [len(f"{r['experiment']}/seed_{r['seed']}") for r in rows])
+    width = max([len("experiment/seed")] + [len(r["key"]) for r in rows])
     lines = [f"{'experiment/seed':{width}s}  {'levels':>7s}  {'state':10s}  detail"]
     for r in rows:
         done = f"{len(r['levels'])}/{r['total']}"
         detail = "; ".join(x for x in (r["detail"], f"log {r['log']}" if r["log"] else "") if x)
-        lines.append(f"{r['experiment'] + '/seed_' + str(r['seed']):{width}s}  {done:>7s}  {r['state']:10s}  {detail}".rstrip())
+        lines.append(f"{r['key']:{width}s}  {done:>7s}  {r['state']:10s}  {detail}".rstrip())
     counts = {s: sum(r["state"] == s for r in rows) for s in dict.fromkeys(r["state"] for r in rows)}
     lines.append(", ".join(f"{n} {s}" for s, n in counts.items()))
     return "\n".join(lines)

@@ -1,4 +1,5 @@
 """`lottery sweep`: grids, names, bad input, the real submitit local path (kill, resubmit, same curves) and SLURM arrays."""
+import csv
 import os
 import pickle
 import signal
@@ -148,3 +149,19 @@ def test_slurm_array_submission(tmp_path, monkeypatch, capsys):
     assert main(argv + ["--status"]) == 0  # no sacct here: submitted, state unknown
     status = capsys.readouterr().out
     assert status.count("state unknown: sacct unavailable") == 4 and "0/2" in status and "4 submitted" in status
+
+
+@pytest.mark.slow
+def test_with_lanes_one_job_trains_every_seed_of_a_grid_point(tmp_path, capsys):
+    args = ["prune.fraction=0.2,0.5", "seeds=[0,1]", "trainer.lanes=auto", *tiny(tmp_path, steps=20)]
+    sweep = Sweep(DEMO, args)
+    assert [j.key for j in sweep.jobs] == ["demo,prune.fraction=0.2/seeds_0_1", "demo,prune.fraction=0.5/seeds_0_1"]
+    assert sweep.run_of(sweep.jobs[0]).command().endswith("'seeds=[0,1]'")  # quoted for the shell
+    assert main(["sweep", "--config", DEMO, *args, "--launcher", "local"]) == 0
+    assert "2 of 2 job(s) to run" in capsys.readouterr().out
+    assert main(["sweep", "--config", DEMO, *args, "--status"]) == 0
+    status = capsys.readouterr().out
+    assert sum(" 2/2  done" in ln and "/seeds_0_1" in ln for ln in status.splitlines()) == 2, status
+    for fraction in ("0.2", "0.5"):
+        rows = list(csv.DictReader(open(tmp_path / f"demo,prune.fraction={fraction}" / "curve.csv")))
+        assert {r["seeds"] for r in rows} == {"2"}  # both seeds in every level's mean
