@@ -133,9 +133,18 @@ class LaneModule(ScheduledModule):
         x, y = batch  # [K, B, ...], [K, B]
         logits = self(x)
         loss, per_lane = lane_loss(logits, y)
-        self.optimize(loss)
+        optimizer = self.optimize(loss)
         self._accumulate("train", logits.detach(), y, per_lane)
+        if self.lane_loggers and self.trainer.is_global_zero and self.global_step % self.trainer.log_every_n_steps == 0:
+            self._log_step(optimizer.param_groups[0]["lr"])
         return loss
+
+    def _log_step(self, lr: float) -> None:
+        """Each lane's step/lr and running step/train_loss, step/train_acc (as ClassificationModule logs them): one host sync."""
+        running = (torch.cat((self.train_loss_sum, self.train_correct)) / max(self.seen["train"], 1)).tolist()
+        for k, logger in enumerate(self.lane_loggers):
+            logger.log_metrics({"step/lr": lr, "step/train_loss": running[k], "step/train_acc": running[self.lanes + k]},
+                               step=self.global_step)
 
     def _accumulate(self, stage: str, logits: torch.Tensor, y: torch.Tensor, per_lane_loss: torch.Tensor) -> None:
         with torch.no_grad():

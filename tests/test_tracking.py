@@ -79,6 +79,7 @@ def test_runs_trained_as_lanes_log_to_their_own_runs_as_they_train(tmp_path):
         assert [v for _, v in tb["val/acc"]] == pytest.approx([h["val/acc"] for h in m["history"]], rel=1e-6)
         assert [s for s, _ in tb["val/acc"]] == [h["step"] - m["start_step"] for h in m["history"]]
         assert {"train/loss", "train/acc", "val/loss", "test/acc"} <= set(tb)  # epoch values, logged live
+        assert tb["step/lr"] == [(50, pytest.approx(1.2e-3))] and 0 < tb["step/train_acc"][-1][1] <= 1
         assert tb["level/test_acc"][-1][1] == pytest.approx(m["test_acc"], rel=1e-6)
     seed0, seed1 = _scalars(run_dir / "seed_0/level_01"), _scalars(run_dir / "seed_1/level_01")
     assert seed0["val/acc"] != seed1["val/acc"]  # each lane's own values
