@@ -61,7 +61,7 @@ def test_lanes_apply_masks_without_synchronising_with_the_host():
 def _lane_runs(tmp_path, name, *overrides):
     lines = []
     cfg = load_config(None, [f"runs_dir={tmp_path / name}", "train.epochs=2", "prune.levels=1", "branches=[reinit]",
-                             "seeds=[0,1,2]", "trainer.progress=false", "trainer.accelerator=gpu", *overrides])
+                             "seeds=[0,1,2]", "trainer.progress=false", "trainer.accelerator=gpu", "trainer.devices=1", *overrides])
     return run(cfg, log=lines.append), "\n".join(lines)
 
 
