@@ -80,8 +80,9 @@ def test_lanes_auto_on_the_gpu_fit_in_memory_and_match_one_by_one(tmp_path):
 def test_lanes_that_do_not_fit_are_refused_with_the_count_that_fits(tmp_path, monkeypatch):
     from lottery.errors import LotteryError
 
-    free = 64 * 2**20  # as if 64 MiB were free: a few LeNet lanes at most
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (free, 80 * 2**30))
+    import lottery.lane_trainer
+
+    monkeypatch.setattr(lottery.lane_trainer, "lane_memory", lambda settings: 64 * 2**20)  # a few LeNet lanes at most
     with pytest.raises(LotteryError, match=r"lanes of ~.* GiB do not fit in the .* GiB free on the device; \d+ fits?: set trainer.lanes="):
         _lane_runs(tmp_path, "big", "trainer.lanes=64", "data.batch_size=4096")
 
