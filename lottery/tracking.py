@@ -140,8 +140,8 @@ def log_level(trainer: pl.Trainer, metrics: dict) -> None:
 
 
 def replay(tracking: Tracking, out: Path, metrics: dict) -> None:
-    """Send a training's metrics.json to its own logger run after the fact: runs trained as lanes share one
-    Trainer, so each gets its validation history, test result and level values here (no per-step values)."""
+    """Send a training's metrics.json to its own logger run after the fact: its validation history, test result
+    and level values (no per-step values). For lanes with a logger that holds one run per process (W&B)."""
     logger = tracking.logger(out)
     if not logger:
         return
