@@ -77,8 +77,8 @@ def test_lanes_under_ddp_hold_every_lane_on_each_process_and_match_runs_one_by_o
     for lanes in (1, 2):
         out = tmp_path / f"lanes{lanes}"
         out.mkdir()
-        # SGD: Adam divides by the root of tiny second moments, which turns the lanes' float rounding (bmm instead
-        # of mm, ~1e-8) into differences of ~1e-3 on some seeds; SGD keeps it at rounding, so the test can be tight.
+        # SGD: with Adam, training grows the lanes' float rounding (bmm instead of mm, ~1e-8) to ~1e-3 within this
+        # epoch on seed 1 (the data of every step is identical); with SGD it stays at rounding, so the test can be tight.
         proc = subprocess.run([sys.executable, str(script), str(out), "global_magnitude", "seeds=[0,1]", "prune.levels=1",
                                "train.optim.optimizer=sgd", "train.optim.lr=0.05", "train.optim.momentum=0.9",
                                f"trainer.lanes={lanes}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
