@@ -1,5 +1,5 @@
 """Train one run spec with a real Lightning Trainer, resumably: the only place a Trainer is built
-(`build_trainer`, which lane groups use too).
+(`fit_and_test`, which lane groups use too).
 
 A `RunSpec` describes one training completely; IMP levels and every branch build one. The trainer
 knows nothing of levels or branches; lanes will consume the same specs, so that "one by one" and
