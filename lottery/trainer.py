@@ -1,8 +1,8 @@
 """Train one run spec with a real Lightning Trainer, resumably: the only place a Trainer is built
 (`fit_and_test`, which lane groups use too).
 
-A `RunSpec` describes one training completely; IMP levels and every branch build one. The trainer
-knows nothing of levels or branches; lanes will consume the same specs, so that "one by one" and
+A `RunSpec` describes one training completely; IMP levels, every branch and stability copy build one. The trainer
+knows nothing of levels or branches; lanes (lottery.lane_trainer) consume the same specs, so that "one by one" and
 "together" give the same files.
 """
 from __future__ import annotations
