@@ -90,6 +90,7 @@ def validate(cfg: ExperimentConfig) -> None:
     from lottery.pruning import STRATEGIES
     from lottery.rewind import POLICIES
     from lottery.schedule import OPTIMIZERS
+    from lottery.tracking import check_logger
 
     STRATEGIES.check(cfg.prune.strategy)
     check_model(cfg.model.name)
@@ -98,29 +99,23 @@ def validate(cfg: ExperimentConfig) -> None:
     OPTIMIZERS.check(cfg.train.optim.optimizer)
     for name in cfg.branches:
         BRANCHES.check(name)
-    if not 0.0 < cfg.prune.fraction < 1.0:
-        raise LotteryError(f"prune.fraction={cfg.prune.fraction} must be in (0, 1): the share of remaining weights removed per level")
-    if cfg.prune.levels < 0:
-        raise LotteryError(f"prune.levels={cfg.prune.levels} must be >= 0")
-    if len(set(cfg.seeds)) != len(cfg.seeds) or any(s < 0 for s in cfg.seeds):
-        raise LotteryError(f"seeds={cfg.seeds} must be distinct non-negative integers, e.g. seeds=[0,1,2]")
-    if cfg.train.steps is None and cfg.train.epochs is None:
-        raise LotteryError("set train.steps or train.epochs: the training length of each level")
-    lanes = cfg.trainer.lanes
-    if not (lanes == "auto" or (isinstance(lanes, int) and lanes >= 1)):
-        raise LotteryError(f"trainer.lanes={lanes!r} must be a positive integer (1: one by one) or auto")
-    from lottery.tracking import check_logger
-
+    _check_ranges(cfg)
     check_logger(cfg.trainer.logger)
-    check_ranges(cfg)
 
 
 def _fail(key: str, value, rule: str) -> LotteryError:
     return LotteryError(f"{key}={value} {rule}")
 
 
-def check_ranges(cfg) -> None:
-    """Range checks OmegaConf's types cannot express."""
+def _check_ranges(cfg) -> None:
+    if not 0.0 < cfg.prune.fraction < 1.0:
+        raise LotteryError(f"prune.fraction={cfg.prune.fraction} must be in (0, 1): the share of remaining weights removed per level")
+    if cfg.prune.levels < 0:
+        raise _fail("prune.levels", cfg.prune.levels, "must be >= 0")
+    if len(set(cfg.seeds)) != len(cfg.seeds) or any(s < 0 for s in cfg.seeds):
+        raise LotteryError(f"seeds={cfg.seeds} must be distinct non-negative integers, e.g. seeds=[0,1,2]")
+    if cfg.train.steps is None and cfg.train.epochs is None:
+        raise LotteryError("set train.steps or train.epochs: the training length of each level")
     _check_name(cfg.name)
     ints = {"seed": cfg.seed, "data.split_seed": cfg.data.split_seed, "rewind.step": cfg.rewind.step,
             "train.optim.warmup_steps": cfg.train.optim.warmup_steps}
@@ -185,6 +180,8 @@ def _check_trainer(t) -> None:
         raise _fail("trainer.devices", t.devices, "must be >= 1, -1 (all), \"auto\", or a list of device ids like \"0,1\"")
     if t.num_nodes < 1:
         raise _fail("trainer.num_nodes", t.num_nodes, "must be >= 1")
+    if not (t.lanes == "auto" or (isinstance(t.lanes, int) and t.lanes >= 1)):
+        raise LotteryError(f"trainer.lanes={t.lanes!r} must be a positive integer (1: one by one) or auto")
 
 
 def to_yaml(cfg: ExperimentConfig) -> str:
