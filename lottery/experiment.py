@@ -19,16 +19,12 @@ from lottery.layout import RunLayout
 from lottery.ticket import Ticket, save_ticket
 
 
-def layout(cfg: ExperimentConfig) -> RunLayout:
-    return RunLayout.of(cfg.runs_dir, cfg.name)
-
-
 def prepare(cfg: ExperimentConfig) -> tuple[RunLayout, pl.LightningDataModule]:
     """Check everything the run needs (lottery.preflight), then create the run folder or reuse this experiment's.
 
     Returns the run folder and the dataset the check loaded (for the run: it is read once)."""
-    _, data = preflight.check(cfg)  # writes nothing: a failed check leaves no folder behind
-    run = layout(cfg)
+    run_dir, data = preflight.check(cfg)  # writes nothing: a failed check leaves no folder behind
+    run = RunLayout(run_dir)
     files.write_text(run.config, to_yaml(cfg))
     return run, data
 
