@@ -140,8 +140,7 @@ def train_lanes(specs: list[RunSpec], settings: "TrainerConfig", optim: Optim, t
             elif tracking is not None:
                 replay(tracking, spec.out.path, metrics)
         results.append(metrics)
-    if trainer.is_global_zero:
-        checkpoint.unlink(missing_ok=True)
+    if trainer.is_global_zero:  # the group's checkpoint lives in the first run's checkpoints folder
         for spec in specs:
             shutil.rmtree(spec.out.checkpoints, ignore_errors=True)
     trainer.strategy.barrier("lanes written")  # other ranks read these files next
