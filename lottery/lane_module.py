@@ -120,6 +120,7 @@ class LaneModule(ScheduledModule):
         self.history: list[list[dict]] = [[] for _ in range(lanes)]
         self.results: dict[str, list[dict]] = {}  # stage -> per-lane {stage/loss, stage/acc} of the last epoch
         self.lane_loggers: list = []  # one Lightning logger per lane (optional): lane k's epoch values, as a run alone logs them
+        self._log_every = 0  # set at on_train_start
 
     @property
     def lanes(self) -> int:
@@ -135,9 +136,13 @@ class LaneModule(ScheduledModule):
         loss, per_lane = lane_loss(logits, y)
         optimizer = self.optimize(loss)
         self._accumulate("train", logits.detach(), y, per_lane)
-        if self.lane_loggers and self.trainer.is_global_zero and self.global_step % self.trainer.log_every_n_steps == 0:
+        if self._log_every and self.global_step % self._log_every == 0:
             self._log_step(optimizer.param_groups[0]["lr"])
         return loss
+
+    def on_train_start(self):
+        # As ClassificationModule: per-step values only with loggers, on the writing process, every log_every_n_steps.
+        self._log_every = self.trainer.log_every_n_steps if self.lane_loggers and self.trainer.is_global_zero else 0
 
     def _log_step(self, lr: float) -> None:
         """Each lane's step/lr and running step/train_loss, step/train_acc (as ClassificationModule logs them): one host sync."""
