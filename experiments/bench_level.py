@@ -105,8 +105,7 @@ def run_lanes(cfg, imp, device: str, out: Path, lanes: int) -> float:
     specs = []
     for k in range(lanes):
         model, masks = pruned(imp, device)
-        data = Synthetic(imp.data.input_shape, *imp.data.sizes, batch_size=imp.data.batch_size, val_size=256, seed=k)
-        specs.append(RunSpec(f"bench {k}", model, masks, LevelPlan.from_start(imp.total_steps), data, k,
+        specs.append(RunSpec(f"bench {k}", model, masks, LevelPlan.from_start(imp.total_steps), imp.data.with_seed(k), k,
                              TrainingDir(out / f"lane_{k}")))
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
