@@ -1,8 +1,8 @@
 """How much of lottery/ one IMP level runs, from `lottery run` to curve.png: the lines a reader follows.
 
 Runs the demo config for one level (one epoch, seed 0) under a line tracer and counts, per module, the
-distinct lines executed inside functions (class bodies and module-level code left out: declarations,
-not logic). A measure for refactors: "following one level takes fewer files and fewer lines".
+distinct lines executed inside functions (class bodies, module-level code and what the import system
+calls left out: declarations and import machinery, not logic). A measure for refactors: "following one level takes fewer files and fewer lines".
 
     .venv/bin/python experiments/trace_level.py                  # this checkout
     .venv/bin/python experiments/trace_level.py --root ../other  # another checkout of lottery, same venv
@@ -31,6 +31,8 @@ def main() -> None:
         code = frame.f_code
         if not code.co_filename.startswith(package) or not code.co_flags & inspect.CO_NEWLOCALS:
             return None  # outside lottery/, or a module or class body
+        if frame.f_back is not None and frame.f_back.f_code.co_filename.startswith("<frozen importlib"):
+            return None  # called by the import system (the package's lazy __getattr__ on `from lottery import x`)
 
         def local(frame, event, arg):
             if event == "line":

@@ -101,7 +101,7 @@ class FashionMNISTDataModule(MNISTDataModule):
 
 class CIFAR10DataModule(TorchvisionDataModule):
     torchvision_class, title, folder = "CIFAR10", "CIFAR-10", "cifar-10-batches-py"
-    files = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
+    files = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta")
     num_classes, input_shape = 10, (3, 32, 32)
     # Per-channel mean and std of the 50,000 training images (RGB).
     mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)

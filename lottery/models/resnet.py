@@ -11,6 +11,8 @@ results we reproduce; the projections are prunable convolutions there too.
 """
 from __future__ import annotations
 
+import functools
+
 from torch import nn
 
 from lottery.errors import LotteryError
@@ -76,11 +78,5 @@ def cifar_resnet(depth: int, width: int, num_classes: int, input_shape: tuple[in
     return CifarResNet((depth - 2) // 6, width, num_classes, input_shape)
 
 
-def _register_depth(depth: int) -> None:
-    @register(f"resnet{depth}")
-    def factory(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
-        return cifar_resnet(depth, 1, num_classes, input_shape)
-
-
 for _depth in (20, 32, 44, 56, 110):
-    _register_depth(_depth)
+    register(f"resnet{_depth}")(functools.partial(cifar_resnet, _depth, 1))  # (num_classes, input_shape) -> model

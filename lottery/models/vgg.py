@@ -7,6 +7,8 @@ Parameters on CIFAR-10: VGG-11 9,231,114; VGG-13 9,416,010; VGG-16 14,728,266; V
 """
 from __future__ import annotations
 
+import functools
+
 from torch import nn
 
 from lottery.models import kaiming_normal_init, register
@@ -46,11 +48,5 @@ class CifarVGG(nn.Module):
         return self.fc(self.pool(self.features(x)).flatten(1))
 
 
-def _register_depth(depth: int) -> None:
-    @register(f"vgg{depth}")
-    def factory(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
-        return CifarVGG(depth, num_classes, input_shape)
-
-
 for _depth in PLANS:
-    _register_depth(_depth)
+    register(f"vgg{_depth}")(functools.partial(CifarVGG, _depth))  # (num_classes, input_shape) -> model
