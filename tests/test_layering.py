@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lottery"
-CORE = ["errors", "registry", "layout", "lanes", "lane_count", "masks", "pruning", "rewind", "ticket", "files", "seeds", "mode_connectivity",
+CORE = ["errors", "layout", "lanes", "lane_count", "masks", "pruning", "rewind", "ticket", "files", "seeds", "mode_connectivity",
         "pruning_at_init"]
 INTERFACE = {"lottery.config", "lottery.cli", "lottery.__main__", "lottery.experiment", "lottery.stability",
-             "lottery.sweep", "lottery.grid", "lottery.launcher", "lottery.preflight"}
+             "lottery.sweep", "lottery.grid", "lottery.launcher"}
 THIRD_PARTY_OF_CORE = {"torch", "safetensors"}  # safetensors only inside functions (see below)
 
 
