@@ -6,7 +6,12 @@
                      the early-stopping iteration vs % remaining (Frankle & Carbin 2019, Figures 3-4)
     report.md        a table per method and its sparsest matching level, and the exported ticket's level
 
-One rule decides "matching" everywhere (aggregate.sparsest_matching): the sparsest pruned level whose
+Across seeds, `aggregate` gives mean ± std per (method, level). Accuracies are fractions in [0, 1], as
+in each level's metrics.json; tolerances are in accuracy points (percent), as the papers state them
+("within one percentage point"). Matching is decided on the mean over seeds (Frankle & Carbin 2019
+report means over five trials).
+
+One rule decides "matching" everywhere (`sparsest_matching`): the sparsest pruned level whose
 accuracy is within the tolerance of the dense network's. report.md applies it to the mean test
 accuracy over seeds; the exported ticket applies it to one seed's final validation accuracy, so that
 the test set takes no part in choosing it. report.md shows both.
@@ -15,9 +20,11 @@ from __future__ import annotations
 
 import csv
 import io
+import statistics
 from pathlib import Path
+from typing import Iterable, Mapping, Sequence
 
-from lottery.aggregate import aggregate, markdown_report, sparsest_matching
+from lottery.errors import LotteryError
 from lottery.files import read_json, write_bytes, write_text
 from lottery.layout import RunLayout
 
@@ -28,6 +35,129 @@ LABELS = {TICKET: "winning ticket (IMP)", "reinit": "random re-initialisation", 
           "finetune": "fine-tuning", "magnitude_init": "magnitude at init", "snip": "SNIP", "grasp": "GraSP", "synflow": "SynFlow"}
 
 
+# -- across seeds: mean ± std, the sparsest matching level, a markdown report ----------------------
+Row = Mapping[str, object]
+# Float noise in "mean >= dense - tolerance" must not decide a level that is exactly at the edge.
+_EPS_POINTS = 1e-9
+
+
+def _summary(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    # Sample standard deviation (n - 1) across seeds; one seed has no spread to estimate: 0.
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _sorted(keys: Iterable[tuple]) -> list[tuple]:
+    try:
+        return sorted(keys)
+    except TypeError:  # keys of mixed types (e.g. None beside str): keep the order of first appearance
+        return list(keys)
+
+
+def aggregate(rows: Iterable[Row], by: Sequence[str] = ("method", "level"),
+              values: Sequence[str] = ("test_acc", "density")) -> list[dict]:
+    """One dict per group of `by` keys: the keys, n (rows), and `<v>_mean`, `<v>_std`, `<v>_n` per value.
+
+    A value that is missing or None in a row (e.g. a control that was not run) is left out of that
+    group's mean; groups come sorted by their `by` keys.
+    """
+    groups: dict[tuple, list[Row]] = {}
+    for row in rows:
+        missing = [k for k in by if k not in row]
+        if missing:
+            raise LotteryError(f"row {dict(row)} lacks the grouping key(s) {missing}; group by keys every row has")
+        groups.setdefault(tuple(row[k] for k in by), []).append(row)
+    out = []
+    for key in _sorted(groups):
+        members = groups[key]
+        agg = {**dict(zip(by, key)), "n": len(members)}
+        for v in values:
+            xs = [float(r[v]) for r in members if r.get(v) is not None]
+            agg[f"{v}_mean"], agg[f"{v}_std"] = _summary(xs)
+            agg[f"{v}_n"] = len(xs)
+        out.append(agg)
+    return out
+
+
+def _by_method(aggregated: Iterable[Row], method_key: str) -> dict[object, list[Row]]:
+    methods: dict[object, list[Row]] = {}
+    for row in aggregated:
+        methods.setdefault(row[method_key], []).append(row)
+    return methods
+
+
+def _dense_mean(rows: list[Row], method: object, value: str, level_key: str, dense_level: int) -> float:
+    dense = [r for r in rows if r[level_key] == dense_level and r.get(f"{value}_mean") is not None]
+    if not dense:
+        raise LotteryError(f"method {method!r} has no level {dense_level} (dense) {value}; "
+                           f"pass dense_method= the method whose level {dense_level} is the dense network")
+    return float(dense[0][f"{value}_mean"])
+
+
+def _sparsity_key(row: Row, level_key: str) -> tuple:
+    """Sort key, sparsest first: lowest mean density if known, else the highest level."""
+    density = row.get("density_mean")
+    return (density if density is not None else float("inf"), -row[level_key])
+
+
+def sparsest_matching(aggregated: Sequence[Row], tolerance_points: float = 1.0, value: str = "test_acc",
+                      method_key: str = "method", level_key: str = "level", dense_level: int = 0,
+                      dense_method: object | None = None, acc_scale: float = 100.0) -> dict[object, Row | None]:
+    """Per method, the sparsest level whose MEAN `value` is within `tolerance_points` of the dense mean.
+
+    Args:
+        dense_method: whose level `dense_level` is the reference for every method (e.g. pruning
+            at init has no dense level of its own); default: each method's own.
+        acc_scale: points per unit of `value`: 100 for fractions, 1 for values already in percent.
+    Returns None for a method where no pruned level matches.
+    """
+    methods = _by_method(aggregated, method_key)
+    if dense_method is not None and dense_method not in methods:
+        raise LotteryError(f"dense_method {dense_method!r} is not among the methods {sorted(map(str, methods))}")
+    out: dict[object, Row | None] = {}
+    for method, rows in methods.items():
+        ref = dense_method if dense_method is not None else method
+        dense = _dense_mean(methods[ref], ref, value, level_key, dense_level)
+        matching = [r for r in rows if r[level_key] != dense_level and r.get(f"{value}_mean") is not None
+                    and (dense - float(r[f"{value}_mean"])) * acc_scale <= tolerance_points + _EPS_POINTS]
+        out[method] = min(matching, key=lambda r: _sparsity_key(r, level_key)) if matching else None
+    return out
+
+
+def _pct(x: float | None, acc_scale: float) -> str:
+    return "—" if x is None else f"{x * acc_scale:.2f}"
+
+
+def _table(rows: list[Row], value: str, level_key: str, acc_scale: float) -> list[str]:
+    lines = [f"| level | % remaining | {value} (mean ± std, %) | n |", "|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: r[level_key]):
+        remaining = _pct(r.get("density_mean"), 100.0)
+        acc = f"{_pct(r.get(f'{value}_mean'), acc_scale)} ± {_pct(r.get(f'{value}_std'), acc_scale)}"
+        lines.append(f"| {r[level_key]} | {remaining} | {acc} | {r.get(f'{value}_n', r.get('n'))} |")
+    return lines
+
+
+def _matching_line(row: Row | None, tolerance_points: float, value: str, level_key: str, acc_scale: float) -> str:
+    head = f"Sparsest matching level (mean {value} within {tolerance_points:g} points of dense): "
+    if row is None:
+        return head + "none."
+    return (head + f"level {row[level_key]} ({_pct(row.get('density_mean'), 100.0)}% remaining, "
+            f"{_pct(row[f'{value}_mean'], acc_scale)} ± {_pct(row[f'{value}_std'], acc_scale)}).")
+
+
+def markdown_report(aggregated: Sequence[Row], matching: Mapping[object, Row | None], tolerance_points: float,
+                    value: str = "test_acc", method_key: str = "method", level_key: str = "level",
+                    acc_scale: float = 100.0) -> str:
+    """A Markdown section per method: a table of levels and the sparsest matching level."""
+    parts = []
+    for method, rows in _by_method(aggregated, method_key).items():
+        parts += [f"### {method}", "", *_table(rows, value, level_key, acc_scale), "",
+                  _matching_line(matching.get(method), tolerance_points, value, level_key, acc_scale), ""]
+    return "\n".join(parts)
+
+
+# -- a run folder's curve ---------------------------------------------------------------------------
 def seed_rows(run: RunLayout, seed: int | None = None, method: str | None = None) -> list[dict]:
     """Every finished level and branch of every seed folder (or of one `seed`, one `method`), by level."""
     rows = []

@@ -20,7 +20,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from lottery import curve, files, grid, launcher
-from lottery.aggregate import markdown_report, sparsest_matching
+from lottery.curve import markdown_report, sparsest_matching
 from lottery.config import load_config
 from lottery.errors import LotteryError
 from lottery.hparams import ExperimentConfig
