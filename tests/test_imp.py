@@ -133,7 +133,7 @@ def test_output_layer_excluded_by_pattern(tmp_path):
 
 
 def test_an_experiment_reads_its_dataset_once_for_every_seed(tmp_path, monkeypatch):
-    from lottery.data.digits import DigitsDataModule
+    from lottery.data.base import DigitsDataModule
 
     reads = []
     monkeypatch.setattr(DigitsDataModule, "load", lambda self, load=DigitsDataModule.load: reads.append(self.seed) or load(self))

@@ -10,14 +10,12 @@ from typing import Callable
 
 import pytorch_lightning as pl
 
-from lottery.data.base import TensorDataModule
-from lottery.data.digits import DigitsDataModule
+from lottery.data.base import DigitsDataModule, TensorDataModule
 from lottery.data.folder import ImageFolderDataModule
 from lottery.data.vision import (CIFAR10DataModule, CIFAR100DataModule, FashionMNISTDataModule, MNISTDataModule,
                                  TorchvisionDataModule)
 from lottery.data.wrap import DatasetDataModule
-from lottery.errors import LotteryError
-from lottery.registry import Registry
+from lottery.errors import LotteryError, Registry
 
 DATASETS: Registry[Callable[..., pl.LightningDataModule]] = Registry("dataset", {
     "digits": DigitsDataModule,
