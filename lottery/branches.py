@@ -21,10 +21,10 @@ from typing import Callable
 import torch
 
 from lottery import rewind, seeds
+from lottery.errors import Registry
 from lottery.files import load_tensors
 from lottery.layout import SeedDir
 from lottery.masks import MaskManager, layer_density
-from lottery.registry import Registry
 from lottery.rewind import REWIND, LevelPlan
 
 

@@ -1,9 +1,15 @@
-"""The one error type for user mistakes (the CLI prints its message and exits with code 2), and the
-one message for an optional package that is missing (the extras of pyproject.toml)."""
+"""What users are told when something is wrong, said one way each:
+
+- `LotteryError`, the one error type for user mistakes (the CLI prints its message and exits with code 2);
+- `Registry`, the one lookup by name for every pluggable kind (models, datasets, strategies, branches ...):
+  an unknown name is an error that lists the valid ones;
+- `missing`/`require`, the one message for an optional package that is missing (the extras of pyproject.toml).
+"""
 from __future__ import annotations
 
 import importlib
 import importlib.util
+from typing import Callable, Generic, TypeVar
 
 
 class LotteryError(Exception):
@@ -29,3 +35,35 @@ def require(module: str, what: str, extra: str):
         return importlib.import_module(module)
     except ImportError:
         raise missing(module, what, extra) from None
+
+
+T = TypeVar("T")
+
+
+class Registry(dict, Generic[T]):
+    """A plain dict of named entries, plus `register` (a decorator) and `lookup` (a checked get).
+
+    Args:
+        kind: what the entries are, for error messages ("pruning strategy", "model", ...).
+        hint: appended to the unknown-name error, e.g. other accepted forms of a name.
+    """
+
+    def __init__(self, kind: str, entries: dict[str, T] | None = None, hint: str = ""):
+        super().__init__(entries or {})
+        self.kind, self.hint = kind, hint
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def add(entry: T) -> T:
+            self[name] = entry
+            return entry
+
+        return add
+
+    def check(self, name: str) -> None:
+        """Raise a LotteryError listing the valid names unless `name` is registered."""
+        if name not in self:
+            raise LotteryError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(sorted(self))}{self.hint}")
+
+    def lookup(self, name: str) -> T:
+        self.check(name)
+        return self[name]

@@ -11,8 +11,7 @@ from typing import Callable, Mapping
 
 import torch
 
-from lottery.errors import LotteryError
-from lottery.registry import Registry
+from lottery.errors import LotteryError, Registry
 
 Masks = dict[str, torch.Tensor]
 Strategy = Callable[[Mapping[str, torch.Tensor], Mapping[str, torch.Tensor], Mapping[str, float], "torch.Generator | None"], Masks]

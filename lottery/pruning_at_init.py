@@ -21,10 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from lottery.errors import LotteryError
+from lottery.errors import LotteryError, Registry
 from lottery.masks import MaskManager
 from lottery.pruning import keep_top
-from lottery.registry import Registry
 
 Scores = dict[str, torch.Tensor]
 Batch = tuple[torch.Tensor, torch.Tensor]

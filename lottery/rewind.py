@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lottery.errors import LotteryError
-from lottery.registry import Registry
+from lottery.errors import LotteryError, Registry
 
 
 @dataclass(frozen=True)

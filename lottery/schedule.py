@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lottery.registry import Registry
+from lottery.errors import Registry
 
 FUSED_DEVICES = ("cpu", "cuda")  # where torch has fused SGD/Adam/AdamW kernels
 

@@ -1,5 +1,6 @@
 """Bad inputs and faults: each is one line and exit code 2 (130 for Ctrl-C), no traceback, nothing written,
-and the corrected command (or the one the message gives) then succeeds in the same folder."""
+and the corrected command (or the one the message gives) then succeeds in the same folder. Every registry
+looks names up the same way and names the valid ones when a name is unknown."""
 import shutil
 import signal
 import stat
@@ -12,7 +13,15 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from lottery.branches import BRANCHES
 from lottery.cli import main
+from lottery.data import DATASETS
+from lottery.errors import LotteryError, Registry
+from lottery.models import MODELS, check_name
+from lottery.pruning import STRATEGIES
+from lottery.pruning_at_init import PAI_METHODS
+from lottery.rewind import POLICIES
+from lottery.schedule import OPTIMIZERS
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = str(ROOT / "experiments" / "configs" / "demo.yaml")
@@ -299,3 +308,31 @@ def test_an_os_error_is_one_line(tmp_path, capsys, finished):
     code, _, err = _main(capsys, "plot", run_dir)
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "curve.csv" in err
+
+
+# -- unknown names -----------------------------------------------------------------------------------
+REGISTRIES = {"model": MODELS, "dataset": DATASETS, "pruning strategy": STRATEGIES, "branch": BRANCHES,
+              "pruning-at-init method": PAI_METHODS, "optimizer": OPTIMIZERS, "rewind policy": POLICIES}
+
+
+@pytest.mark.parametrize("kind", REGISTRIES)
+def test_one_lookup_and_one_error_for_every_registry(kind):
+    registry = REGISTRIES[kind]
+    assert isinstance(registry, Registry) and registry.kind == kind and len(registry) >= 2
+    first = sorted(registry)[0]
+    assert registry.lookup(first) is registry[first]
+    with pytest.raises(LotteryError, match=f"unknown {kind} 'nope'; choose one of: {first}, "):
+        registry.lookup("nope")
+
+
+def test_register_adds_an_entry_and_torchvision_names_pass_the_model_check():
+    r = Registry("widget")
+
+    @r.register("w1")
+    def w1():
+        return 1
+
+    assert r.lookup("w1") is w1
+    check_name("torchvision:resnet18")  # built by torchvision, not registered
+    with pytest.raises(LotteryError, match="or 'torchvision:<name>'"):
+        check_name("resnet7")

@@ -10,8 +10,7 @@ from typing import Callable
 
 from torch import nn
 
-from lottery.errors import LotteryError
-from lottery.registry import Registry
+from lottery.errors import LotteryError, Registry
 
 Factory = Callable[[int, tuple[int, int, int]], nn.Module]
 TORCHVISION = "torchvision:"  # prefix of torchvision model names
