@@ -103,6 +103,21 @@ def load_tensors(path: str | os.PathLike, with_metadata: bool = False):
     return (tensors, metadata) if with_metadata else tensors
 
 
+def read_safetensors(path: str | os.PathLike, what: str, fix: str, tensors: bool = True) -> tuple[dict, dict[str, str]]:
+    """The tensors (none with tensors=False) and string metadata of a file a user hands over (`what`: "ticket
+    file" ...); a missing or unreadable one is a LotteryError ending with `fix`."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise LotteryError(f"{what} {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return ({k: f.get_tensor(k) for k in f.keys()} if tensors else {}), f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types for every kind of damage
+        raise LotteryError(f"{path} is not a readable safetensors file ({e}); {fix}") from None
+
+
 def save_masks(path: str | os.PathLike, masks) -> Path:
     """A MaskManager's masks and density targets, as safetensors."""
     state = masks.state_dict()

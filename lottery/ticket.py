@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from lottery.errors import LotteryError
-from lottery.files import write_bytes
+from lottery.files import read_safetensors, write_bytes
 
 FORMAT = "lottery.ticket/1"
 _BITS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
@@ -83,17 +83,8 @@ def save_ticket(ticket: Ticket, path: str | os.PathLike) -> Path:
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The raw header metadata, after checking that `path` is a lottery ticket."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise LotteryError(f"ticket file {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as e:  # safetensors raises its own error types for every kind of damage
-        raise LotteryError(f"{path} is not a readable safetensors file ({e}); is it corrupt or truncated? "
-                           "Export the ticket again with `lottery export`") from None
+    _, meta = read_safetensors(path, "ticket file", "is it corrupt or truncated? Export the ticket again with "
+                               "`lottery export`", tensors=False)
     if meta.get("format") != FORMAT:
         raise LotteryError(f"{path} is a safetensors file but not a lottery ticket (no format={FORMAT!r} in its header)")
     return meta

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from lottery.errors import LotteryError
-from lottery.files import atomic_path
+from lottery.files import atomic_path, read_safetensors
 from lottery.ticket import pack_bits, unpack_bits
 
 FORMAT = "lottery.compact/1"
@@ -89,17 +89,7 @@ class Compact:
 
 def load_compact(path: str | os.PathLike) -> Compact:
     """Read a file written by `save_compact`."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise LotteryError(f"compact file {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # safetensors raises its own error types for every kind of damage
-        raise LotteryError(f"{path} is not a readable safetensors file ({e}); export it again") from None
+    tensors, meta = read_safetensors(path, "compact file", "export it again")
     if meta.get("format") != FORMAT:
         raise LotteryError(f"{path} is not a compact export (no format={FORMAT!r} in its header); "
                            "a ticket loads with lottery.load_ticket")
