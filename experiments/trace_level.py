@@ -6,6 +6,11 @@ calls left out: declarations and import machinery, not logic). A measure for ref
 
     .venv/bin/python experiments/trace_level.py                  # this checkout
     .venv/bin/python experiments/trace_level.py --root ../other  # another checkout of lottery, same venv
+    .venv/bin/python experiments/trace_level.py --from-level     # only from level 1's start to curve.png
+
+--from-level counts nothing before the first call into lottery/imp.py whose `level` is 1: the command
+line, the config and its checks, the data and the dense level 0 are left out, and what is left is one
+pruned level (prune, rewind, train, branches, report) followed by the curve and the ticket.
 """
 from __future__ import annotations
 
@@ -21,11 +26,13 @@ import threading
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default=os.path.join(os.path.dirname(__file__), ".."), help="a lottery checkout")
+    parser.add_argument("--from-level", action="store_true", help="count from the start of level 1 only")
     args = parser.parse_args()
     root = os.path.abspath(args.root)
     sys.path.insert(0, root)
     package = os.path.join(root, "lottery") + os.sep
     lines: dict[str, set[int]] = collections.defaultdict(set)
+    counting = [not args.from_level]
 
     def tracer(frame, event, arg):
         code = frame.f_code
@@ -33,6 +40,10 @@ def main() -> None:
             return None  # outside lottery/, or a module or class body
         if frame.f_back is not None and frame.f_back.f_code.co_filename.startswith("<frozen importlib"):
             return None  # called by the import system (the package's lazy __getattr__ on `from lottery import x`)
+        if not counting[0]:
+            if code.co_filename != os.path.join(package, "imp.py") or frame.f_locals.get("level") != 1:
+                return tracer  # before level 1: follow the calls, count nothing
+            counting[0] = True
 
         def local(frame, event, arg):
             if event == "line":

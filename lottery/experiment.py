@@ -167,7 +167,7 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
     write_curve(run_layout, cfg)
     rows = curve.seed_rows(run_layout, seed=seeds[0], method=curve.TICKET)
     best = curve.winning_level(rows, cfg.matching_tolerance)
-    path = export(run_layout.path, best["level"], run_layout.ticket, seed=seeds[0])
+    path = write_ticket(cfg, run_layout, best["level"], run_layout.ticket, seed=seeds[0])
     log(f"winning ticket{f' of seed {seeds[0]}' if len(seeds) > 1 else ''}: level {best['level']}, "
         f"{best['density']:.2%} of weights remaining, test acc {best['test_acc']:.2%} (dense {rows[0]['test_acc']:.2%}) -> {path}")
     log(f"curve: {run_layout.curve('png')}, table: {run_layout.curve('csv')}, report: {run_layout.report}")
@@ -192,7 +192,12 @@ def load_run_config(run_dir: Path) -> ExperimentConfig:
 def export(run_dir: Path, level: int | None, out: Path, seed: int | None = None) -> Path:
     """Write the ticket of `level` (default: the winning ticket, see curve.winning_level) to `out`."""
     run_layout = RunLayout(Path(run_dir))
-    cfg = load_run_config(run_layout.path)
+    return write_ticket(load_run_config(run_layout.path), run_layout, level, out, seed)
+
+
+def write_ticket(cfg: ExperimentConfig, run_layout: RunLayout, level: int | None, out: Path, seed: int | None = None
+                 ) -> Path:
+    """`export` of the run `cfg` describes, whose folder is `run_layout`."""
     seed = cfg.seed if seed is None else seed
     seed_dir = run_layout.seed(seed)
     table = curve.seed_rows(run_layout, seed=seed, method=curve.TICKET)
