@@ -22,10 +22,6 @@ _FINAL, _METRICS, _MASK, _CHECKPOINT, _INIT, _REWIND = (
     "final.safetensors", "metrics.json", "mask.safetensors", "last.ckpt", "init.safetensors", "rewind_step_")
 
 
-def _rewind_file(folder: Path, step: int) -> Path:
-    return folder / (_INIT if step == 0 else f"{_REWIND}{step}.safetensors")
-
-
 def _numbered(folder: Path, prefix: str) -> list[int]:
     """The numbers of the subfolders named <prefix><number>, sorted."""
     if not folder.is_dir():
@@ -85,19 +81,25 @@ class LevelDir(TrainingDir):
 
 
 @dataclass(frozen=True)
-class SeedDir:
-    """One seed's IMP run: its rewind points and its levels."""
+class _RewindFolder:
+    """A folder that one process at a time works in (it holds `lock`) and that keeps rewind points."""
 
     path: Path
-    seed: int
 
     @property
     def lock(self) -> Path:
         return self.path / ".lock"
 
     def rewind(self, step: int) -> Path:
-        """The rewind point of iteration `step` (0: the initial weights)."""
-        return _rewind_file(self.path, step)
+        """The weights at iteration `step` (0: the initial weights)."""
+        return self.path / (_INIT if step == 0 else f"{_REWIND}{step}.safetensors")
+
+
+@dataclass(frozen=True)
+class SeedDir(_RewindFolder):
+    """One seed's IMP run: its rewind points and its levels."""
+
+    seed: int
 
     def level(self, level: int) -> LevelDir:
         return LevelDir(self.path / f"{_LEVEL}{level:02d}")
@@ -108,22 +110,13 @@ class SeedDir:
 
 
 @dataclass(frozen=True)
-class StabilityDir:
-    """The instability analysis of one seed (lottery.stability)."""
-
-    path: Path
-
-    @property
-    def lock(self) -> Path:
-        return self.path / ".lock"
+class StabilityDir(_RewindFolder):
+    """The instability analysis of one seed (lottery.stability); its rewind points are the dense network's at
+    each iteration k, captured by the `dense` training."""
 
     @property
     def data_seeds(self) -> Path:
         return self.path / "data_seeds.json"
-
-    def rewind(self, step: int) -> Path:
-        """The dense network at iteration `step`, captured by the `dense` training."""
-        return _rewind_file(self.path, step)
 
     @property
     def dense(self) -> TrainingDir:
