@@ -14,7 +14,6 @@ import datetime
 import math
 import platform
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -105,20 +104,9 @@ def check_folder(cfg) -> Path:
     return run_dir
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if key in MUTABLE:
-            continue
-        out.update(_flat(v, key + ".") if isinstance(v, dict) else {key: v})
-    return out
-
-
 def _check_same(cfg, saved: Path) -> None:
     run_dir = saved.parent
-    old = load_saved(saved)
-    old, new = _flat(asdict(old)), _flat(asdict(cfg))
+    old, new = load_saved(saved).flat(skip=MUTABLE), cfg.flat(skip=MUTABLE)
     diff = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diff:
         raise LotteryError(f"{run_dir} holds a different experiment ({'; '.join(diff[:3])}). "

@@ -5,7 +5,8 @@ Loading them from YAML and `key=value` overrides, and checking them, is `lottery
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Collection
 
 from lottery.schedule import Optim
 
@@ -120,3 +121,17 @@ class ExperimentConfig:
     rewind: RewindConfig = field(default_factory=RewindConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)  # how `lottery sweep` submits jobs
+
+    def flat(self, skip: Collection[str] = ()) -> dict[str, object]:
+        """Every key by its dotted name (`train.optim.lr`) -> value; an empty dict is a value. The keys in `skip`,
+        and the keys below them, are left out."""
+        return _flat(asdict(self), "", skip)
+
+
+def _flat(d: dict, prefix: str, skip: Collection[str]) -> dict[str, object]:
+    out = {}
+    for k, v in d.items():
+        key = prefix + k
+        if key not in skip:
+            out.update(_flat(v, key + ".", skip) if isinstance(v, dict) and v else {key: v})
+    return out

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -85,7 +85,7 @@ class Tracking:
         """The tracking of experiment config `cfg` (an ExperimentConfig)."""
         from lottery.layout import RunLayout
 
-        hparams = {} if cfg.trainer.logger in ("csv", "none") else _flat(asdict(cfg))
+        hparams = {} if cfg.trainer.logger in ("csv", "none") else cfg.flat()
         return cls(cfg.trainer.logger, cfg.name, RunLayout.of(cfg.runs_dir, cfg.name).path, hparams)
 
     @property
@@ -103,13 +103,6 @@ class Tracking:
             run = out.name
         return make_logger(self.kind, out, self.experiment, run, {**self.hparams, "run": run} if self.hparams else None,
                            store=self.root.parent / "mlruns")
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
-    return out
 
 
 def _level_values(metrics: dict) -> dict[str, float]:
