@@ -16,7 +16,7 @@ import torch
 from lottery import rewind, seeds
 from lottery.branches import BRANCHES, BranchContext
 from lottery.data import create_datamodule
-from lottery.files import load_masks, load_tensors, save_masks, save_tensors
+from lottery.files import load_masks, load_tensors, read_json, save_masks, save_tensors
 from lottery.hparams import DataConfig, ExperimentConfig
 from lottery.layout import SeedDir
 from lottery.masks import MaskManager
@@ -79,6 +79,16 @@ class IMP:
             return [self.dense()]
         ticket = self.ticket(level)
         return [ticket, *(self.branch(level, name, ticket.masks) for name in self.cfg.branches)]
+
+    def finished(self, level: int) -> list[dict] | None:
+        """The metrics of pruned `level`'s trainings (as `specs` orders them) when every one is done, else None: a
+        resumed run reads a finished level instead of building its models and masks again (pruning at init scores
+        data). Level 0 is always built: building it rewrites a deleted init.safetensors (lottery.layout.repair)."""
+        if level == 0:
+            return None
+        ticket = self.dir.level(level)
+        outs = [ticket, *(ticket.branch(name) for name in self.cfg.branches)]
+        return [read_json(out.metrics) for out in outs] if all(out.done for out in outs) else None
 
     def report(self, level: int, results: list[dict]) -> dict:
         """The level's metrics (the ticket's, with its branches'), logged in one line."""
@@ -147,9 +157,10 @@ def run_seeds(imps: list[IMP], log=None) -> list[list[dict]]:
     levels = imps[0].cfg.prune.levels
     results: list[list[dict]] = [[] for _ in imps]
     for level in range(levels + 1):
-        specs = [imp.specs(level) for imp in imps]
+        finished = [imp.finished(level) for imp in imps]
+        specs = [imp.specs(level) if done is None else [] for imp, done in zip(imps, finished)]
         trained = iter(train_all([spec for group in specs for spec in group], imps[0].cfg.trainer, imps[0].optim,
                                    imps[0].tracking, log or imps[0].log))
-        for imp, group, out in zip(imps, specs, results):
-            out.append(imp.report(level, [next(trained) for _ in group]))
+        for imp, done, group, out in zip(imps, finished, specs, results):
+            out.append(imp.report(level, done if done is not None else [next(trained) for _ in group]))
     return results
