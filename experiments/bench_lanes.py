@@ -24,19 +24,21 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
-from lottery.callback import MaskCallback  # noqa: E402
-from lottery.cli import quiet_libraries  # noqa: E402
+from lottery.training.callbacks import MaskCallback  # noqa: E402
+from lottery.cli.command import quiet_libraries  # noqa: E402
 from lottery.data.base import TensorDataModule  # noqa: E402
-from lottery.lane_module import LaneDataModule, LaneModule  # noqa: E402
-from lottery.lane_count import choose_lanes, step_macs  # noqa: E402
-from lottery.lanes import LaneNet, lane_loss, stack_masks  # noqa: E402
-from lottery.masks import MaskManager  # noqa: E402
+from lottery.training.lane_data import LaneDataModule  # noqa: E402
+from lottery.training.lane_module import LaneModule  # noqa: E402
+from lottery.core.macs import step_macs  # noqa: E402
+from lottery.lanes.count import choose_lanes  # noqa: E402
+from lottery.lanes.net import LaneNet, lane_loss, stack_masks  # noqa: E402
+from lottery.core.masks import MaskManager  # noqa: E402
 from lottery.models import create_model  # noqa: E402
-from lottery.module import ClassificationModule  # noqa: E402
-from lottery.schedule import Optim, make_optimizer  # noqa: E402
+from lottery.training.module import ClassificationModule  # noqa: E402
+from lottery.training.optimizers import Optim, make_optimizer  # noqa: E402
 
 quiet_libraries()  # Lightning's banners at every fit would bury the table
-from lottery.trainer import runtime_cuda_probe  # noqa: E402
+from lottery.training.trainer import runtime_cuda_probe  # noqa: E402
 
 SETTINGS = {  # name -> (model, input shape, batch, optimizer, default steps per run, default lane counts)
     "lenet": ("lenet_300_100", (1, 28, 28), 60, Optim(optimizer="adam", lr=1.2e-3), 100, [1, 2, 4, 8, 16]),

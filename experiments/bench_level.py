@@ -34,16 +34,18 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
-from lottery.callback import MaskCallback  # noqa: E402
-from lottery.config import load_config  # noqa: E402
+from lottery.training.callbacks import MaskCallback  # noqa: E402
+from lottery.cli.config import load_config  # noqa: E402
 from lottery.data.base import TensorDataModule  # noqa: E402
-from lottery.cli import quiet_libraries  # noqa: E402
-from lottery.imp import IMP  # noqa: E402
-from lottery.lane_trainer import train_lanes  # noqa: E402
-from lottery.layout import RunLayout, TrainingDir  # noqa: E402
-from lottery.rewind import LevelPlan  # noqa: E402
-from lottery.schedule import lr_factor, make_optimizer  # noqa: E402
-from lottery.trainer import RunSpec, runtime_cuda_probe, train  # noqa: E402
+from lottery.cli.command import quiet_libraries  # noqa: E402
+from lottery.imp.runner import SeedRunner  # noqa: E402
+from lottery.training.lane_group import train_lanes  # noqa: E402
+from lottery.core.layout import RunLayout, TrainingDir  # noqa: E402
+from lottery.core.rewind import TrainingPlan  # noqa: E402
+from lottery.training.optimizers import lr_factor, make_optimizer  # noqa: E402
+from lottery.training.single import train  # noqa: E402
+from lottery.training.spec import RunSpec  # noqa: E402
+from lottery.training.trainer import runtime_cuda_probe  # noqa: E402
 
 quiet_libraries()  # Lightning's banners at every fit would bury the table
 
@@ -78,15 +80,14 @@ def setup(name: str, epochs: int, device: str, root: Path) -> tuple:
     accelerator = "gpu" if device.startswith("cuda") else "cpu"
     cfg = load_config(None, [f"runs_dir={root}", f"train.epochs={epochs}", "trainer.progress=false",
                              f"trainer.accelerator={accelerator}", *overrides])
-    imp = IMP(cfg, RunLayout.of(root, name).seed(0), log=lambda *_: None)
-    imp.data = Synthetic(shape, train_size, test_size, batch_size=cfg.data.batch_size, val_size=256)
-    imp.total_steps = epochs * imp.data.steps_per_epoch()
+    data = Synthetic(shape, train_size, test_size, batch_size=cfg.data.batch_size, val_size=256)
+    imp = SeedRunner(cfg, RunLayout.of(root, name).seed(0), data, log=lambda *_: None)
     return cfg, imp
 
 
 def pruned(imp, device: str):
-    model = imp.build(0).to(device)
-    masks = imp.masks_for(model)
+    model = imp.models.fresh(0).to(device)
+    masks = imp.models.masks_for(model)
     masks.prune(0.8, imp.cfg.prune.strategy)
     return model, masks
 
@@ -96,7 +97,7 @@ def run_lottery(cfg, imp, device: str, out: Path, precision: str = "32-true", co
     model, masks = pruned(imp, device)
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    train(RunSpec("bench", model, masks, LevelPlan.from_start(imp.total_steps), imp.data, 0, TrainingDir(out)), settings, imp.optim)
+    train(RunSpec("bench", model, masks, TrainingPlan.from_start(imp.total_steps), imp.data, 0, TrainingDir(out)), settings, imp.optim)
     return time.perf_counter() - start
 
 
@@ -105,7 +106,7 @@ def run_lanes(cfg, imp, device: str, out: Path, lanes: int) -> float:
     specs = []
     for k in range(lanes):
         model, masks = pruned(imp, device)
-        specs.append(RunSpec(f"bench {k}", model, masks, LevelPlan.from_start(imp.total_steps), imp.data.with_seed(k), k,
+        specs.append(RunSpec(f"bench {k}", model, masks, TrainingPlan.from_start(imp.total_steps), imp.data.with_seed(k), k,
                              TrainingDir(out / f"lane_{k}")))
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
@@ -202,7 +203,7 @@ def run_minimal(cfg, imp, device: str) -> float:
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                          use_distributed_sampler=False)
     module = MinimalModule(model, imp.optim)
-    with runtime_cuda_probe(on_cpu=not device.startswith("cuda")):  # as lottery.trainer.train does
+    with runtime_cuda_probe(on_cpu=not device.startswith("cuda")):  # as lottery.training.single.train does
         trainer.fit(module, datamodule=imp.data)
         trainer.test(module, datamodule=imp.data, verbose=False)
     if device.startswith("cuda"):

@@ -37,8 +37,8 @@ from torch import nn
 from torch.nn.utils import prune
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
-from lottery.errors import LotteryError  # noqa: E402
-from lottery.masks import MaskManager  # noqa: E402
+from lottery.core.errors import LotteryError  # noqa: E402
+from lottery.core.masks import MaskManager  # noqa: E402
 from lottery.models import create_model  # noqa: E402
 
 VARIANTS = ("dense", "apply", "prune", "loop", "apply_u8", "apply_float")

@@ -53,7 +53,7 @@ def main() -> None:
         lines[code.co_filename].add(code.co_firstlineno)
         return local
 
-    from lottery import cli
+    from lottery.cli import command as cli
 
     with tempfile.TemporaryDirectory() as runs:
         argv = ["run", "--config", os.path.join(root, "experiments", "configs", "demo.yaml"), f"runs_dir={runs}",

@@ -1,17 +1,25 @@
 """lottery: find, control and export lottery tickets (sparse trainable subnetworks) by iterative
 magnitude pruning with rewinding, on PyTorch and PyTorch Lightning.
 
-The core (MaskManager, pruning strategies, rewinding, tickets) needs only torch (and safetensors
-for files); the Lightning parts are imported on first use. Deployable exports (compact, shrunk,
-ONNX, sparse kernels) are in `lottery.export`.
+The packages are the layers, each importing only those below it (tests/test_layering.py):
+
+    core/       torch only: masks, pruning strategies, rewinding, tickets, files, run-folder layout, seeds
+    lanes/      torch only: K runs of one architecture as one batched network
+    sparsity/   torch only: pruning at initialisation
+    models/ data/   registered architectures and datasets
+    export/     deployable tickets: compact, shrunk, ONNX, sparse kernels
+    report/     curves, the matching rule, plots and report.md of a run folder
+    training/   the Lightning layer: the one Trainer, a run spec in, a training's files out (alone or as lanes)
+    imp/        the algorithm: one seed's levels (train, prune, rewind, repeat), branches, typed hyperparameters
+    cli/        the `lottery` command: configs, experiment folders, stability, sweeps
+
+The names below are the public API; the Lightning parts load on first use, so `import lottery` stays torch-only.
 """
-from lottery.errors import LotteryError
-from lottery.lane_count import choose_lanes, step_macs
-from lottery.lanes import LaneNet, lane_loss, stack_masks, unstack_masks
-from lottery.masks import MaskManager, default_prunable
-from lottery.pruning import STRATEGIES, get_strategy
-from lottery.rewind import RewindPoint, capture, restore
-from lottery.ticket import Ticket, load_into, load_ticket, save_ticket
+from lottery.core.errors import LotteryError
+from lottery.core.masks import MaskManager, default_prunable
+from lottery.core.pruning import STRATEGIES, get_strategy
+from lottery.core.rewind import RewindPoint, capture, restore
+from lottery.core.ticket import Ticket, load_into, load_ticket, save_ticket
 
 __version__ = "0.1.0"
 
@@ -19,12 +27,10 @@ __all__ = [
     "LotteryError", "MaskManager", "default_prunable", "STRATEGIES", "get_strategy",
     "RewindPoint", "capture", "restore", "Ticket", "load_ticket", "save_ticket", "load_into",
     "MaskCallback", "ClassificationModule", "create_model", "create_datamodule", "__version__",
-    "LaneNet", "stack_masks", "unstack_masks", "lane_loss", "choose_lanes", "step_macs", "LaneModule", "LaneDataModule",
 ]
 
-_LAZY = {"MaskCallback": "lottery.callback", "ClassificationModule": "lottery.module",
-         "create_model": "lottery.models", "create_datamodule": "lottery.data",
-         "LaneModule": "lottery.lane_module", "LaneDataModule": "lottery.lane_module"}
+_LAZY = {"MaskCallback": "lottery.training.callbacks", "ClassificationModule": "lottery.training.module",
+         "create_model": "lottery.models", "create_datamodule": "lottery.data"}
 
 
 def __getattr__(name: str):

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from lottery.masks import MaskManager
+from lottery.core.masks import MaskManager
 from lottery.models import create_model
 
 

@@ -2,9 +2,10 @@
 import pytest
 import torch
 
-from lottery import MaskManager, files
-from lottery.config import load_config
-from lottery.experiment import run
+from lottery import MaskManager
+from lottery.core import files
+from lottery.cli.config import load_config
+from lottery.cli.experiment import run
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -37,7 +38,7 @@ def test_imp_on_the_gpu_with_device_resident_data(tmp_path, precision):
 
 
 def test_lanes_apply_masks_without_synchronising_with_the_host():
-    from lottery import LaneNet, stack_masks
+    from lottery.lanes import LaneNet, stack_masks
     from lottery.models import create_model
 
     models = [create_model("conv2", 10, (3, 32, 32)).cuda() for _ in range(4)]
@@ -78,11 +79,11 @@ def test_lanes_auto_on_the_gpu_fit_in_memory_and_match_one_by_one(tmp_path):
 
 
 def test_lanes_that_do_not_fit_are_refused_with_the_count_that_fits(tmp_path, monkeypatch):
-    from lottery.errors import LotteryError
+    from lottery.core.errors import LotteryError
 
-    import lottery.lane_trainer
+    import lottery.training.lane_group
 
-    monkeypatch.setattr(lottery.lane_trainer, "lane_memory", lambda settings: 64 * 2**20)  # a few LeNet lanes at most
+    monkeypatch.setattr(lottery.training.lane_group, "lane_memory", lambda settings: 64 * 2**20)  # a few LeNet lanes at most
     with pytest.raises(LotteryError, match=r"lanes of ~.* GiB do not fit in the .* GiB free on the device; \d+ fits?: set trainer.lanes="):
         _lane_runs(tmp_path, "big", "trainer.lanes=64", "data.batch_size=4096")
 

@@ -3,11 +3,11 @@ datasets' real on-disk formats (no download)."""
 from pathlib import Path
 
 import pytest
-from test_data import write_cifar, write_mnist
+from tests.data.on_disk import write_cifar, write_mnist
 
-from lottery import files
-from lottery.config import load_config
-from lottery.experiment import run
+from lottery.core import files
+from lottery.cli.config import load_config
+from lottery.cli.experiment import run
 from lottery.models import MODELS
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "experiments" / "configs").glob("*.yaml"))

@@ -15,7 +15,7 @@ from lottery.data.folder import ImageFolderDataModule
 from lottery.data.vision import (CIFAR10DataModule, CIFAR100DataModule, FashionMNISTDataModule, MNISTDataModule,
                                  TorchvisionDataModule)
 from lottery.data.wrap import DatasetDataModule
-from lottery.errors import LotteryError, Registry
+from lottery.core.errors import LotteryError, Registry
 
 DATASETS: Registry[Callable[..., pl.LightningDataModule]] = Registry("dataset", {
     "digits": DigitsDataModule,

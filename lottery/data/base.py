@@ -18,9 +18,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
-from lottery import seeds
+from lottery.core import seeds
 from lottery.data.augment import random_crop_flip
-from lottery.errors import LotteryError
+from lottery.core.errors import LotteryError
 
 
 class _BatchTensorDataset(TensorDataset):

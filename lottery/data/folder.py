@@ -14,7 +14,7 @@ import os
 import torch
 
 from lottery.data.base import TensorDataModule
-from lottery.errors import LotteryError
+from lottery.core.errors import LotteryError
 
 
 class ImageFolderDataModule(TensorDataModule):

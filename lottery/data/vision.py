@@ -13,7 +13,7 @@ import pickle
 import torch
 
 from lottery.data.base import TensorDataModule
-from lottery.errors import LotteryError
+from lottery.core.errors import LotteryError
 
 
 def _without_checksums(cls: type) -> type:

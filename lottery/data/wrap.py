@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from lottery.data.base import TensorDataModule
-from lottery.errors import LotteryError
+from lottery.core.errors import LotteryError
 
 
 def _read_all(dataset: Dataset, num_workers: int) -> tuple[torch.Tensor, torch.Tensor]:

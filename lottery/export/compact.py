@@ -3,7 +3,7 @@
 One safetensors file (no pickle), readable without lottery:
 
     values/<param>  the weights the mask keeps, flattened in row-major order (fp32, fp16 or bf16)
-    mask/<param>    the mask, bit-packed in numpy.packbits order (`lottery.ticket.pack_bits`)
+    mask/<param>    the mask, bit-packed in numpy.packbits order (`lottery.core.ticket.pack_bits`)
     dense/<key>     every other state_dict entry (biases, BatchNorm), dense and in its own dtype
 
 The header holds `format`, `shapes` (JSON: the shape of each masked tensor) and `dtype`. At 3.6% of
@@ -20,9 +20,9 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from lottery.errors import LotteryError
-from lottery.files import atomic_path, read_safetensors
-from lottery.ticket import pack_bits, unpack_bits
+from lottery.core.errors import LotteryError
+from lottery.core.files import atomic_path, read_safetensors
+from lottery.core.ticket import pack_bits, unpack_bits
 
 FORMAT = "lottery.compact/1"
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -31,7 +31,7 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 def mask_dict(model: nn.Module, masks=None) -> dict[str, torch.Tensor]:
     """Masks as {param name: bool tensor}: from a MaskManager, a mapping, or (None) the nonzeros of every Conv/Linear weight."""
     if masks is None:
-        from lottery.masks import default_prunable
+        from lottery.core.masks import default_prunable
 
         params = dict(model.named_parameters())
         return {n: params[n].detach().ne(0) for n in default_prunable(model)}
@@ -77,10 +77,10 @@ class Compact:
 
     def into(self, model: nn.Module):
         """Load the weights into `model` (same architecture); returns a MaskManager that keeps the zeros."""
-        from lottery.masks import MaskManager
-        from lottery.ticket import _check_fits
+        from lottery.core.masks import MaskManager
+        from lottery.core.ticket import check_fits
 
-        _check_fits(model, self.state, self.metadata.get("architecture"))
+        check_fits(model, self.state, self.metadata.get("architecture"))
         model.load_state_dict(self.state)  # copy_ casts fp16/bf16 values to the model's dtype
         manager = MaskManager(model, include=list(self.masks))
         manager.set_masks(self.masks)

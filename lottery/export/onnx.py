@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lottery.errors import LotteryError, require
-from lottery.files import atomic_path
+from lottery.core.errors import LotteryError, require
+from lottery.core.files import atomic_path
 
 
 def save_onnx(model: nn.Module, example_input: torch.Tensor, path: str | os.PathLike, masks=None,

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import fx, nn
 
-from lottery.files import atomic_path
+from lottery.core.files import atomic_path
 from lottery.export.graph import Graph, analyse, foldable, reads
 
 

@@ -1,4 +1,4 @@
-"""Where an exported model comes from: a research ticket file (a run folder goes through its ticket: lottery.experiment.export_as)."""
+"""Where an exported model comes from: a research ticket file (a run folder goes through its ticket: lottery.cli.tickets.export_as)."""
 from __future__ import annotations
 
 import os
@@ -6,13 +6,13 @@ from pathlib import Path
 
 import torch
 
-from lottery.errors import LotteryError
+from lottery.core.errors import LotteryError
 
 
 def model_from_ticket(path: str | os.PathLike, weights: str = "final"):
     """(model, MaskManager, metadata): the ticket's architecture with its trained (`final`) weights and masks."""
     from lottery.models import create_model
-    from lottery.ticket import load_into, load_ticket
+    from lottery.core.ticket import load_into, load_ticket
 
     ticket = load_ticket(path)
     meta = ticket.metadata
@@ -32,7 +32,7 @@ def example_batch(input_shape, batch: int = 4) -> torch.Tensor:
 
 def export_ticket(ticket: str | os.PathLike, fmt: str, out: str | os.PathLike, dtype: str = "fp32", log=print) -> Path:
     """Turn a research ticket file into a deployable `fmt` file (see lottery.export.export)."""
-    from lottery.export import export
+    from lottery.export.formats import export
 
     model, masks, meta = model_from_ticket(ticket)
     keep = ("architecture", "num_classes", "input_shape", "dataset", "level", "density", "test_acc", "seed")

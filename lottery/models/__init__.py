@@ -1,55 +1,13 @@
-"""Model registry: `create_model(name, num_classes, input_shape)` builds any registered model.
+"""Models used in the literature, by name: `create_model(name, num_classes, input_shape)` (lottery.models.registry).
 
-Register a factory with `@register("name")`; it is called as factory(num_classes, input_shape)
-where input_shape is (channels, height, width). Names of the form "torchvision:<name>" build
-torchvision models.
+    lenet    LeNet-300-100 (Frankle & Carbin 2019)
+    conv     Conv-2/4/6 (Frankle & Carbin 2019)
+    resnet   CIFAR ResNet-20/32/44/56/110 (He et al. 2016)
+    vgg      CIFAR VGG-11/13/16/19 with batch norm
+    torchvision_models   any torchvision classifier as "torchvision:<name>"
 """
-from __future__ import annotations
+from lottery.models import conv, lenet, resnet, vgg  # noqa: F401  (registers their models)
+from lottery.models.registry import (MODELS, TORCHVISION, check_name, create_model, kaiming_normal_init, output_layer,
+                                     register)
 
-from typing import Callable
-
-from torch import nn
-
-from lottery.errors import LotteryError, Registry
-
-Factory = Callable[[int, tuple[int, int, int]], nn.Module]
-TORCHVISION = "torchvision:"  # prefix of torchvision model names
-MODELS: Registry[Factory] = Registry("model", hint=", or 'torchvision:<name>' for a torchvision model")
-register = MODELS.register
-
-
-def create_model(name: str, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
-    """Build model `name` for `num_classes` classes and inputs of shape (C, H, W)."""
-    if name.startswith(TORCHVISION):
-        from lottery.models.torchvision_models import create_torchvision_model
-
-        return create_torchvision_model(name.removeprefix(TORCHVISION), num_classes, input_shape)
-    return MODELS.lookup(name)(num_classes, tuple(input_shape))
-
-
-def check_name(name: str) -> None:
-    """Raise a LotteryError listing the valid names unless `name` can be built."""
-    if not name.startswith(TORCHVISION):
-        MODELS.check(name)
-
-
-def kaiming_normal_init(model: nn.Module) -> None:
-    """He et al. (2015, "Delving deep into rectifiers") normal init of every Conv2d/Linear weight, as in
-    OpenLTH's `kaiming_normal`; biases and batch norm keep PyTorch's defaults."""
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-
-
-def output_layer(model: nn.Module) -> str:
-    """Name of the output layer's weight: the last Linear (or Conv) in the module tree."""
-    last = None
-    for name, module in model.named_modules():
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
-            last = f"{name}.weight"
-    if last is None:
-        raise LotteryError(f"{type(model).__name__} has no Linear or Conv2d layer to call the output layer")
-    return last
-
-
-from lottery.models import conv, lenet, resnet, vgg  # noqa: E402,F401  (registers their models)
+__all__ = ["MODELS", "TORCHVISION", "register", "create_model", "check_name", "kaiming_normal_init", "output_layer"]

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from lottery.errors import LotteryError
-from lottery.models import register
+from lottery.core.errors import LotteryError
+from lottery.models.registry import register
 
 
 class ConvNet(nn.Module):

@@ -5,7 +5,7 @@ import math
 
 from torch import nn
 
-from lottery.models import register
+from lottery.models.registry import register
 
 
 class LeNet300100(nn.Module):

@@ -15,8 +15,8 @@ import functools
 
 from torch import nn
 
-from lottery.errors import LotteryError
-from lottery.models import kaiming_normal_init, register
+from lottery.core.errors import LotteryError
+from lottery.models.registry import kaiming_normal_init, register
 
 
 class BasicBlock(nn.Module):

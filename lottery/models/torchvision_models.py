@@ -4,7 +4,7 @@ from __future__ import annotations
 import torchvision
 from torch import nn
 
-from lottery.errors import LotteryError
+from lottery.core.errors import LotteryError
 
 
 def create_torchvision_model(name: str, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:

@@ -11,7 +11,7 @@ import functools
 
 from torch import nn
 
-from lottery.models import kaiming_normal_init, register
+from lottery.models.registry import kaiming_normal_init, register
 
 # Filters per conv layer; "M" is a 2x2 max-pool. OpenLTH's plans (VGG's A, B, D, E minus the last pool).
 PLANS: dict[int, list[int | str]] = {

@@ -1,0 +1,134 @@
+"""Branches off an IMP level: controls and comparisons trained at the level's sparsity.
+
+Each branch is a function of what it reads: the level it trains off (a `LevelPoint`: number, masks, seed of its
+random draws), the seed's models (lottery.imp.seed_models.SeedModels: fresh, trained or rewound weights, the
+experiment's prunable tensors) and the experiment's rewinding (the plans); it returns what to train, a `Branch`
+(model with its starting weights, masks, plan). The runner trains it like a level.
+
+    reinit               the ticket's mask, fresh random weights (Frankle & Carbin 2019, Section 2)
+    random_prune         a random mask with the ticket's per-layer counts, rewind-point weights
+    random_prune_global  a random mask with the ticket's overall density, rewind-point weights
+    oneshot              magnitude pruning of the dense trained weights straight to this sparsity
+    lr_rewind            the mask, the previous level's trained weights, schedule replayed from k (Renda et al. 2020)
+    finetune             the mask, the previous level's trained weights, constant final learning rate
+    magnitude_init, snip, grasp, synflow
+                         pruning at initialisation to this density (Frankle et al. 2021; Tanaka et al. 2020)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import torch
+
+from lottery.core import rewind
+from lottery.core.errors import Registry
+from lottery.core.masks import MaskManager, layer_density
+from lottery.core.rewind import Rewinding, TrainingPlan
+
+if TYPE_CHECKING:
+    from lottery.imp.seed_models import SeedModels
+
+
+@dataclass(frozen=True)
+class LevelPoint:
+    """The IMP level a branch trains off: its number, its masks, and the seed of the branch's random draws."""
+
+    level: int
+    masks: MaskManager  # the level's IMP masks
+    branch_seed: int  # lottery.core.seeds.branch: apart from the ticket's initialisation and from other levels'
+
+    def generator(self) -> torch.Generator:
+        """A new generator for the branch's random masks (each branch draws the same stream)."""
+        return torch.Generator().manual_seed(self.branch_seed)
+
+
+@dataclass(frozen=True)
+class Branch:
+    """What a branch trains: the model with its starting weights, its masks, its plan."""
+
+    model: torch.nn.Module
+    masks: MaskManager
+    plan: TrainingPlan
+
+
+# A branch: (the level it trains off, the seed's models, the experiment's rewinding) -> what to train.
+BranchFn = Callable[[LevelPoint, "SeedModels", Rewinding], Branch]
+
+
+def reinit(point: LevelPoint, models: SeedModels, rewinding: Rewinding) -> Branch:
+    model = models.fresh(point.branch_seed)
+    masks = models.masks_for(model)
+    masks.set_masks(point.masks.masks)
+    return Branch(model, masks, rewinding.branch_plan)
+
+
+def random_prune(point: LevelPoint, models: SeedModels, rewinding: Rewinding) -> Branch:
+    model = models.rewound()
+    masks = models.masks_for(model)
+    masks.prune_to(layer_density(point.masks.masks), "layer_random", point.generator())
+    return Branch(model, masks, rewinding.branch_plan)
+
+
+def random_prune_global(point: LevelPoint, models: SeedModels, rewinding: Rewinding) -> Branch:
+    model = models.rewound()
+    masks = MaskManager(model, include=point.masks.names)  # no per-layer rates: one global draw
+    overall = 1.0 - point.masks.sparsity()
+    masks.prune_to({n: overall for n in masks.names}, "global_random", point.generator())
+    return Branch(model, masks, rewinding.branch_plan)
+
+
+def oneshot(point: LevelPoint, models: SeedModels, rewinding: Rewinding) -> Branch:
+    model = models.with_weights(models.files.level(0).final)
+    masks = models.masks_for(model)
+    masks.prune_to(point.masks.density, models.strategy, point.generator())
+    rewind.restore(model, models.rewind_point(), masks)
+    return Branch(model, masks, rewinding.branch_plan)
+
+
+def _trained(point: LevelPoint, models: SeedModels, plan: TrainingPlan) -> Branch:
+    """The level's mask on the previous level's trained weights, retrained by `plan`."""
+    model = models.with_weights(models.files.level(point.level - 1).final)
+    masks = models.masks_for(model)
+    masks.set_masks(point.masks.masks)
+    return Branch(model, masks, plan)
+
+
+def lr_rewind(point: LevelPoint, models: SeedModels, rewinding: Rewinding) -> Branch:
+    return _trained(point, models, rewinding.plan_of("lr"))
+
+
+def finetune(point: LevelPoint, models: SeedModels, rewinding: Rewinding) -> Branch:
+    return _trained(point, models, rewinding.plan_of("finetune"))
+
+
+def _at_init(method: str) -> BranchFn:
+    def branch(point: LevelPoint, models: SeedModels, rewinding: Rewinding) -> Branch:
+        from lottery.sparsity.pruning_at_init import prune_at_init
+
+        model = models.with_weights(models.files.rewind(0))
+        masks = MaskManager(model, include=point.masks.names)
+        prune_at_init(method, model, masks, 1.0 - point.masks.sparsity(), batches=_batches(models.data),
+                      input_shape=models.data.input_shape, generator=point.generator())
+        return Branch(model, masks, rewinding.dense_plan)
+
+    branch.__doc__ = f"Prune at initialisation with {method}, then train from the initial weights."
+    return branch
+
+
+def _batches(data, samples_per_class: int = 10) -> list:
+    """About ten examples per class, as GraSP (Wang et al. 2020) scores with; SNIP uses one batch of similar size."""
+    want, out = samples_per_class * data.num_classes, []
+    for x, y in data.train_dataloader():
+        out.append((x.cpu(), y.cpu()))
+        want -= len(y)
+        if want <= 0:
+            break
+    return out
+
+
+BRANCHES: Registry[BranchFn] = Registry("branch", {
+    "reinit": reinit, "random_prune": random_prune, "random_prune_global": random_prune_global,
+    "oneshot": oneshot, "lr_rewind": lr_rewind, "finetune": finetune,
+    **{name: _at_init(name.removesuffix("_init")) for name in ("magnitude_init", "snip", "grasp", "synflow")},
+})

@@ -1,0 +1,150 @@
+"""Iterative magnitude pruning with rewinding (Frankle & Carbin 2019; Frankle et al. 2020).
+
+    level 0: train the dense network (capturing the rewind point at step k)
+    level L: prune the previous level's trained weights, rewind, retrain
+    branches: controls and comparisons off level L at its sparsity (lottery.imp.branches)
+
+Every step reads its inputs from disk and writes its outputs atomically, so a run stopped at
+any moment continues where it was: finished levels are skipped, an interrupted one resumes
+from its last epoch checkpoint.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import pytorch_lightning as pl
+import torch
+
+from lottery.core import rewind, seeds
+from lottery.core.files import load_masks, read_json, save_masks, save_tensors
+from lottery.core.layout import SeedDir
+from lottery.core.rewind import REWIND, Rewinding
+from lottery.data import create_datamodule
+from lottery.imp.branches import BRANCHES, LevelPoint
+from lottery.imp.hparams import DataConfig, ExperimentConfig
+from lottery.imp.seed_models import SeedModels
+from lottery.training.dispatch import train_all
+from lottery.training.single import train
+from lottery.training.spec import RunSpec
+from lottery.training.tracking import Tracking
+
+
+def datamodule(data: DataConfig, seed: int) -> pl.LightningDataModule:
+    """The experiment's dataset; `seed` sets the data order (the validation split has its own seed)."""
+    return create_datamodule(data.name, batch_size=data.batch_size, val_size=data.val_size, seed=seed,
+                             split_seed=data.split_seed, **data.options)
+
+
+class SeedRunner:
+    """One seed of an IMP experiment, living in `files`, training on `data` (in this seed's data order).
+
+    The schedule is resolved here once, from the data: training length T and milestones in steps.
+    """
+
+    def __init__(self, cfg: ExperimentConfig, files: SeedDir, data: pl.LightningDataModule, log=print):
+        self.cfg, self.seed, self.files, self.data, self.log = cfg, files.seed, files, data, log
+        steps_per_epoch = data.steps_per_epoch()
+        self.total_steps = cfg.train.total_steps(steps_per_epoch)
+        self.optim = cfg.train.resolve(steps_per_epoch)
+        self.rewinding = Rewinding(cfg.rewind.policy, cfg.rewind.step, self.total_steps, self.optim.finetuning_lr)
+        self.models = SeedModels(cfg, files, data)
+        self.tracking = Tracking.of(cfg)
+
+    def train(self, spec: RunSpec) -> dict:
+        return train(spec, self.cfg.trainer, self.optim, self.tracking)
+
+    # -- the algorithm ---------------------------------------------------------------------------
+    def specs(self, level: int) -> list[RunSpec]:
+        """The trainings of `level`: the dense network at level 0; later the pruned level, then its branches."""
+        if level == 0:
+            return [self.dense()]
+        pruned = self.pruned(level)
+        point = LevelPoint(level, pruned.masks, seeds.branch(self.seed, level))
+        return [pruned, *(self.branch(point, name) for name in self.cfg.branches)]
+
+    def finished(self, level: int) -> list[dict] | None:
+        """The metrics of pruned `level`'s trainings (as `specs` orders them) when every one is done, else None: a
+        resumed run reads a finished level instead of building its models and masks again (pruning at init scores
+        data). Level 0 is always built: building it rewrites a deleted init.safetensors (lottery.core.layout.repair)."""
+        if level == 0:
+            return None
+        files = self.files.level(level)
+        outs = [files, *(files.branch(name) for name in self.cfg.branches)]
+        return [read_json(out.metrics) for out in outs] if all(out.done for out in outs) else None
+
+    def report(self, level: int, results: list[dict]) -> dict:
+        """The level's metrics (the pruned level's, with its branches'), logged in one line."""
+        metrics, *branch_metrics = results
+        if level > 0:
+            metrics["branches"] = dict(zip(self.cfg.branches, branch_metrics))
+        self._report(level, metrics)
+        return metrics
+
+    def dense(self) -> RunSpec:
+        """Level 0: the dense network from its initialisation (saved: the rewind point of k = 0)."""
+        pl.seed_everything(self.seed, verbose=False)
+        model = self.models.fresh(self.seed)
+        if not self.files.rewind(0).exists():
+            save_tensors(self.files.rewind(0), model.state_dict())
+        masks = self.models.masks_for(model)
+        files = self.files.level(0)
+        if not files.mask.exists():
+            save_masks(files.mask, masks)
+        k = self.cfg.rewind.step
+        capture = {k: self.files.rewind(k)} if k > 0 else {}
+        return RunSpec("level 0", model, masks, self.rewinding.dense_plan, self.data, self.seed, files, capture)
+
+    def pruned(self, level: int) -> RunSpec:
+        """Prune the previous level's trained weights, rewind the survivors: the training of `level`."""
+        files, previous = self.files.level(level), self.files.level(level - 1)
+        model = self.models.with_weights(previous.final)
+        masks = self.models.masks_for(model)
+        masks.load_state_dict(load_masks(previous.mask))
+        if files.mask.exists():  # pruned before an interruption: never prune twice
+            masks.load_state_dict(load_masks(files.mask))
+        else:
+            masks.prune(self.cfg.prune.fraction, self.cfg.prune.strategy,
+                        torch.Generator().manual_seed(seeds.prune(self.seed, level)))
+            save_masks(files.mask, masks)
+        plan = self.rewinding.level_plan
+        if plan.weights == REWIND:
+            rewind.restore(model, self.models.rewind_point(), masks)
+        return RunSpec(f"level {level}", model, masks, plan, self.data, self.seed, files)
+
+    def branch(self, point: LevelPoint, name: str) -> RunSpec:
+        """Branch `name` (lottery.imp.branches) off the level `point`, at its sparsity."""
+        b = BRANCHES.lookup(name)(point, self.models, self.rewinding)
+        return RunSpec(f"level {point.level} {name}", b.model, b.masks, b.plan, self.data,
+                       seeds.branch_training(self.seed), self.files.level(point.level).branch(name))
+
+    def _report(self, level: int, m: dict) -> None:
+        branches = "  ".join(f"{k} {c['test_acc']:.2%}" for k, c in m.get("branches", {}).items())
+        self.log(f"level {level:2d}  weights remaining {m['density']:7.2%}  test acc {m['test_acc']:.2%}  "
+                 f"best val acc {m['best_val_acc']:.2%} @ step {m['best_val_step']}  {branches}".rstrip())
+
+
+def runners(cfg: ExperimentConfig, seed_dirs: Sequence[SeedDir],
+            log_of: Callable[[int], Callable[[str], None]] = lambda seed: print) -> list[SeedRunner]:
+    """One runner per seed folder, logging to log_of(seed); the dataset is read once and shared (each seed has
+    its own data order)."""
+    data = datamodule(cfg.data, seed_dirs[0].seed)
+    return [SeedRunner(cfg, d, data if i == 0 else data.with_seed(d.seed), log_of(d.seed)) for i, d in enumerate(seed_dirs)]
+
+
+def run_levels(seed_runners: list[SeedRunner], log=None) -> list[list[dict]]:
+    """IMP for one or several seeds of an experiment, level by level: train, prune, rewind, repeat.
+
+    All trainings of a level (every seed's pruned network and branches) are independent of each other; a level
+    needs only the previous level's results. Returns each seed's metrics per level. log: where lines about
+    all seeds go (how runs were grouped as lanes); default the first seed's.
+    """
+    first = seed_runners[0]
+    results: list[list[dict]] = [[] for _ in seed_runners]
+    for level in range(first.cfg.prune.levels + 1):
+        finished = [r.finished(level) for r in seed_runners]
+        specs = [r.specs(level) if done is None else [] for r, done in zip(seed_runners, finished)]
+        trained = iter(train_all([spec for group in specs for spec in group], first.cfg.trainer, first.optim,
+                                 first.tracking, log or first.log))
+        for runner, done, group, out in zip(seed_runners, finished, specs, results):
+            out.append(runner.report(level, done if done is not None else [next(trained) for _ in group]))
+    return results

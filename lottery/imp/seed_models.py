@@ -1,0 +1,57 @@
+"""SeedModels: how one seed of an experiment builds its models and masks, and reads its rewind point and its
+levels' trained weights. The runner builds every level's model with it, and so does every branch."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lottery.core import rewind
+from lottery.core.files import load_tensors
+from lottery.core.layout import SeedDir
+from lottery.core.masks import MaskManager
+from lottery.imp.hparams import ExperimentConfig
+from lottery.models import create_model, output_layer
+
+
+class SeedModels:
+    """The models of seed `files.seed` of experiment `cfg` on `data` (for its classes and input shape)."""
+
+    def __init__(self, cfg: ExperimentConfig, files: SeedDir, data):
+        self.cfg, self.files, self.data, self.seed = cfg, files, data, files.seed
+
+    @property
+    def strategy(self) -> str:
+        """The experiment's pruning strategy."""
+        return self.cfg.prune.strategy
+
+    def fresh(self, seed: int) -> nn.Module:
+        """A freshly initialised model; the same seed gives the same weights."""
+        torch.manual_seed(seed)
+        return create_model(self.cfg.model.name, self.data.num_classes, self.data.input_shape)
+
+    def with_weights(self, path: Path) -> nn.Module:
+        """The seed's architecture holding the weights of a file of this seed (a level's final.safetensors ...)."""
+        model = self.fresh(self.seed)
+        model.load_state_dict(load_tensors(path))
+        return model
+
+    def rewind_point(self) -> rewind.RewindPoint:
+        """The weights at the rewind iteration k (k = 0: the initial weights)."""
+        k = self.cfg.rewind.step
+        return rewind.RewindPoint(k, load_tensors(self.files.rewind(k)))
+
+    def rewound(self) -> nn.Module:
+        """The seed's architecture at its rewind point."""
+        model = self.fresh(self.seed)
+        rewind.restore(model, self.rewind_point())
+        return model
+
+    def masks_for(self, model: nn.Module) -> MaskManager:
+        """The experiment's prunable tensors of `model` and their rates (the output layer's, prune.rates)."""
+        p = self.cfg.prune
+        prunable = MaskManager(model, include=p.include, exclude=p.exclude).names
+        out = output_layer(model)  # its rate applies only if the output layer is pruned at all
+        rates = {**({out: p.output_rate} if out in prunable else {}), **p.rates}
+        return MaskManager(model, include=p.include, exclude=p.exclude, rates=rates)

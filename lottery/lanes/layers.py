@@ -1,0 +1,126 @@
+"""The layers of a packed lane network: K Linear, Conv2d or BatchNorm2d layers as one batched layer.
+
+Layouts: a lane-first tensor is [K, B, ...]; a feature map is [B, K*C, H, W] (lane k's channels are
+k*C..(k+1)*C-1), the layout a grouped convolution reads and writes. `lottery.lanes.trace` puts these
+layers into a traced copy of the model.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lottery.core.errors import LotteryError
+from lottery.core.masks import register_prunable
+
+
+def to_channels(x: torch.Tensor, lanes: int) -> torch.Tensor:
+    """[K, B, C, H, W] -> [B, K*C, H, W]; a feature map passes through."""
+    if x.dim() == 5:
+        return x.transpose(0, 1).reshape(x.shape[1], lanes * x.shape[2], *x.shape[3:])
+    return x
+
+
+def to_lanes(x: torch.Tensor, lanes: int) -> torch.Tensor:
+    """Any layout -> [K, B, F] (flattened features per lane)."""
+    if x.dim() == 3:  # already [K, B, F]
+        return x
+    if x.dim() == 5:  # [K, B, C, H, W], lane-first input
+        return x.flatten(2)
+    return x.reshape(x.shape[0], lanes, -1).transpose(0, 1)  # [B, K*C, ...] or [B, K*F]
+
+
+class LaneFlatten(nn.Module):
+    """`flatten(1)` of each lane's tensor, giving [K, B, F] whatever the layout it reads."""
+
+    def __init__(self, lanes: int):
+        super().__init__()
+        self.lanes = lanes
+
+    def forward(self, x):
+        return to_lanes(x, self.lanes)
+
+
+class LaneInput(nn.Module):
+    """Puts the lane-first input into the feature-map layout when layers other than conv/flatten/linear read it."""
+
+    def __init__(self, lanes: int):
+        super().__init__()
+        self.lanes = lanes
+
+    def forward(self, x):
+        return to_channels(x, self.lanes) if x.dim() == 5 else x
+
+
+class LaneLinear(nn.Module):
+    """K Linear layers in one `baddbmm`: weight [K, out, in], bias [K, out]; input/output [K, B, features]."""
+
+    def __init__(self, layers: Sequence[nn.Linear]):
+        super().__init__()
+        self.lanes = len(layers)
+        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in layers]))
+        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in layers])) if layers[0].bias is not None else None
+
+    def forward(self, x):
+        x = to_lanes(x, self.lanes)
+        if self.bias is None:
+            return torch.bmm(x, self.weight.transpose(1, 2))
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+
+
+class LaneConv2d(nn.Module):
+    """K Conv2d layers as one grouped convolution: weight [K, out, in/groups, kh, kw] over [B, K*C, H, W]."""
+
+    def __init__(self, layers: Sequence[nn.Conv2d]):
+        super().__init__()
+        first = layers[0]
+        if first.padding_mode != "zeros":
+            raise LotteryError(f"packed lanes support Conv2d with padding_mode='zeros', got {first.padding_mode!r}")
+        self.lanes = len(layers)
+        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in layers]))
+        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in layers])) if first.bias is not None else None
+        self.stride, self.padding, self.dilation, self.groups = first.stride, first.padding, first.dilation, first.groups
+
+    def forward(self, x):
+        x = to_channels(x, self.lanes)
+        weight = self.weight.reshape(-1, *self.weight.shape[2:])
+        bias = None if self.bias is None else self.bias.reshape(-1)
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups * self.lanes)
+
+
+class LaneBatchNorm2d(nn.Module):
+    """K BatchNorm2d layers as one over K*C channels: each lane keeps its own statistics ([K, C] buffers)."""
+
+    def __init__(self, layers: Sequence[nn.BatchNorm2d]):
+        super().__init__()
+        first = layers[0]
+        self.lanes, self.eps, self.momentum = len(layers), first.eps, first.momentum
+        self.track_running_stats = first.track_running_stats
+        if first.affine:
+            self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in layers]))
+            self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in layers]))
+        else:
+            self.weight = self.bias = None
+        if self.track_running_stats:
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                self.register_buffer(name, torch.stack([getattr(m, name) for m in layers]).clone())
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+
+    def forward(self, x):
+        x = to_channels(x, self.lanes)
+        momentum = self.momentum if self.momentum is not None else 0.0
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)  # every lane sees one batch per step
+            if self.momentum is None:  # cumulative moving average, as nn.BatchNorm2d
+                momentum = 1.0 / float(self.num_batches_tracked[0])
+        use_batch = self.training or not self.track_running_stats
+        flat = (lambda t: None if t is None else t.reshape(-1))
+        # reshape(-1) of a contiguous [K, C] buffer is a view: batch_norm updates each lane's statistics in place.
+        return F.batch_norm(x, flat(self.running_mean), flat(self.running_var), flat(self.weight), flat(self.bias),
+                            use_batch, momentum, self.eps)
+
+
+register_prunable(LaneLinear, LaneConv2d)  # a MaskManager over a lane network masks their weights by default

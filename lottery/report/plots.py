@@ -1,0 +1,98 @@
+"""Every figure lottery draws goes through here: matplotlib without a display (Agg), the axis of "percent of
+weights remaining" the papers use, and PNG files written atomically."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from lottery.core.files import write_bytes
+from lottery.report.rows import IMP_METHOD
+
+LABELS = {IMP_METHOD: "winning ticket (IMP)", "reinit": "random re-initialisation",
+          "random_prune": "random pruning (per layer)", "random_prune_global": "random pruning (global)",
+          "oneshot": "one-shot magnitude", "lr_rewind": "learning-rate rewinding", "finetune": "fine-tuning",
+          "magnitude_init": "magnitude at init", "snip": "SNIP", "grasp": "GraSP", "synflow": "SynFlow"}
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend: figures are files, no display is needed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Write a matplotlib figure as PNG, atomically, and close it."""
+    plt = pyplot()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return write_bytes(path, buf.getvalue())
+
+
+def _remaining_axis(ax, ticks: list[float], ylabel: str) -> None:
+    """A log axis of % of weights remaining, dense on the left and sparser to the right, as in the papers."""
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+    ax.invert_xaxis()
+    ax.set_xlabel("percent of weights remaining")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def _band(ax, x, mean, std, style, color, label) -> None:
+    """A line of means with a band of ± one standard deviation."""
+    ax.plot(x, mean, style, color=color, label=label, markersize=4)
+    ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], color=color, alpha=0.15)
+
+
+def plot_curve(summary: list[dict], path: Path, title: str) -> Path:
+    """curve.png: test accuracy and the early-stopping iteration vs % of weights remaining, one line per method
+    (Frankle & Carbin 2019, Figures 3-4), bands of ± std over seeds."""
+    plt = pyplot()
+    fig, (acc_ax, stop_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    methods = list(dict.fromkeys(r["method"] for r in summary))
+    colors = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20").colors
+    for i, method in enumerate(methods):
+        rows = sorted((r for r in summary if r["method"] == method), key=lambda r: r["level"])
+        x = [100 * r["density_mean"] for r in rows]
+        style = "o-" if method == IMP_METHOD else "s--"
+        for ax, key, scale in ((acc_ax, "test_acc", 100), (stop_ax, "early_stop_step", 1)):
+            mean = [scale * r[f"{key}_mean"] for r in rows]
+            std = [scale * (r[f"{key}_std"] or 0) for r in rows]
+            _band(ax, x, mean, std, style, colors[i], LABELS.get(method, method))
+    dense = next(r for r in summary if r["method"] == IMP_METHOD and r["level"] == 0)
+    acc_ax.axhline(100 * dense["test_acc_mean"], color="gray", linestyle=":", label="dense network")
+    xs = [100 * r["density_mean"] for r in summary]
+    ticks = [t for t in (100, 51.2, 26.2, 13.4, 6.9, 3.5, 1.8, 0.9, 0.5, 0.2, 0.1) if min(xs) * 0.9 <= t]
+    for ax, label in ((acc_ax, "test accuracy (%)"), (stop_ax, "early-stopping iteration (lowest val. loss)")):
+        _remaining_axis(ax, ticks, label)
+    acc_ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def plot_sweep(rows: list[dict], path: Path, title: str) -> Path:
+    """summary.png of a sweep: every grid point's ticket curve (curve.csv rows), mean ± std over its seeds."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    names = list(dict.fromkeys(r["experiment"] for r in rows))
+    colors = plt.get_cmap("tab10" if len(names) <= 10 else "tab20").colors
+    for i, name in enumerate(names):
+        pts = sorted((r for r in rows if r["experiment"] == name), key=lambda r: int(r["level"]))
+        x = [float(r["percent_remaining"]) for r in pts]
+        mean = [100 * float(r["test_acc"]) for r in pts]
+        std = [100 * float(r["test_acc_std"] or 0) for r in pts]
+        label = name.split(",", 1)[1] if "," in name else name
+        _band(ax, x, mean, std, "o-", colors[i % len(colors)], label)
+    smallest = min(float(r["percent_remaining"]) for r in rows)
+    ticks = [t for t in (100, 50, 25, 12.5, 6.25, 3.1, 1.6, 0.8, 0.4, 0.2, 0.1) if t >= smallest * 0.9]
+    _remaining_axis(ax, ticks, "test accuracy (%)")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return save_figure(fig, path)

@@ -1,0 +1,145 @@
+"""Lightning callbacks: `MaskCallback` keeps any LightningModule's pruned weights at zero (and its masks
+in checkpoints); the others are what the IMP trainer adds to a level: an atomic resume checkpoint per
+epoch, rewind-point capture, a status line.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from lottery.core.files import atomic_path, damaged, save_tensors
+from lottery.core.masks import MaskManager
+
+
+class MaskCallback(pl.Callback):
+    """Attach a MaskManager to an existing LightningModule without changing the module.
+
+    Args:
+        masks: a MaskManager over (a submodule of) the LightningModule, or a function
+            `pl_module -> MaskManager` called at setup, e.g. ``lambda m: MaskManager(m.net)``.
+            Default: a MaskManager over the whole LightningModule.
+
+    The masks are applied after every optimizer step (so every checkpoint holds masked
+    weights) and before validation and testing; they are saved in Lightning checkpoints and restored on `ckpt_path=` resume.
+    """
+
+    def __init__(self, masks: MaskManager | Callable[[pl.LightningModule], MaskManager] | None = None):
+        self._factory = masks if callable(masks) and not isinstance(masks, MaskManager) else None
+        self.masks: MaskManager | None = masks if isinstance(masks, MaskManager) else None
+        self._pending: dict | None = None  # state restored from a checkpoint before setup ran
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self.masks is None:
+            self.masks = self._factory(pl_module) if self._factory else MaskManager(pl_module)
+        if self._pending is not None:
+            self.masks.load_state_dict(self._pending)
+            self._pending = None
+        self.masks.apply()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.masks.apply()  # right after optimizer.step(): one fused kernel, no host sync
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self.masks.apply()
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self.masks.apply()
+
+    def state_dict(self) -> dict:
+        return self.masks.state_dict() if self.masks is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if not state_dict:
+            return
+        if self.masks is None:
+            self._pending = state_dict
+        else:
+            self.masks.load_state_dict(state_dict)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints written to a temporary name and renamed: `kill -9` never leaves half a file."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        """Tensors and plain containers only (`weights_only=True` on every torch): loading never runs code."""
+        try:
+            return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        except Exception as e:  # truncated (RuntimeError), foreign pickle (UnpicklingError), unreadable (OSError)
+            raise damaged(Path(path), e) from None
+
+
+class EpochCheckpoint(pl.Callback):
+    """Overwrite one resume checkpoint at every epoch end (after that epoch's validation)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        trainer.save_checkpoint(self.path)  # atomic through AtomicCheckpointIO; rank 0 writes
+
+
+class CaptureRewindPoints(pl.Callback):
+    """Save the weights after schedule step k: the rewind points of late rewinding (Frankle et al. 2020).
+
+    Reads `pl_module.schedule_step`, and the weights through `state(pl_module)`: by default
+    `pl_module.model.state_dict()` (ClassificationModule's); a lane's with `LaneNet.lane_state_dict`.
+    """
+
+    def __init__(self, points: dict[int, Path], state: Callable[[pl.LightningModule], dict] | None = None):
+        self.points = points  # step -> file
+        self.state = state or (lambda pl_module: pl_module.model.state_dict())
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        path = self.points.get(pl_module.schedule_step)
+        if path is not None and trainer.is_global_zero and not path.exists():
+            save_tensors(path, self.state(pl_module), {"step": str(pl_module.schedule_step)})
+
+
+class LevelProgress(pl.Callback):
+    """One status line, rewritten each epoch: level, epoch and validation accuracy.
+
+    Printed only to a terminal; logs and CI get the one summary line per level the runner prints,
+    and with mode "log" (trainer.progress=log) one line per epoch, terminal or not.
+    """
+
+    def __init__(self, label: str, mode: bool | str = True):
+        self.label, self.lines = label, mode == "log"
+        self.tty = sys.stderr.isatty() and not self.lines
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        m = trainer.callback_metrics
+        if not ((self.tty or self.lines) and trainer.is_global_zero) or (self.lines and "val/acc" not in m):
+            return  # (an epoch restarted from its end-of-epoch checkpoint ends again, without validation)
+        total = -(-trainer.max_steps // max(1, trainer.num_training_batches))
+        # Validation has run by now; train/acc is logged after this hook, so it is left out.
+        accs = f"val/acc {float(m['val/acc']):.2%}" if "val/acc" in m else ""
+        line = f"{self.label}  epoch {trainer.current_epoch + 1}/{total}  {accs}"
+        sys.stderr.write(f"{line.rstrip()}\n" if self.lines else f"\r\033[K{line}")
+        sys.stderr.flush()
+
+    def on_fit_end(self, trainer, pl_module):
+        if self.tty and trainer.is_global_zero:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+class Resumed(pl.Callback):
+    """Print "resuming <label> from epoch E/N" when training continues from a checkpoint."""
+
+    def __init__(self, label: str):
+        self.label = label
+
+    def on_train_start(self, trainer, pl_module):
+        if trainer.ckpt_path and trainer.is_global_zero:
+            per_epoch = max(1, trainer.num_training_batches)
+            done, total = trainer.global_step // per_epoch, -(-trainer.max_steps // per_epoch)
+            print(f"resuming {self.label} from epoch {done + 1}/{total} ({done} done, from {trainer.ckpt_path})", flush=True)

@@ -1,0 +1,40 @@
+"""A finished training's results: its metrics.json (from the module's validation history and test result) and
+the files that mark it done. One piece of code for a training alone and for every lane of a group."""
+from __future__ import annotations
+
+import shutil
+
+from lottery.core.files import save_tensors, write_json
+from lottery.core.masks import density, layer_density
+from lottery.training.spec import RunSpec
+
+
+def training_metrics(history: list[dict], test: dict, spec: RunSpec) -> dict:
+    """The metrics.json of a training: its validation history, test result, density and schedule position."""
+    best = max(history, key=lambda h: h["val/acc"]) if history else {}
+    lowest = min(history, key=lambda h: h["val/loss"]) if history else {}
+    return {
+        "density": density(spec.masks.masks),
+        "layer_density": layer_density(spec.masks.masks),
+        "test_acc": float(test["test/acc"]), "test_loss": float(test["test/loss"]),
+        "final_val_acc": history[-1]["val/acc"] if history else None,
+        "best_val_acc": best.get("val/acc"), "best_val_step": best.get("step"),
+        "early_stop_step": lowest.get("step"),  # step of lowest validation loss (Frankle & Carbin 2019)
+        "start_step": spec.plan.start_step, "steps": spec.plan.steps, "history": history,
+    }
+
+
+def write_results(spec: RunSpec, metrics: dict, remove_checkpoints: bool = True) -> None:
+    """Write the trained weights (spec.model's), then metrics.json, whose presence marks the training done.
+
+    remove_checkpoints=False keeps the resume checkpoints until the caller removes them (a lane group keeps its
+    one checkpoint, which lives in its first run's folder, until every lane is written).
+    """
+    save_tensors(spec.out.final, spec.model.state_dict())
+    write_json(spec.out.metrics, metrics)  # written last: its presence marks the training complete
+    if remove_checkpoints:
+        remove_resume_files(spec)
+
+
+def remove_resume_files(spec: RunSpec) -> None:
+    shutil.rmtree(spec.out.checkpoints, ignore_errors=True)  # final.safetensors holds the trained weights

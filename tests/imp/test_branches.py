@@ -1,0 +1,53 @@
+"""Branches off an IMP level (controls, rewinding comparisons, pruning at init) and curves over seeds."""
+import csv
+import statistics
+
+import pytest
+import torch
+
+from lottery.core import files
+from lottery.imp.branches import BRANCHES
+from lottery.cli.config import load_config
+from lottery.cli.experiment import run
+
+
+def _cfg(tmp_path, *overrides):
+    return load_config(None, [f"runs_dir={tmp_path}", "train.epochs=1", "prune.levels=2", "trainer.progress=false",
+                              "trainer.accelerator=cpu", "data.val_size=200", *overrides])
+
+
+@pytest.mark.slow
+def test_every_branch_trains_at_the_levels_sparsity(tmp_path):
+    run_dir = run(_cfg(tmp_path, f"branches=[{','.join(BRANCHES)}]"), log=lambda *_: None)
+    level = run_dir / "seed_0" / "level_02"
+    ticket = files.load_tensors(level / "mask.safetensors")
+    kept = {n: int(m.sum()) for n, m in ticket.items()}
+    for name in BRANCHES:
+        folder = level / f"branch_{name}"
+        metrics = files.read_json(folder / "metrics.json")
+        final = files.load_tensors(folder / "final.safetensors")
+        assert abs(metrics["density"] - sum(kept.values()) / sum(m.numel() for m in ticket.values())) < 0.002, name
+        if name in ("reinit", "lr_rewind", "finetune"):  # the ticket's own mask
+            assert all(((final[n] != 0) <= m).all() for n, m in ticket.items()), name
+        if name == "random_prune":  # per-layer counts kept exactly
+            assert {n: metrics["layer_density"][n] * m.numel() for n, m in ticket.items()} == pytest.approx(kept)
+    report = (run_dir / "report.md").read_text()
+    assert report.index("### ticket") < report.index("### reinit") and "### synflow" in report
+
+
+def test_curves_and_report_aggregate_over_seeds(tmp_path):
+    for seed in (0, 1, 2):
+        run(_cfg(tmp_path, f"seed={seed}", "prune.levels=1"), log=lambda *_: None)
+    run_dir = tmp_path / "demo"
+    with open(run_dir / "curve_seeds.csv") as f:
+        raw = [r for r in csv.DictReader(f) if r["method"] == "ticket" and r["level"] == "1"]
+    with open(run_dir / "curve.csv") as f:
+        level1 = next(r for r in csv.DictReader(f) if r["level"] == "1")
+    accs = [float(r["test_acc"]) for r in raw]
+    assert len(accs) == 3 and int(level1["seeds"]) == 3
+    assert float(level1["test_acc"]) == pytest.approx(statistics.fmean(accs))
+    assert float(level1["test_acc_std"]) == pytest.approx(statistics.stdev(accs))
+    assert "Seeds: [0, 1, 2]" in (run_dir / "report.md").read_text()
+    assert all((run_dir / f"seed_{s}" / "level_01" / "branch_reinit" / "metrics.json").exists() for s in (0, 1, 2))
+    assert not torch.equal(files.load_tensors(run_dir / "seed_0" / "init.safetensors")["fc1.weight"],
+                           files.load_tensors(run_dir / "seed_1" / "init.safetensors")["fc1.weight"])

@@ -1,0 +1,47 @@
+"""Optimizers and the learning rate as a pure function of the step."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lottery.core.errors import LotteryError
+from lottery.training.optimizers import OPTIMIZERS, Optim, make_optimizer
+
+
+def test_warmup_then_step_decay():
+    optim = Optim(lr=0.1, warmup_steps=4, milestone_steps=(10, 20), gamma=0.5)
+    assert [optim.lr_at(s) for s in (0, 1, 3, 9, 10, 19, 20, 1000)] == pytest.approx(
+        [0.025, 0.05, 0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
+    assert optim.final_lr == pytest.approx(0.025)
+    assert optim.finetuning_lr == pytest.approx(0.025)  # no train.optim.finetune_lr: the schedule's last rate
+    assert Optim(finetune_lr=3e-4).finetuning_lr == 3e-4
+
+
+def _net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_optimizers_are_fused_and_step_as_torchs_default_does(name):
+    optim = Optim(optimizer=name, lr=0.1, momentum=0.9, nesterov=name == "sgd", weight_decay=1e-3)
+    fused_net, plain_net = _net(), _net()
+    fused = make_optimizer(fused_net.parameters(), optim)
+    reference = {"sgd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+                 "adam": lambda p: torch.optim.Adam(p, lr=0.1, weight_decay=1e-3),
+                 "adamw": lambda p: torch.optim.AdamW(p, lr=0.1, weight_decay=1e-3)}[name](plain_net.parameters())
+    assert fused.defaults["fused"] is True
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(48, 6, generator=g), torch.randint(0, 3, (48,), generator=g)
+    for _ in range(3):
+        for net, opt in ((fused_net, fused), (plain_net, reference)):
+            opt.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+    for a, b in zip(fused_net.parameters(), plain_net.parameters()):
+        torch.testing.assert_close(a, b)  # the same update, up to rounding
+
+
+def test_unknown_optimizer_lists_the_valid_ones():
+    with pytest.raises(LotteryError, match="unknown optimizer 'lion'; choose one of: adam, adamw, sgd"):
+        make_optimizer(_net().parameters(), Optim(optimizer="lion"))
