@@ -120,14 +120,24 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lottery", description="Lottery-ticket experiments: IMP with rewinding.")
     p.add_argument("--version", action="version", version=f"lottery {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (_run_arguments, _export_arguments, _inspect_arguments, _stability_arguments, _sweep_arguments,
+                _plot_arguments):
+        add(sub)
+    return p
+
+
+def _run_arguments(sub) -> None:
     r = sub.add_parser("run", help="run or resume an IMP experiment",
                        epilog="Every key with its resolved value: `lottery run [--config FILE] [key=value ...] "
-                              "--print-config`; lottery/hparams.py says what each key means.")
+                              "--print-config`; lottery/imp/hparams.py says what each key means.")
     r.add_argument("--config", help="YAML config (see experiments/configs/); omitted: the built-in defaults")
     r.add_argument("--print-config", action="store_true",
                    help="print the resolved config (defaults, file, overrides: every key) and exit; nothing is written")
     r.add_argument("overrides", nargs="*", help="key=value overrides, e.g. prune.levels=5 train.optim.lr=0.01")
     r.set_defaults(func=_run)
+
+
+def _export_arguments(sub) -> None:
     e = sub.add_parser("export", help="export a winning ticket from a run folder, as a research ticket or for deployment")
     e.add_argument("run_dir", help="a run folder (or, for the deployable formats, a ticket file)")
     e.add_argument("--format", default="ticket", choices=["ticket", "compact", "shrunk", "onnx"],
@@ -138,9 +148,15 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, help="seed folder to export from (default: the run's seed)")
     e.add_argument("--out", required=True, help="output file: .safetensors (ticket, compact), .pt2 (shrunk), .onnx")
     e.set_defaults(func=_export)
+
+
+def _inspect_arguments(sub) -> None:
     i = sub.add_parser("inspect", help="print a ticket's metadata and per-layer sparsity")
     i.add_argument("file")
     i.set_defaults(func=_inspect)
+
+
+def _stability_arguments(sub) -> None:
     st = sub.add_parser("stability", help="instability analysis: error barrier between two copies trained from step k")
     st.add_argument("--config", help="YAML config (see experiments/configs/)")
     st.add_argument("--steps", type=_ints, nargs="+", default=[[0]], help="rewind iterations k, e.g. --steps 0,100,500 (default 0)")
@@ -148,6 +164,9 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--points", type=int, default=30, help="points on the linear path (30 in the paper)")
     st.add_argument("overrides", nargs="*", help="key=value overrides (before --steps/--levels)")
     st.set_defaults(func=_stability)
+
+
+def _sweep_arguments(sub) -> None:
     sw = sub.add_parser("sweep", help="run a grid of experiments x seeds as jobs: on this machine or as a SLURM job array",
                         description="key=a,b,c is an axis of the grid (one experiment per value), key=v applies to every "
                                     "experiment, seeds=[0,1] runs each experiment with these seeds. Jobs already finished, "
@@ -164,10 +183,12 @@ def parser() -> argparse.ArgumentParser:
     sw.add_argument("--status", action="store_true", help="list each experiment/seed: finished levels, state, failed job's log; rebuild the summary")
     sw.add_argument("--dry-run", action="store_true", help="print the jobs' `lottery run` commands; submit nothing")
     sw.set_defaults(func=_sweep)
+
+
+def _plot_arguments(sub) -> None:
     pl = sub.add_parser("plot", aliases=["report"], help="rebuild the curves (CSV, PNG) and report.md of a run folder, over all its seeds")
     pl.add_argument("run_dir")
     pl.set_defaults(func=_plot)
-    return p
 
 
 def quiet_libraries() -> None:

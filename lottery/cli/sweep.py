@@ -153,8 +153,7 @@ class Sweep:
             self.summary(log)
             return 0
         self.prepare()
-        runs = [self.run_of(job) for job in todo]
-        records = self.records()
+        runs, records = [self.run_of(job) for job in todo], self.records()
 
         def submitted(i: int, sub) -> None:
             records[todo[i].key] = launcher.record(sub, lc.kind)
@@ -167,8 +166,11 @@ class Sweep:
             log(f"submitted {len(jobs)} job(s) (SLURM job {jobs[0].job_id.split('_')[0]}, {lc.parallel} at a time); "
                 f"logs in {self.dir / 'jobs'}; follow with the same command and --status")
             return 0
-        start = time.time()
-        ok = []
+        return self._run_here(ex, todo, runs, records, submitted, log)
+
+    def _run_here(self, ex, todo: list[Job], runs: list, records: dict, submitted, log) -> int:
+        """Run the jobs on this machine, `parallel` at a time, logging each end; then the summary."""
+        start, ok = time.time(), []
 
         def ended(i: int, sub) -> None:
             state, detail = launcher.states([records[todo[i].key]])[0]
@@ -176,7 +178,7 @@ class Sweep:
             line = f"  {'done' if state == 'ended' else state:7s} {todo[i].key}  ({time.time() - start:.0f} s)"
             log(line if state == "ended" else f"{line}: {detail}; log {sub.paths.stderr}")
 
-        launcher.run_local(ex, runs, lc.parallel, submitted, ended)
+        launcher.run_local(ex, runs, self.base.launcher.parallel, submitted, ended)
         self.summary(log)
         failed = ok.count(False)
         if failed:
