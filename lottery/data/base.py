@@ -162,6 +162,11 @@ class TensorDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", self.eval_batch_size, shuffle=False)
 
+    def train_size(self) -> int:
+        """Examples in the training split: the training set less the validation examples."""
+        self.setup()
+        return len(self._sets["train"])
+
     def steps_per_epoch(self, world_size: int = 1) -> int:
         self.setup()
         n = -(-len(self._sets["train"]) // world_size)

@@ -4,6 +4,7 @@ epoch, rewind-point capture, a status line.
 """
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 from typing import Callable
@@ -62,12 +63,37 @@ class MaskCallback(pl.Callback):
             self.masks.load_state_dict(state_dict)
 
 
+class _Sink(io.RawIOBase):
+    """A file torch.save writes to, keeping the first OSError the file system raised (torch turns it into a
+    RuntimeError that no longer says what went wrong)."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoints written to a temporary name and renamed: `kill -9` never leaves half a file."""
+    """Lightning checkpoints written to a temporary name and renamed: `kill -9` never leaves half a file, and a
+    full disk is the file system's OSError (one line from the `lottery` command), not a traceback from torch."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            sink = _Sink(f)
+            try:
+                torch.save(checkpoint, sink)
+            except RuntimeError:
+                if sink.error is None:
+                    raise
+                raise OSError(sink.error.errno, sink.error.strerror, str(path)) from None
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
         """Tensors and plain containers only (`weights_only=True` on every torch): loading never runs code."""

@@ -51,6 +51,7 @@ NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has 
 BAD_CONFIGS = [
     ("data.batch_size=0", "data.batch_size=0 must be >= 1"),
     ("data.batch_size=-5", "data.batch_size=-5 must be >= 1"),
+    ("data.batch_size=1138", "data.batch_size=1138 is larger than the 1137 training examples of digits"),
     ("train.steps=0", "train.steps=0 must be >= 1"),
     (["train.steps=null", "train.epochs=0"], "train.epochs=0 must be >= 1"),
     (["train.steps=null", "train.epochs=null"], "set train.steps or train.epochs"),
@@ -299,6 +300,38 @@ def test_ctrl_c_exits_130_with_the_resume_line_and_the_same_command_resumes(tmp_
     assert (tmp_path / "demo" / "seed_0" / "level_01" / "metrics.json").exists()
     epochs = [ln for ln in again.stderr.splitlines() if ln.startswith("level 1  epoch ")]  # trainer.progress=log
     assert len(epochs) == 20 and epochs[-1].startswith("level 1  epoch 20/20  val/acc ")
+
+
+@pytest.mark.slow
+def test_a_checkpoint_the_file_system_refuses_is_one_line_and_the_rerun_resumes_to_the_same_curve(tmp_path):
+    """Mid-run, the process may write no file over 400 KB (its level files are ~200 KB, a resume checkpoint with
+    Adam's moments ~700 KB): the next checkpoint fails as on a full disk. The rerun resumes where it stopped."""
+    import resource
+
+    cmd = [sys.executable, "-m", "lottery", "run", "--config", DEMO, "train.epochs=2", "prune.levels=2",
+           "branches=[]", "trainer.progress=false", "trainer.accelerator=cpu"]
+    clean = subprocess.run([*cmd, f"runs_dir={tmp_path / 'clean'}"], cwd=ROOT, capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stderr
+    run = [*cmd, f"runs_dir={tmp_path / 'full'}"]
+    # SIGXFSZ ignored: a write over the limit then fails with an error, as a write to a full disk does.
+    proc = subprocess.Popen(run, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGXFSZ, signal.SIG_IGN))
+    level_1 = tmp_path / "full" / "demo" / "seed_0" / "level_01" / "mask.safetensors"
+    deadline = time.time() + 240
+    while not level_1.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (400_000, 400_000))
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 2, err
+    _one_line_error(err, "File too large (")
+    assert "last.ckpt" in err and "check that path, its permissions and the free space" in err
+    assert not list((tmp_path / "full").rglob(".*.tmp*")), "a temporary file was left behind"
+    level_0 = tmp_path / "full" / "demo" / "seed_0" / "level_00" / "metrics.json"
+    stamp = level_0.stat().st_mtime_ns  # level 0 finished before the file system refused
+    again = subprocess.run(run, cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert level_0.stat().st_mtime_ns == stamp  # read, not trained again
+    assert (tmp_path / "full" / "demo" / "curve.csv").read_text() == (tmp_path / "clean" / "demo" / "curve.csv").read_text()
 
 
 def test_an_os_error_is_one_line(tmp_path, capsys, finished):
