@@ -6,7 +6,8 @@
     trainer.logger=wandb        one W&B run per level and branch, named <name>/seed_<s>/level_<NN>..., grouped by
                                 experiment (project: $WANDB_PROJECT, default "lottery"; offline: WANDB_MODE=offline)
     trainer.logger=mlflow       one MLflow run per level and branch in the MLflow experiment <name>
-                                ($MLFLOW_TRACKING_URI, default runs_dir/mlruns)
+                                ($MLFLOW_TRACKING_URI, default a SQLite store runs_dir/mlflow.db, artifacts in
+                                runs_dir/mlartifacts: MLflow 3 refuses its old file store ./mlruns by default)
     trainer.logger=none         nothing
 
 Every logger receives what metrics.json holds: per epoch train/loss, train/acc, val/loss, val/acc (the
@@ -48,7 +49,8 @@ def check_logger(kind: str) -> None:
 def make_logger(kind: str, out: Path, experiment: str, run: str, hparams: dict | None = None, store: Path | None = None):
     """A Lightning logger writing run `run` (e.g. seed_0/level_01) of `experiment`; False for `none`.
 
-    out: the level folder (files of csv and tensorboard); store: where MLflow keeps its runs by default.
+    out: the level folder (files of csv and tensorboard); store: the folder of MLflow's default store (the runs
+    folder; default: the level folder).
     """
     check_logger(kind)
     out = Path(out)
@@ -63,9 +65,12 @@ def make_logger(kind: str, out: Path, experiment: str, run: str, hparams: dict |
         logger = pl.loggers.WandbLogger(name=f"{experiment}/{run}", group=experiment, id=run_id, resume="allow",
                                         project=os.environ.get("WANDB_PROJECT", "lottery"), save_dir=str(out))
     else:
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or Path(store or out / "mlruns").resolve().as_uri()
+        folder = Path(store or out).resolve()
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{folder / 'mlflow.db'}"
         logger = pl.loggers.MLFlowLogger(experiment_name=experiment, run_name=run, tracking_uri=uri,
-                                         tags={"experiment": experiment, "run": run})
+                                         tags={"experiment": experiment, "run": run},
+                                         artifact_location=None if "MLFLOW_TRACKING_URI" in os.environ
+                                         else (folder / "mlartifacts").as_uri())
     if hparams:
         logger.log_hyperparams(hparams)
     return logger
@@ -102,7 +107,7 @@ class Tracking:
         except ValueError:
             run = out.name
         return make_logger(self.kind, out, self.experiment, run, {**self.hparams, "run": run} if self.hparams else None,
-                           store=self.root.parent / "mlruns")
+                           store=self.root.parent)
 
 
 def _level_values(metrics: dict) -> dict[str, float]:

@@ -83,3 +83,74 @@ def test_runs_trained_as_lanes_log_to_their_own_runs_as_they_train(tmp_path):
         assert tb["level/test_acc"][-1][1] == pytest.approx(m["test_acc"], rel=1e-6)
     seed0, seed1 = _scalars(run_dir / "seed_0/level_01"), _scalars(run_dir / "seed_1/level_01")
     assert seed0["val/acc"] != seed1["val/acc"]  # each lane's own values
+
+
+def _mlflow_runs(db: Path) -> dict[str, object]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    experiment = client.get_experiment_by_name("demo")
+    return client, {r.data.tags["mlflow.runName"]: r for r in client.search_runs([experiment.experiment_id])}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lanes", [[], ["seeds=[0,1]", "trainer.lanes=4"]], ids=["one by one", "as lanes"])
+def test_mlflow_logs_to_a_sqlite_store_in_the_runs_folder(tmp_path, monkeypatch, lanes):
+    """MLflow 3 refuses its old file store: without MLFLOW_TRACKING_URI the runs go to runs_dir/mlflow.db."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)  # nothing may land in the working folder either
+    run_dir = run(tiny(tmp_path / "runs", "trainer.logger=mlflow", "branches=[reinit]", *lanes), log=lambda *_: None)
+    client, runs = _mlflow_runs(tmp_path / "runs" / "mlflow.db")
+    seeds = (0, 1) if lanes else (0,)
+    folders = [f"seed_{s}/{f}" for s in seeds for f in ("level_00", "level_01", "level_01/branch_reinit")]
+    assert sorted(runs) == sorted(folders)  # in the MLflow experiment "demo"
+    for folder in folders:
+        m, logged = files.read_json(run_dir / folder / "metrics.json"), runs[folder]
+        assert logged.data.metrics["level/test_acc"] == pytest.approx(m["test_acc"], rel=1e-6)
+        history = client.get_metric_history(logged.info.run_id, "val/acc")
+        assert [h.value for h in history] == pytest.approx([h["val/acc"] for h in m["history"]], rel=1e-6)
+        assert logged.data.params["prune.fraction"] == "0.2" and logged.data.tags["experiment"] == "demo"
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "runs" / "mlruns").exists()
+
+
+def _wandb_records(folder: Path) -> list:
+    """The records of the offline W&B run in a level's folder: its .wandb file is a LevelDB-style log of protobuf
+    records (a 7-byte header, then 32 KiB blocks of chunks, each with a 7-byte header: crc, length, type)."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = folder.glob("wandb/offline-run-*/run-*.wandb")
+    data, block, pos, chunks, records = path.read_bytes(), 32768, 7, [], []
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        chunks.append(data[pos + 7:pos + 7 + length])
+        pos += 7 + length
+        if kind in (1, 4):  # a full record, or the last chunk of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(b"".join(chunks))
+            records.append(record)
+            chunks = []
+    return records
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lanes", [[], ["seeds=[0,1]", "trainer.lanes=4"]], ids=["one by one", "as lanes"])
+def test_wandb_offline_runs_hold_what_metrics_json_holds(tmp_path, monkeypatch, lanes):
+    import json
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run_dir = run(tiny(tmp_path, "trainer.logger=wandb", "branches=[reinit]", *lanes), log=lambda *_: None)
+    seeds = (0, 1) if lanes else (0,)
+    for folder in [f"seed_{s}/{f}" for s in seeds for f in ("level_00", "level_01", "level_01/branch_reinit")]:
+        m, records = files.read_json(run_dir / folder / "metrics.json"), _wandb_records(run_dir / folder)
+        (info,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+        assert info.display_name == f"demo/{folder}" and info.run_group == "demo"
+        history = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+                   for r in records if r.WhichOneof("record_type") == "history"]
+        assert [h["val/acc"] for h in history if "val/acc" in h] == pytest.approx([h["val/acc"] for h in m["history"]])
+        assert [h["level/test_acc"] for h in history if "level/test_acc" in h] == pytest.approx([m["test_acc"]])
