@@ -24,16 +24,16 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
-from lottery.training.callbacks import MaskCallback  # noqa: E402
 from lottery.cli.command import quiet_libraries  # noqa: E402
-from lottery.data.base import TensorDataModule  # noqa: E402
-from lottery.training.lane_data import LaneDataModule  # noqa: E402
-from lottery.training.lane_module import LaneModule  # noqa: E402
 from lottery.core.macs import step_macs  # noqa: E402
+from lottery.core.masks import MaskManager  # noqa: E402
+from lottery.data.base import TensorDataModule  # noqa: E402
 from lottery.lanes.count import choose_lanes  # noqa: E402
 from lottery.lanes.net import LaneNet, lane_loss, stack_masks  # noqa: E402
-from lottery.core.masks import MaskManager  # noqa: E402
 from lottery.models import create_model  # noqa: E402
+from lottery.training.callbacks import MaskCallback  # noqa: E402
+from lottery.training.lane_data import LaneDataModule  # noqa: E402
+from lottery.training.lane_module import LaneModule  # noqa: E402
 from lottery.training.module import ClassificationModule  # noqa: E402
 from lottery.training.optimizers import Optim, make_optimizer  # noqa: E402
 

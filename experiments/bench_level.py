@@ -34,14 +34,14 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
-from lottery.training.callbacks import MaskCallback  # noqa: E402
-from lottery.cli.config import load_config  # noqa: E402
-from lottery.data.base import TensorDataModule  # noqa: E402
 from lottery.cli.command import quiet_libraries  # noqa: E402
-from lottery.imp.runner import SeedRunner  # noqa: E402
-from lottery.training.lane_group import train_lanes  # noqa: E402
+from lottery.cli.config import load_config  # noqa: E402
 from lottery.core.layout import RunLayout, TrainingDir  # noqa: E402
 from lottery.core.rewind import TrainingPlan  # noqa: E402
+from lottery.data.base import TensorDataModule  # noqa: E402
+from lottery.imp.runner import SeedRunner  # noqa: E402
+from lottery.training.callbacks import MaskCallback  # noqa: E402
+from lottery.training.lane_group import train_lanes  # noqa: E402
 from lottery.training.optimizers import lr_factor, make_optimizer  # noqa: E402
 from lottery.training.single import train  # noqa: E402
 from lottery.training.spec import RunSpec  # noqa: E402

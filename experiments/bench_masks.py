@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import functools
+import os
 import platform
 import statistics
 import sys

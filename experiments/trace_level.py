@@ -63,7 +63,7 @@ def main() -> None:
             cli.main(argv)
         finally:
             sys.settrace(None), threading.settrace(None)
-    print(f"\n| module | lines run in functions |\n|---|---:|")
+    print("\n| module | lines run in functions |\n|---|---:|")
     for path in sorted(lines):
         print(f"| {os.path.relpath(path, root)} | {len(lines[path])} |")
     print(f"| **{len(lines)} modules** | **{sum(map(len, lines.values()))}** |")

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from lottery import MaskManager
-from lottery.core import files
 from lottery.cli.config import load_config
 from lottery.cli.experiment import run
+from lottery.core import files
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -79,9 +79,8 @@ def test_lanes_auto_on_the_gpu_fit_in_memory_and_match_one_by_one(tmp_path):
 
 
 def test_lanes_that_do_not_fit_are_refused_with_the_count_that_fits(tmp_path, monkeypatch):
-    from lottery.core.errors import LotteryError
-
     import lottery.training.lane_group
+    from lottery.core.errors import LotteryError
 
     monkeypatch.setattr(lottery.training.lane_group, "lane_memory", lambda settings: 64 * 2**20)  # a few LeNet lanes at most
     with pytest.raises(LotteryError, match=r"lanes of ~.* GiB do not fit in the .* GiB free on the device; \d+ fits?: set trainer.lanes="):

@@ -3,12 +3,12 @@ datasets' real on-disk formats (no download)."""
 from pathlib import Path
 
 import pytest
-from tests.data.on_disk import write_cifar, write_mnist
 
-from lottery.core import files
 from lottery.cli.config import load_config
 from lottery.cli.experiment import run
+from lottery.core import files
 from lottery.models import MODELS
+from tests.data.on_disk import write_cifar, write_mnist
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "experiments" / "configs").glob("*.yaml"))
 SHRINK = ["train.steps=3", "train.epochs=null", "train.milestone_epochs=[]", "prune.levels=1", "branches=[reinit]",

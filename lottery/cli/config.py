@@ -84,11 +84,11 @@ def _first_line(e: Exception) -> str:
 
 def validate(cfg: ExperimentConfig) -> None:
     """Range checks OmegaConf's types cannot express; names are checked by their registries."""
-    from lottery.imp.branches import BRANCHES
-    from lottery.data import DATASETS
-    from lottery.models import check_name as check_model
     from lottery.core.pruning import STRATEGIES
     from lottery.core.rewind import POLICIES
+    from lottery.data import DATASETS
+    from lottery.imp.branches import BRANCHES
+    from lottery.models import check_name as check_model
     from lottery.training.optimizers import OPTIMIZERS
     from lottery.training.tracking import check_logger
 

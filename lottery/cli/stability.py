@@ -20,8 +20,16 @@ import torch
 
 from lottery.cli import experiment
 from lottery.core.errors import LotteryError
-from lottery.core.files import (exclusive, is_writer, load_masks, load_tensors, read_json, save_tensors, write_csv,
-                                write_json)
+from lottery.core.files import (
+    exclusive,
+    is_writer,
+    load_masks,
+    load_tensors,
+    read_json,
+    save_tensors,
+    write_csv,
+    write_json,
+)
 from lottery.core.masks import MaskManager
 from lottery.core.mode_connectivity import ErrorPath, alphas, error_barrier, error_path
 from lottery.core.rewind import REWIND, TrainingPlan

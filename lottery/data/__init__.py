@@ -10,12 +10,17 @@ from typing import Callable
 
 import pytorch_lightning as pl
 
+from lottery.core.errors import LotteryError, Registry
 from lottery.data.base import DigitsDataModule, TensorDataModule
 from lottery.data.folder import ImageFolderDataModule
-from lottery.data.vision import (CIFAR10DataModule, CIFAR100DataModule, FashionMNISTDataModule, MNISTDataModule,
-                                 TorchvisionDataModule)
+from lottery.data.vision import (
+    CIFAR10DataModule,
+    CIFAR100DataModule,
+    FashionMNISTDataModule,
+    MNISTDataModule,
+    TorchvisionDataModule,
+)
 from lottery.data.wrap import DatasetDataModule
-from lottery.core.errors import LotteryError, Registry
 
 DATASETS: Registry[Callable[..., pl.LightningDataModule]] = Registry("dataset", {
     "digits": DigitsDataModule,

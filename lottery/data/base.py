@@ -19,8 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
 from lottery.core import seeds
-from lottery.data.augment import random_crop_flip
 from lottery.core.errors import LotteryError
+from lottery.data.augment import random_crop_flip
 
 
 class _BatchTensorDataset(TensorDataset):

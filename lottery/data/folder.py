@@ -13,8 +13,8 @@ import os
 
 import torch
 
-from lottery.data.base import TensorDataModule
 from lottery.core.errors import LotteryError
+from lottery.data.base import TensorDataModule
 
 
 class ImageFolderDataModule(TensorDataModule):

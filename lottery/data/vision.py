@@ -12,8 +12,8 @@ import pickle
 
 import torch
 
-from lottery.data.base import TensorDataModule
 from lottery.core.errors import LotteryError
+from lottery.data.base import TensorDataModule
 
 
 def _without_checksums(cls: type) -> type:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from lottery.data.base import TensorDataModule
 from lottery.core.errors import LotteryError
+from lottery.data.base import TensorDataModule
 
 
 def _read_all(dataset: Dataset, num_workers: int) -> tuple[torch.Tensor, torch.Tensor]:

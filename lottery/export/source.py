@@ -11,8 +11,8 @@ from lottery.core.errors import LotteryError
 
 def model_from_ticket(path: str | os.PathLike, weights: str = "final"):
     """(model, MaskManager, metadata): the ticket's architecture with its trained (`final`) weights and masks."""
-    from lottery.models import create_model
     from lottery.core.ticket import load_into, load_ticket
+    from lottery.models import create_model
 
     ticket = load_ticket(path)
     meta = ticket.metadata

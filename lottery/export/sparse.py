@@ -66,7 +66,9 @@ def candidates(linear: nn.Linear) -> dict[str, type]:
 
 
 def _time(module: nn.Module, x: torch.Tensor, threads: int) -> float:
-    from torch.utils import benchmark  # imported here: it loads torch's C++ extension machinery
+    from torch.utils import (
+        benchmark,  # imported here: it loads torch's C++ extension machinery
+    )
 
     timer = benchmark.Timer("module(x)", globals={"module": module, "x": x}, num_threads=threads)
     with torch.no_grad():

@@ -17,7 +17,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from lottery.core.errors import LotteryError
-from lottery.lanes.layers import LaneBatchNorm2d, LaneConv2d, LaneLinear, LaneFlatten, LaneInput, to_lanes
+from lottery.lanes.layers import (
+    LaneBatchNorm2d,
+    LaneConv2d,
+    LaneFlatten,
+    LaneInput,
+    LaneLinear,
+    to_lanes,
+)
 
 _PACKED = {nn.Linear: LaneLinear, nn.Conv2d: LaneConv2d, nn.BatchNorm2d: LaneBatchNorm2d}
 # Parameter-free modules and functions that work unchanged on either layout (they act per channel or elementwise).

@@ -7,7 +7,14 @@
     torchvision_models   any torchvision classifier as "torchvision:<name>"
 """
 from lottery.models import conv, lenet, resnet, vgg  # noqa: F401  (registers their models)
-from lottery.models.registry import (MODELS, TORCHVISION, check_name, create_model, kaiming_normal_init, output_layer,
-                                     register)
+from lottery.models.registry import (
+                                     MODELS,
+                                     TORCHVISION,
+                                     check_name,
+                                     create_model,
+                                     kaiming_normal_init,
+                                     output_layer,
+                                     register,
+)
 
 __all__ = ["MODELS", "TORCHVISION", "register", "create_model", "check_name", "kaiming_normal_init", "output_layer"]

@@ -23,7 +23,11 @@ from lottery.training.callbacks import CaptureRewindPoints
 from lottery.training.lane_data import LaneDataModule
 from lottery.training.lane_module import LaneModule
 from lottery.training.optimizers import Optim
-from lottery.training.results import remove_resume_files, training_metrics, write_results
+from lottery.training.results import (
+    remove_resume_files,
+    training_metrics,
+    write_results,
+)
 from lottery.training.settings import TrainerConfig
 from lottery.training.spec import RunSpec
 from lottery.training.tracking import Tracking, finish, replay

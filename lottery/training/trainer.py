@@ -14,7 +14,13 @@ import torch
 from pytorch_lightning.accelerators import CPUAccelerator
 
 from lottery.core.masks import MaskManager
-from lottery.training.callbacks import AtomicCheckpointIO, EpochCheckpoint, LevelProgress, MaskCallback, Resumed
+from lottery.training.callbacks import (
+    AtomicCheckpointIO,
+    EpochCheckpoint,
+    LevelProgress,
+    MaskCallback,
+    Resumed,
+)
 from lottery.training.module import ScheduledModule
 from lottery.training.settings import TrainerConfig
 

@@ -1,14 +1,14 @@
 """The `lottery` command: every user mistake is one clear line and exit code 2, never a traceback."""
+import signal
 import subprocess
 import sys
-from pathlib import Path
+import time
 
 import pytest
 
 from lottery.cli.command import main
+from tests.cli.helpers import DEMO, ROOT, copy_run, one_line_error, run_main
 
-ROOT = Path(__file__).resolve().parents[2]
-DEMO = str(ROOT / "experiments" / "configs" / "demo.yaml")
 FAST = ["train.epochs=1", "prune.levels=1", "trainer.progress=false", "trainer.accelerator=cpu"]
 
 
@@ -85,3 +85,68 @@ def test_version_and_print_config(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     assert "--print-config" in capsys.readouterr().out
+
+
+# -- Ctrl-C --------------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_ctrl_c_exits_130_with_the_resume_line_and_the_same_command_resumes(tmp_path):
+    cmd = [sys.executable, "-m", "lottery", "run", "--config", DEMO, f"runs_dir={tmp_path}", "train.epochs=20",
+           "prune.levels=1", "branches=[]", "trainer.progress=log", "trainer.accelerator=cpu"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpt = tmp_path / "demo" / "seed_0" / "level_00" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)  # inside level 0's training, which Lightning runs
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == ("lottery: interrupted; finished levels are saved, "
+                                            "run the same command again to resume")
+    assert "Traceback" not in err and "level  1" not in out  # it did not go on to the next level
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "resuming level 0 from epoch " in again.stdout
+    assert (tmp_path / "demo" / "seed_0" / "level_01" / "metrics.json").exists()
+    epochs = [ln for ln in again.stderr.splitlines() if ln.startswith("level 1  epoch ")]  # trainer.progress=log
+    assert len(epochs) == 20 and epochs[-1].startswith("level 1  epoch 20/20  val/acc ")
+
+
+@pytest.mark.slow
+def test_a_checkpoint_the_file_system_refuses_is_one_line_and_the_rerun_resumes_to_the_same_curve(tmp_path):
+    """Mid-run, the process may write no file over 400 KB (its level files are ~200 KB, a resume checkpoint with
+    Adam's moments ~700 KB): the next checkpoint fails as on a full disk. The rerun resumes where it stopped."""
+    import resource
+
+    cmd = [sys.executable, "-m", "lottery", "run", "--config", DEMO, "train.epochs=2", "prune.levels=2",
+           "branches=[]", "trainer.progress=false", "trainer.accelerator=cpu"]
+    clean = subprocess.run([*cmd, f"runs_dir={tmp_path / 'clean'}"], cwd=ROOT, capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stderr
+    run = [*cmd, f"runs_dir={tmp_path / 'full'}"]
+    # SIGXFSZ ignored: a write over the limit then fails with an error, as a write to a full disk does.
+    proc = subprocess.Popen(run, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGXFSZ, signal.SIG_IGN))
+    level_1 = tmp_path / "full" / "demo" / "seed_0" / "level_01" / "mask.safetensors"
+    deadline = time.time() + 240
+    while not level_1.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (400_000, 400_000))
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 2, err
+    one_line_error(err, "File too large (")
+    assert "last.ckpt" in err and "check that path, its permissions and the free space" in err
+    assert not list((tmp_path / "full").rglob(".*.tmp*")), "a temporary file was left behind"
+    level_0 = tmp_path / "full" / "demo" / "seed_0" / "level_00" / "metrics.json"
+    stamp = level_0.stat().st_mtime_ns  # level 0 finished before the file system refused
+    again = subprocess.run(run, cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert level_0.stat().st_mtime_ns == stamp  # read, not trained again
+    assert (tmp_path / "full" / "demo" / "curve.csv").read_text() == (tmp_path / "clean" / "demo" / "curve.csv").read_text()
+
+
+def test_an_os_error_is_one_line(tmp_path, capsys, finished):
+    run_dir = copy_run(finished, tmp_path / "runs")
+    (run_dir / "curve.csv").unlink()
+    (run_dir / "curve.csv").mkdir()  # the plot cannot replace a folder by a file
+    code, _, err = run_main(capsys, "plot", run_dir)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "curve.csv" in err

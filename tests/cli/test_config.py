@@ -1,13 +1,11 @@
 """Loading a config: YAML, overrides, typed keys, renamed keys, checks."""
-from pathlib import Path
 
 import pytest
 
 from lottery.cli.config import from_yaml, load_config, to_yaml
 from lottery.core.errors import LotteryError
 from lottery.imp.hparams import ExperimentConfig
-
-DEMO = Path(__file__).resolve().parents[2] / "experiments" / "configs" / "demo.yaml"
+from tests.cli.helpers import DEMO
 
 
 def test_defaults_then_file_then_overrides():

@@ -6,10 +6,10 @@ import pytest
 
 from lottery.cli.command import main
 from lottery.cli.config import load_config
-from lottery.core.errors import LotteryError
 from lottery.cli.experiment import run
-from lottery.core.files import read_json
 from lottery.cli.stability import Stability, verdict
+from lottery.core.errors import LotteryError
+from lottery.core.files import read_json
 
 QUIET = dict(log=lambda *_: None)
 

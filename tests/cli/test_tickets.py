@@ -1,15 +1,17 @@
 """`lottery export --format compact|shrunk|onnx`: from a ticket file or a run folder, through the ticket."""
+import shutil
+import stat
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from lottery.cli.command import main
+from lottery.core.ticket import Ticket, save_ticket
 from lottery.export import load_compact, run_onnx
 from lottery.models import create_model
-from lottery.core.ticket import Ticket, save_ticket
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.cli.helpers import ROOT, one_line_error, run_main, truncate
 
 
 def _ticket(pruned, tmp_path, name="lenet_300_100", density=0.1):
@@ -65,3 +67,56 @@ def test_a_run_folder_exports_through_its_ticket(pruned, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "shrunk:" in out and "fc1" in out and (tmp_path / "m.onnx").stat().st_size > 0
     assert main(["export", str(tmp_path / "demo"), "--format", "ticket", "--out", str(tmp_path / "t.safetensors")]) == 0
+
+
+# -- tickets -----------------------------------------------------------------------------------------------------------
+def _run_ticket(finished: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "t.safetensors"
+    shutil.copy(finished / "ticket.safetensors", path)
+    return path
+
+
+def _rewrite(path: Path, edit) -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata())
+    tensors = load_file(str(path))
+    edit(tensors, meta)
+    save_file(tensors, str(path), metadata=meta)
+
+
+@pytest.mark.parametrize("edit, phrase", [
+    (lambda t, m: t.pop("mask/fc2.weight"), "it has no tensor mask/fc2.weight"),
+    (lambda t, m: m.update(level="{not json"), "is missing or not JSON"),
+    (lambda t, m: m.pop("mask_shapes"), "'mask_shapes'"),
+    (lambda t, m: t.update({"mask/fc1.weight": t["mask/fc1.weight"][:10]}), "does not hold a mask of shape"),
+    (lambda t, m: m.pop("format"), "not a lottery ticket"),
+    ("truncate", "corrupt or truncated"),
+], ids=["missing-tensor", "bad-json", "no-shapes", "short-mask", "foreign", "truncated"])
+def test_a_crafted_or_truncated_ticket(tmp_path, capsys, finished, edit, phrase):
+    path = _run_ticket(finished, tmp_path)
+    truncate(path) if edit == "truncate" else _rewrite(path, edit)
+    code, _, err = run_main(capsys, "inspect", path)
+    assert code == 2
+    one_line_error(err, phrase)
+
+
+@pytest.mark.parametrize("out, phrase", [("folder", "is a folder"), ("/proc/ticket.safetensors", "cannot write the ticket")])
+def test_export_to_a_folder_or_an_unwritable_place_leaves_nothing(tmp_path, capsys, finished, out, phrase):
+    target = tmp_path / "folder" if out == "folder" else Path(out)
+    (tmp_path / "folder").mkdir()
+    code, _, err = run_main(capsys, "export", finished, "--out", target)
+    assert code == 2
+    one_line_error(err, phrase)
+    assert list((tmp_path / "folder").iterdir()) == []
+    code, _, err = run_main(capsys, "export", finished, "--out", tmp_path / "folder" / "t.safetensors")
+    assert code == 0 and [p.name for p in (tmp_path / "folder").iterdir()] == ["t.safetensors"]
+
+
+def test_exported_files_have_the_permissions_of_the_other_run_files(tmp_path, capsys, finished):
+    assert run_main(capsys, "export", finished, "--out", tmp_path / "t.safetensors")[0] == 0
+    (tmp_path / "plain").write_text("x")
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(tmp_path / "t.safetensors") == mode(tmp_path / "plain") == mode(finished / "curve.csv")
+    assert mode(finished / "ticket.safetensors") == mode(finished / "config.yaml")

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from lottery.core.errors import LotteryError
-from lottery.core.files import exclusive, load_tensors, read_json, save_tensors, write_json
+from lottery.core.files import (
+    exclusive,
+    load_tensors,
+    read_json,
+    save_tensors,
+    write_json,
+)
 
 
 def test_writes_are_atomic_and_leave_no_temporary_file(tmp_path):

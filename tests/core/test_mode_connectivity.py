@@ -3,7 +3,12 @@ import torch
 from torch import nn
 
 from lottery.core.errors import LotteryError
-from lottery.core.mode_connectivity import alphas, error_barrier, error_path, interpolate
+from lottery.core.mode_connectivity import (
+    alphas,
+    error_barrier,
+    error_path,
+    interpolate,
+)
 
 
 def _xor(n=256, seed=0):

@@ -2,7 +2,13 @@ import pytest
 import torch
 
 from lottery.core.errors import LotteryError
-from lottery.core.pruning import STRATEGIES, get_strategy, global_magnitude, layer_magnitude, layer_random
+from lottery.core.pruning import (
+    STRATEGIES,
+    get_strategy,
+    global_magnitude,
+    layer_magnitude,
+    layer_random,
+)
 
 
 def _weights():

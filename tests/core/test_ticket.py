@@ -4,7 +4,14 @@ import pytest
 import torch
 from torch import nn
 
-from lottery import LotteryError, MaskManager, Ticket, load_into, load_ticket, save_ticket
+from lottery import (
+    LotteryError,
+    MaskManager,
+    Ticket,
+    load_into,
+    load_ticket,
+    save_ticket,
+)
 from lottery.core.ticket import pack_bits, unpack_bits
 
 

@@ -1,15 +1,14 @@
 """Datamodules read tiny files written in each dataset's real on-disk format, through the users' code path."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from lottery.core.errors import LotteryError
 from lottery.data import DATASETS, DatasetDataModule, create_datamodule
 from lottery.data.augment import crop, pad, random_crop_flip
-from lottery.core.errors import LotteryError
 from tests.data.on_disk import CIFAR, MNIST_LIKE, write_cifar, write_mnist
 
 

@@ -7,8 +7,8 @@ import torch
 from safetensors.torch import save_file
 
 from lottery.core.errors import LotteryError
-from lottery.export import export, load_compact, save_compact
 from lottery.core.files import atomic_path
+from lottery.export import export, load_compact, save_compact
 from lottery.models import create_model
 
 

@@ -3,9 +3,9 @@ import pytest
 import torch
 from torch import nn
 
+from lottery.core.masks import MaskManager
 from lottery.export import CSRLinear, sparsify
 from lottery.export.sparse import SemiStructuredLinear, is_n_m
-from lottery.core.masks import MaskManager
 
 
 @pytest.mark.parametrize("shape", [(1, 20), (64, 20), (3, 5, 20)])

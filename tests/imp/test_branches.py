@@ -5,10 +5,10 @@ import statistics
 import pytest
 import torch
 
-from lottery.core import files
-from lottery.imp.branches import BRANCHES
 from lottery.cli.config import load_config
 from lottery.cli.experiment import run
+from lottery.core import files
+from lottery.imp.branches import BRANCHES
 
 
 def _cfg(tmp_path, *overrides):

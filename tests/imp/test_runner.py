@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lottery.core import files
 from lottery.cli.config import load_config
-from lottery.core.errors import LotteryError
 from lottery.cli.experiment import run
+from lottery.core import files
+from lottery.core.errors import LotteryError
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "experiments" / "configs" / "demo.yaml"

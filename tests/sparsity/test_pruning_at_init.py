@@ -5,8 +5,13 @@ from torch import nn
 
 from lottery.core.errors import LotteryError
 from lottery.core.masks import MaskManager
-from lottery.sparsity.pruning_at_init import (PAI_METHODS, grasp_scores, prune_at_init, snip_scores,
-                                     synflow_scores)
+from lottery.sparsity.pruning_at_init import (
+    PAI_METHODS,
+    grasp_scores,
+    prune_at_init,
+    snip_scores,
+    synflow_scores,
+)
 from tests.conftest import Tiny
 
 

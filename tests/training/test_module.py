@@ -1,14 +1,14 @@
 """ClassificationModule's hand-written training step: the schedule it follows, the metrics it logs, the optimizer."""
-import pytorch_lightning as pl
 import pytest
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from lottery.data.base import TensorDataModule
-from lottery.training.module import ClassificationModule
 from lottery.training.callbacks import EpochCheckpoint
+from lottery.training.module import ClassificationModule
 from lottery.training.optimizers import Optim, lr_factor
 
 # val_size=0 below (the lr=0 test needs every example in training): Lightning warns of the empty validation set.

@@ -1,9 +1,9 @@
 """bf16 mixed precision and torch.compile keep the masks applied through a real IMP run."""
 import pytest
 
-from lottery.core import files
 from lottery.cli.config import load_config
 from lottery.cli.experiment import run
+from lottery.core import files
 
 
 def _tiny(tmp_path, *overrides):

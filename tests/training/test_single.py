@@ -1,20 +1,18 @@
 """train(): one run spec through a real Lightning Trainer, its files, and what it skips."""
-import os
 
 import pytest
 import torch
 from torch import nn
 
-from lottery.data.base import TensorDataModule
 from lottery.core.files import load_tensors, read_json
-from lottery.imp.hparams import TrainerConfig
 from lottery.core.layout import TrainingDir
 from lottery.core.masks import MaskManager
 from lottery.core.rewind import TrainingPlan
+from lottery.data.base import TensorDataModule
+from lottery.imp.hparams import TrainerConfig
 from lottery.training.optimizers import Optim
-from lottery.training.spec import RunSpec
 from lottery.training.single import train
-from lottery.training.trainer import runtime_cuda_probe
+from lottery.training.spec import RunSpec
 
 SETTINGS = TrainerConfig(accelerator="cpu", progress=False)
 
@@ -64,13 +62,3 @@ def test_constant_learning_rate_and_start_step_are_taken_from_the_plan(tmp_path)
         assert torch.equal(v, before[k])
 
 
-@pytest.mark.skipif(not torch.backends.cuda.is_built() or torch.cuda.device_count() > 0,
-                    reason="only a CUDA build of torch on a machine without GPUs probes NVML per step")
-def test_cpu_runs_skip_the_per_step_nvml_probe(monkeypatch):
-    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # what importing Lightning does
-    with runtime_cuda_probe(on_cpu=True):
-        assert "PYTORCH_NVML_BASED_CUDA_CHECK" not in os.environ
-        assert not torch.cuda.is_available()
-    assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"  # restored for whatever runs next
-    with runtime_cuda_probe(on_cpu=False):
-        assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"

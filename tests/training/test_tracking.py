@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from lottery.core import files
 from lottery.cli.config import load_config
-from lottery.core.errors import LotteryError
 from lottery.cli.experiment import run
+from lottery.core import files
+from lottery.core.errors import LotteryError
 from lottery.training.tracking import make_logger
 
 ROOT = Path(__file__).resolve().parents[2]
