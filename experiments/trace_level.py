@@ -8,7 +8,7 @@ calls left out: declarations and import machinery, not logic). A measure for ref
     .venv/bin/python experiments/trace_level.py --root ../other  # another checkout of lottery, same venv
     .venv/bin/python experiments/trace_level.py --from-level     # only from level 1's start to curve.png
 
---from-level counts nothing before the first call into lottery/imp.py whose `level` is 1: the command
+--from-level counts nothing before the first call into lottery/imp/runner.py whose `level` is 1: the command
 line, the config and its checks, the data and the dense level 0 are left out, and what is left is one
 pruned level (prune, rewind, train, branches, report) followed by the curve and the ticket.
 """
@@ -41,7 +41,7 @@ def main() -> None:
         if frame.f_back is not None and frame.f_back.f_code.co_filename.startswith("<frozen importlib"):
             return None  # called by the import system (the package's lazy __getattr__ on `from lottery import x`)
         if not counting[0]:
-            if code.co_filename != os.path.join(package, "imp.py") or frame.f_locals.get("level") != 1:
+            if code.co_filename != os.path.join(package, "imp", "runner.py") or frame.f_locals.get("level") != 1:
                 return tracer  # before level 1: follow the calls, count nothing
             counting[0] = True
 
