@@ -41,7 +41,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed  ## create .venv and install lottery with its dependencies
 
-demo: install  ## the demo: IMP on LeNet-300-100 / digits, 12 levels + control, curve and ticket in runs/demo (~3 min on 2 CPU cores)
+demo: install  ## the demo: IMP on LeNet-300-100 / digits, 12 levels + control, curve and ticket in runs/demo (~30 s on 2 idle CPU cores)
 	$(VENV)/bin/lottery run --config experiments/configs/demo.yaml
 
 sweep-demo: install  ## the demo as a sweep: prune.fraction 0.2 and 0.5 x seeds 0, 1 as local jobs; summary in runs/sweeps/demo

@@ -17,7 +17,7 @@ EVAL_STAGES = ("val_", "test_")  # ModuleDict keys may not shadow nn.Module attr
 class ScheduledModule(pl.LightningModule):
     """The training step lottery writes out (Lightning's manual optimization): zero_grad, backward, the
     learning rate of this step, optimizer step. Lightning's automatic optimization (closures, scheduler
-    stepping) costs a noticeable share of a small model's step (README, Speed); the schedule is a pure
+    stepping) costs a noticeable share of a small model's step (docs/speed.md); the schedule is a pure
     function of the step, so setting it needs no state. Shared by ClassificationModule and LaneModule.
 
     Args:

@@ -72,8 +72,8 @@ OPTIMIZERS: Registry = Registry("optimizer", {
 def make_optimizer(params, optim: Optim, lr: float | None = None) -> torch.optim.Optimizer:
     """The optimizer `optim` names, with torch's fused kernels where the parameters' device has them.
 
-    A fused step is one kernel over all tensors instead of a Python loop over them (the README's
-    Speed section has the measurements); the update is the same up to floating-point rounding.
+    A fused step is one kernel over all tensors instead of a Python loop over them (docs/speed.md
+    has the measurements); the update is the same up to floating-point rounding.
     """
     params = list(params)
     fused = bool(params) and all(p.device.type in FUSED_DEVICES and p.dtype.is_floating_point for p in params)

@@ -31,7 +31,7 @@ def runtime_cuda_probe(on_cpu: bool):
 
     Importing Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (so that a probe does not poison forks);
     torch's optimizers then probe NVML (a dlopen) at every `step()` while CUDA is uninitialised, a
-    noticeable share of a small model's step on a CPU run with a CUDA build of torch (README, Speed).
+    noticeable share of a small model's step on a CPU run with a CUDA build of torch (docs/speed.md).
     With no GPU there is no fork to poison. Machines with GPUs, and CPU-only builds of torch, are left as they are.
     """
     name = "PYTORCH_NVML_BASED_CUDA_CHECK"

@@ -49,7 +49,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 24), nn.ReLU(), nn.Linear(24, 4))
-# The README's recipe:
+# The recipe of docs/tickets.md:
 with safe_open(sys.argv[1], framework="pt") as f:
     shapes = json.loads(f.metadata()["shapes"])
     state = {k[len("dense/"):]: f.get_tensor(k) for k in f.keys() if k.startswith("dense/")}
