@@ -34,16 +34,16 @@ def level_table(aggregated: list[dict]) -> list[dict]:
 
 def write_all(run: RunLayout, rows: list[dict], tolerance_points: float, title: str) -> list[dict]:
     """Write curve_seeds.csv, curve.csv, curve.png and report.md of `run` from its `rows`; return the level table."""
-    summary = aggregate(rows, by=("method", "level"), values=VALUES)
-    summary.sort(key=lambda r: r["method"] != IMP_METHOD)  # IMP first, the branches after (stable sort)
-    table = level_table(summary)
+    aggregated = aggregate(rows, by=("method", "level"), values=VALUES)
+    aggregated.sort(key=lambda r: r["method"] != IMP_METHOD)  # IMP first, the branches after (stable sort)
+    table = level_table(aggregated)
     write_csv(run.curve_seeds, rows)
     write_csv(run.curve("csv"), table)
-    plot_curve(summary, run.curve("png"), title)
-    matching = sparsest_matching(summary, tolerance_points, dense_method=IMP_METHOD)
+    plot_curve(aggregated, run.curve("png"), title)
+    matching = sparsest_matching(aggregated, tolerance_points, dense_method=IMP_METHOD)
     seeds = sorted({r["seed"] for r in rows})
     report = (f"# {title}\n\nSeeds: {seeds}. Test accuracy, mean ± sample std over seeds. A level *matches* when its "
               f"mean test accuracy is within {tolerance_points:g} points of the dense network's.\n\n"
-              + markdown_report(summary, matching, tolerance_points) + "\n" + exported_levels(rows, tolerance_points))
+              + markdown_report(aggregated, matching, tolerance_points) + "\n" + exported_levels(rows, tolerance_points))
     write_text(run.report, report)
     return table

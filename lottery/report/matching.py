@@ -109,7 +109,7 @@ def winning_level(rows: list[dict], tolerance_points: float) -> dict:
     """The row of the ticket to export from one seed's `rows`: the sparsest matching level of IMP on final
     validation accuracy (the test set stays untouched by the choice); the dense level 0 if none matches."""
     imp = [r for r in rows if r["method"] == IMP_METHOD]
-    summary = aggregate(imp, by=("method", "level"), values=VALUES)
-    match = sparsest_matching(summary, tolerance_points, value="final_val_acc")[IMP_METHOD]
+    aggregated = aggregate(imp, by=("method", "level"), values=VALUES)
+    match = sparsest_matching(aggregated, tolerance_points, value="final_val_acc")[IMP_METHOD]
     level = match["level"] if match is not None else 0
     return next(r for r in imp if r["level"] == level)

@@ -51,24 +51,24 @@ def _band(ax, x, mean, std, style, color, label) -> None:
     ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], color=color, alpha=0.15)
 
 
-def plot_curve(summary: list[dict], path: Path, title: str) -> Path:
+def plot_curve(aggregated: list[dict], path: Path, title: str) -> Path:
     """curve.png: test accuracy and the early-stopping iteration vs % of weights remaining, one line per method
     (Frankle & Carbin 2019, Figures 3-4), bands of ± std over seeds."""
     plt = pyplot()
     fig, (acc_ax, stop_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
-    methods = list(dict.fromkeys(r["method"] for r in summary))
+    methods = list(dict.fromkeys(r["method"] for r in aggregated))
     colors = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20").colors
     for i, method in enumerate(methods):
-        rows = sorted((r for r in summary if r["method"] == method), key=lambda r: r["level"])
+        rows = sorted((r for r in aggregated if r["method"] == method), key=lambda r: r["level"])
         x = [100 * r["density_mean"] for r in rows]
         style = "o-" if method == IMP_METHOD else "s--"
         for ax, key, scale in ((acc_ax, "test_acc", 100), (stop_ax, "early_stop_step", 1)):
             mean = [scale * r[f"{key}_mean"] for r in rows]
             std = [scale * (r[f"{key}_std"] or 0) for r in rows]
             _band(ax, x, mean, std, style, colors[i], LABELS.get(method, method))
-    dense = next(r for r in summary if r["method"] == IMP_METHOD and r["level"] == 0)
+    dense = next(r for r in aggregated if r["method"] == IMP_METHOD and r["level"] == 0)
     acc_ax.axhline(100 * dense["test_acc_mean"], color="gray", linestyle=":", label="dense network")
-    xs = [100 * r["density_mean"] for r in summary]
+    xs = [100 * r["density_mean"] for r in aggregated]
     ticks = [t for t in (100, 51.2, 26.2, 13.4, 6.9, 3.5, 1.8, 0.9, 0.5, 0.2, 0.1) if min(xs) * 0.9 <= t]
     for ax, label in ((acc_ax, "test accuracy (%)"), (stop_ax, "early-stopping iteration (lowest val. loss)")):
         _remaining_axis(ax, ticks, label)
@@ -78,7 +78,7 @@ def plot_curve(summary: list[dict], path: Path, title: str) -> Path:
 
 
 def plot_sweep(rows: list[dict], path: Path, title: str) -> Path:
-    """summary.png of a sweep: every grid point's ticket curve (curve.csv rows), mean ± std over its seeds."""
+    """aggregated.png of a sweep: every grid point's ticket curve (curve.csv rows), mean ± std over its seeds."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     names = list(dict.fromkeys(r["experiment"] for r in rows))
