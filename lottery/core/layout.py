@@ -5,12 +5,13 @@
     runs/<experiment>/curve.csv, curve_seeds.csv, curve.png, report.md, ticket.safetensors
     runs/<experiment>/seed_<s>/init.safetensors      the rewind point of k = 0: the initial weights
     runs/<experiment>/seed_<s>/rewind_step_<k>.safetensors   the rewind point of iteration k > 0
+    runs/<experiment>/seed_<s>/earlybird.safetensors         the dense weights when the early-bird ticket was drawn
     runs/<experiment>/seed_<s>/level_<NN>/           a level: mask.safetensors and its training's files
     runs/<experiment>/seed_<s>/level_<NN>/branch_<name>/     a branch trained off that level
     runs/<experiment>/stability/seed_<s>/            the instability analysis of that seed
 
-A training's folder holds final.safetensors (the trained weights), metrics.json (written last: its
-presence marks the training done) and checkpoints/last.ckpt while it runs.
+A training's folder holds final.safetensors (the trained weights), mask.safetensors (its masks), metrics.json
+(written last: its presence marks the training done) and checkpoints/last.ckpt while it runs.
 """
 from __future__ import annotations
 
@@ -54,6 +55,11 @@ class TrainingDir:
         return self.checkpoints / _CHECKPOINT
 
     @property
+    def mask(self) -> Path:
+        """The masks it trains with: a level's, written before it trains; a branch's, as they end."""
+        return self.path / _MASK
+
+    @property
     def done(self) -> bool:
         return self.metrics.exists()
 
@@ -65,10 +71,6 @@ class TrainingDir:
 @dataclass(frozen=True)
 class LevelDir(TrainingDir):
     """An IMP level: its mask, the ticket's training, and the branches trained off it."""
-
-    @property
-    def mask(self) -> Path:
-        return self.path / _MASK
 
     def branch(self, name: str) -> TrainingDir:
         return TrainingDir(self.path / f"{_BRANCH}{name}")
@@ -103,6 +105,11 @@ class SeedDir(_RewindFolder):
 
     def level(self, level: int) -> LevelDir:
         return LevelDir(self.path / f"{_LEVEL}{level:02d}")
+
+    @property
+    def earlybird(self) -> Path:
+        """The dense network's weights at the epoch its early-bird ticket was drawn (lottery.sparsity.earlybird)."""
+        return self.path / "earlybird.safetensors"
 
     def levels(self) -> list[int]:
         """Levels that have a folder, sorted (finished or not: see `level(l).done`)."""

@@ -262,5 +262,14 @@ class MaskManager:
         self._bind()
         self.apply()
 
+    def replace_masks(self, masks: Mapping[str, torch.Tensor], density: Mapping[str, float] | None = None) -> None:
+        """Masks a method computed while training (lottery.sparsity.updaters): the same names, shapes and device,
+        bool; taken without checks or host synchronisation, then applied. `density`: the new target per tensor."""
+        self.masks = {n: masks[n] for n in self.names}
+        if density is not None:
+            self.density = {n: float(density[n]) for n in self.names}
+        self._bind()
+        self.apply()
+
     def __repr__(self) -> str:
         return f"MaskManager({len(self.names)} tensors, sparsity={self.sparsity():.4f})"

@@ -13,6 +13,11 @@ experiment's prunable tensors) and the experiment's rewinding (the plans); it re
     finetune             the mask, the previous level's trained weights, constant final learning rate
     magnitude_init, snip, grasp, synflow
                          pruning at initialisation to this density (Frankle et al. 2021; Tanaka et al. 2020)
+    gmp, set, rigl, static
+                         one training from the initial weights to this density: gradual magnitude pruning, SET, RigL, a
+                         fixed random mask (lottery.sparsity.updaters; layer densities by sparse.distribution)
+    earlybird            the early-bird ticket (You et al. 2020): the dense weights of the epoch it was drawn, pruned to
+                         this sparsity and rewound
 """
 from __future__ import annotations
 
@@ -22,7 +27,8 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from lottery.core import rewind
-from lottery.core.errors import Registry
+from lottery.core.errors import LotteryError, Registry
+from lottery.core.files import read_json
 from lottery.core.masks import MaskManager, layer_density
 from lottery.core.rewind import Rewinding, TrainingPlan
 
@@ -45,11 +51,13 @@ class LevelPoint:
 
 @dataclass(frozen=True)
 class Branch:
-    """What a branch trains: the model with its starting weights, its masks, its plan."""
+    """What a branch trains: the model with its starting weights, its masks, its plan; and the method that changes
+    the masks while it trains, for the sparse-training branches (lottery.sparsity.updaters.MethodSpec)."""
 
     model: torch.nn.Module
     masks: MaskManager
     plan: TrainingPlan
+    updater: object = None
 
 
 # A branch: (the level it trains off, the seed's models, the experiment's rewinding) -> what to train.
@@ -116,6 +124,35 @@ def _at_init(method: str) -> BranchFn:
     return branch
 
 
+def _sparse_training(method: str) -> BranchFn:
+    def branch(point: LevelPoint, models: SeedModels, rewinding: Rewinding) -> Branch:
+        model = models.with_weights(models.files.rewind(0))  # the dense level's initialisation
+        masks = models.masks_for(model)
+        density = models.layer_densities(masks, 1.0 - point.masks.sparsity())
+        if method != "gmp":  # gmp starts dense; the others from a random mask with the distribution's counts
+            masks.prune_to(density, "layer_random", point.generator())
+        updater = models.sparse_training(method, density, rewinding.total_steps, point.branch_seed)
+        return Branch(model, masks, rewinding.dense_plan, updater)
+
+    branch.__doc__ = f"Train with {method} from the initial weights to the level's density (lottery.sparsity.updaters)."
+    return branch
+
+
+def earlybird(point: LevelPoint, models: SeedModels, rewinding: Rewinding) -> Branch:
+    """Prune the dense weights of the epoch the early-bird ticket was drawn (You et al. 2020) to this density, rewind."""
+    drawn, dense = models.files.earlybird, models.files.level(0)
+    if not drawn.exists():
+        if "earlybird" not in read_json(dense.metrics):
+            raise LotteryError(f"the earlybird branch needs the early-bird watcher on level 0, but {dense.path} trained "
+                               "without it (earlybird was not among the branches then): start the run under another name=...")
+        drawn = dense.final  # the watcher never drew a ticket: the dense network's end, as one-shot pruning
+    model = models.with_weights(drawn)
+    masks = models.masks_for(model)
+    masks.prune_to(point.masks.density, models.strategy, point.generator())
+    rewind.restore(model, models.rewind_point(), masks)
+    return Branch(model, masks, rewinding.branch_plan)
+
+
 def _batches(data, samples_per_class: int = 10) -> list:
     """About ten examples per class, as GraSP (Wang et al. 2020) scores with; SNIP uses one batch of similar size."""
     want, out = samples_per_class * data.num_classes, []
@@ -129,6 +166,11 @@ def _batches(data, samples_per_class: int = 10) -> list:
 
 BRANCHES: Registry[BranchFn] = Registry("branch", {
     "reinit": reinit, "random_prune": random_prune, "random_prune_global": random_prune_global,
-    "oneshot": oneshot, "lr_rewind": lr_rewind, "finetune": finetune,
+    "oneshot": oneshot, "lr_rewind": lr_rewind, "finetune": finetune, "earlybird": earlybird,
     **{name: _at_init(name.removesuffix("_init")) for name in ("magnitude_init", "snip", "grasp", "synflow")},
+    **{name: _sparse_training(name) for name in ("gmp", "set", "rigl", "static")},
 })
+# What each branch's mask needs besides its own training, for the cost of reaching it (lottery.report.cost):
+# the IMP levels before it, the dense level, the dense level up to its early-bird epoch, or nothing but its density.
+BUILDS_ON = {"reinit": "imp", "random_prune": "imp", "random_prune_global": "imp", "lr_rewind": "imp", "finetune": "imp",
+             "oneshot": "dense", "earlybird": "earlybird"}

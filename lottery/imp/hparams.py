@@ -53,12 +53,27 @@ class PruneConfig:
     include: list[str] | None = None  # prunable parameter patterns; None: all Conv/Linear weights
     exclude: list[str] = field(default_factory=list)  # patterns kept dense
     allow_empty_layers: bool = False  # allow fraction x rate >= 1, which removes a whole tensor in one level
+    distribution: str | None = None  # uniform | er | erk: each level's density shared out by it (rates then unused)
 
 
 @dataclass
 class RewindConfig:
     policy: str = "init"  # init | step | lr | finetune
     step: int = 0  # the rewind iteration k
+
+
+@dataclass
+class SparseConfig:
+    """The branches that find a sparse network within one training (gmp, set, rigl, static) and early-bird tickets."""
+
+    distribution: str = "erk"  # uniform | er | erk: how a level's density is shared among layers (Evci et al. 2020)
+    dense_layers: list[str] = field(default_factory=list)  # kept dense by the distribution: patterns, "first", "output"
+    interval_steps: int = 100  # ΔT, steps between mask updates (Evci et al. 2020; Zhu & Gupta 2017)
+    start_step: int = 0  # the first update
+    end_step: int | None = None  # the last update; null: 75% of the training (Evci et al. 2020)
+    drop_fraction: float = 0.3  # α: share of active weights SET and RigL replace at the first update, cosine to 0
+    earlybird_window: int = 5  # masks compared at each epoch's end (You et al. 2020)
+    earlybird_threshold: float = 0.1  # normalised Hamming distance under which the early-bird ticket is drawn
 
 
 @dataclass
@@ -87,6 +102,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     rewind: RewindConfig = field(default_factory=RewindConfig)
+    sparse: SparseConfig = field(default_factory=SparseConfig)  # the sparse-training branches (lottery.sparsity)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)  # how `lottery sweep` submits jobs
 

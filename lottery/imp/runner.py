@@ -23,6 +23,7 @@ from lottery.data import create_datamodule
 from lottery.imp.branches import BRANCHES, LevelPoint
 from lottery.imp.hparams import DataConfig, ExperimentConfig
 from lottery.imp.seed_models import SeedModels
+from lottery.sparsity.earlybird import EarlyBirdSpec
 from lottery.training.dispatch import train_all
 from lottery.training.single import train
 from lottery.training.spec import RunSpec
@@ -92,7 +93,15 @@ class SeedRunner:
             save_masks(files.mask, masks)
         k = self.cfg.rewind.step
         capture = {k: self.files.rewind(k)} if k > 0 else {}
-        return RunSpec("level 0", model, masks, self.rewinding.dense_plan, self.data, self.seed, files, capture)
+        return RunSpec("level 0", model, masks, self.rewinding.dense_plan, self.data, self.seed, files, capture,
+                       self._earlybird() if "earlybird" in self.cfg.branches else None)
+
+    def _earlybird(self) -> EarlyBirdSpec:
+        """The watcher of the dense training for the earlybird branch: the magnitude mask of level 1 at every epoch."""
+        s = self.cfg.sparse
+        return EarlyBirdSpec(lambda: self.models.masks_for(self.models.fresh(self.seed)), self.cfg.prune.fraction,
+                             self.cfg.prune.strategy, self.data.steps_per_epoch(), self.files.earlybird,
+                             s.earlybird_window, s.earlybird_threshold, seeds.prune(self.seed, 1))
 
     def pruned(self, level: int) -> RunSpec:
         """Prune the previous level's trained weights, rewind the survivors: the training of `level`."""
@@ -103,19 +112,28 @@ class SeedRunner:
         if files.mask.exists():  # pruned before an interruption: never prune twice
             masks.load_state_dict(load_masks(files.mask))
         else:
-            masks.prune(self.cfg.prune.fraction, self.cfg.prune.strategy,
-                        torch.Generator().manual_seed(seeds.prune(self.seed, level)))
+            self._prune(masks, level)
             save_masks(files.mask, masks)
         plan = self.rewinding.level_plan
         if plan.weights == REWIND:
             rewind.restore(model, self.models.rewind_point(), masks)
         return RunSpec(f"level {level}", model, masks, plan, self.data, self.seed, files)
 
+    def _prune(self, masks, level: int) -> None:
+        """IMP's pruning of `level`: prune.fraction of the remaining weights (times each tensor's rate), or with
+        prune.distribution each tensor to its share of the level's density (1 - fraction)^level."""
+        p, generator = self.cfg.prune, torch.Generator().manual_seed(seeds.prune(self.seed, level))
+        if p.distribution is None:
+            masks.prune(p.fraction, p.strategy, generator)
+        else:
+            masks.prune_to(self.models.layer_densities(masks, (1 - p.fraction) ** level, p.distribution), p.strategy,
+                           generator)
+
     def branch(self, point: LevelPoint, name: str) -> RunSpec:
         """Branch `name` (lottery.imp.branches) off the level `point`, at its sparsity."""
         b = BRANCHES.lookup(name)(point, self.models, self.rewinding)
         return RunSpec(f"level {point.level} {name}", b.model, b.masks, b.plan, self.data,
-                       seeds.branch_training(self.seed), self.files.level(point.level).branch(name))
+                       seeds.branch_training(self.seed), self.files.level(point.level).branch(name), updater=b.updater)
 
     def _report(self, level: int, m: dict) -> None:
         branches = "  ".join(f"{k} {c['test_acc']:.2%}" for k, c in m.get("branches", {}).items())

@@ -2,6 +2,7 @@
 levels' trained weights. The runner builds every level's model with it, and so does every branch."""
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 
 import torch
@@ -13,6 +14,9 @@ from lottery.core.layout import SeedDir
 from lottery.core.masks import MaskManager
 from lottery.imp.hparams import ExperimentConfig
 from lottery.models import create_model, output_layer
+from lottery.sparsity.distributions import layer_densities
+from lottery.sparsity.schedule import UpdateSchedule
+from lottery.sparsity.updaters import MethodSpec
 
 
 class SeedModels:
@@ -55,3 +59,27 @@ class SeedModels:
         out = output_layer(model)  # its rate applies only if the output layer is pruned at all
         rates = {**({out: p.output_rate} if out in prunable else {}), **p.rates}
         return MaskManager(model, include=p.include, exclude=p.exclude, rates=rates)
+
+    # -- the sparse-training branches (lottery.sparsity) ---------------------------------------------------
+    def dense_layers(self, names: list[str]) -> set[str]:
+        """The tensors sparse.dense_layers keeps dense: patterns, and "first" / "output" for the first and last."""
+        keep = set()
+        for pattern in self.cfg.sparse.dense_layers:
+            chosen = {"first": names[:1], "output": names[-1:]}.get(pattern)
+            keep |= set(chosen if chosen is not None else (n for n in names if fnmatch.fnmatchcase(n, pattern)))
+        return keep
+
+    def layer_densities(self, masks: MaskManager, density: float, distribution: str | None = None) -> dict[str, float]:
+        """Each masked tensor's density when `density` of them all is kept, shared by the experiment's distribution."""
+        shapes = {n: tuple(m.shape) for n, m in masks.masks.items()}
+        return layer_densities(distribution or self.cfg.sparse.distribution, shapes, density, self.dense_layers(masks.names))
+
+    def schedule(self, total_steps: int) -> UpdateSchedule:
+        """When masks change in a training of `total_steps` steps (sparse.*; the end at 75% of it by default)."""
+        s = self.cfg.sparse
+        end = s.end_step if s.end_step is not None else int(0.75 * total_steps)
+        return UpdateSchedule(end_step=end, interval=s.interval_steps, start_step=s.start_step, drop_fraction=s.drop_fraction)
+
+    def sparse_training(self, method: str, density: dict[str, float], total_steps: int, seed: int) -> MethodSpec:
+        """The spec of `method` (a name in lottery.sparsity.updaters.UPDATERS) towards `density` per tensor."""
+        return MethodSpec(method, tuple(density.items()), self.schedule(total_steps), seed)

@@ -24,25 +24,42 @@ class MaskCallback(pl.Callback):
         masks: a MaskManager over (a submodule of) the LightningModule, or a function
             `pl_module -> MaskManager` called at setup, e.g. ``lambda m: MaskManager(m.net)``.
             Default: a MaskManager over the whole LightningModule.
+        updater: a method that changes the masks while the module trains (lottery.sparsity.updaters, e.g. RigL),
+            called around every optimizer step of iteration t: `before_step(t, ...)` before it, `update(t, ...)`
+            after it, with the gradients still there.
 
     The masks are applied after every optimizer step (so every checkpoint holds masked
-    weights) and before validation and testing; they are saved in Lightning checkpoints and restored on `ckpt_path=` resume.
+    weights) and before validation and testing; they are saved in Lightning checkpoints (with the updater's
+    state) and restored on `ckpt_path=` resume.
     """
 
-    def __init__(self, masks: MaskManager | Callable[[pl.LightningModule], MaskManager] | None = None):
+    def __init__(self, masks: MaskManager | Callable[[pl.LightningModule], MaskManager] | None = None, updater=None):
         self._factory = masks if callable(masks) and not isinstance(masks, MaskManager) else None
         self.masks: MaskManager | None = masks if isinstance(masks, MaskManager) else None
+        self.updater = updater
         self._pending: dict | None = None  # state restored from a checkpoint before setup ran
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if self.masks is None:
             self.masks = self._factory(pl_module) if self._factory else MaskManager(pl_module)
         if self._pending is not None:
-            self.masks.load_state_dict(self._pending)
+            self.load_state_dict(self._pending)
             self._pending = None
         self.masks.apply()
 
+    @staticmethod
+    def _iteration(trainer, pl_module) -> int:
+        """The schedule's index of the current iteration: steps taken before it (lottery's modules count from the
+        rewind step k)."""
+        return getattr(pl_module, "schedule_step", trainer.global_step)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if self.updater is not None:
+            self.updater.before_step(self._iteration(trainer, pl_module), self.masks, optimizer)
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.updater is not None:  # the step is taken: the iteration it belonged to is one less
+            self.updater.update(self._iteration(trainer, pl_module) - 1, self.masks, trainer.optimizers[0])
         self.masks.apply()  # right after optimizer.step(): one fused kernel, no host sync
 
     def on_validation_start(self, trainer, pl_module) -> None:
@@ -52,15 +69,22 @@ class MaskCallback(pl.Callback):
         self.masks.apply()
 
     def state_dict(self) -> dict:
-        return self.masks.state_dict() if self.masks is not None else {}
+        if self.masks is None:
+            return {}
+        state = self.masks.state_dict()
+        if self.updater is not None:
+            state["updater"] = self.updater.state_dict()
+        return state
 
     def load_state_dict(self, state_dict: dict) -> None:
         if not state_dict:
             return
         if self.masks is None:
             self._pending = state_dict
-        else:
-            self.masks.load_state_dict(state_dict)
+            return
+        self.masks.load_state_dict(state_dict)
+        if self.updater is not None and "updater" in state_dict:
+            self.updater.load_state_dict(state_dict["updater"])
 
 
 class _Sink(io.RawIOBase):

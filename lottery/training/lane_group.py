@@ -18,7 +18,7 @@ from lottery.core.macs import step_macs
 from lottery.core.masks import MaskManager
 from lottery.data.base import TensorDataModule
 from lottery.lanes.count import choose_lanes, lane_bytes, lanes_that_fit
-from lottery.lanes.net import LaneNet, stack_masks
+from lottery.lanes.net import LaneNet, stack_masks, unstack_masks
 from lottery.training.callbacks import CaptureRewindPoints
 from lottery.training.lane_data import LaneDataModule
 from lottery.training.lane_module import LaneModule
@@ -37,14 +37,16 @@ from lottery.training.trainer import fit_and_test
 def lane_key(spec: RunSpec) -> tuple | None:
     """What runs must share to train as lanes; None: this run trains alone (data other than tensors in memory).
 
-    Rewind points to capture are no constraint: each lane saves its own, at its own steps.
+    Rewind points to capture are no constraint: each lane saves its own, at its own steps. A method that changes the
+    masks while they train must be the same, but for its seed (each lane updates its own masks).
     """
-    if not isinstance(spec.data, TensorDataModule):
+    updates = None if spec.updater is None else spec.updater.lane_key
+    if not isinstance(spec.data, TensorDataModule) or (spec.updater is not None and updates is None):
         return None
     d, p = spec.data, spec.plan
     shapes = tuple((k, tuple(v.shape), v.dtype) for k, v in spec.model.state_dict().items())
     return (type(spec.model), shapes, tuple(spec.masks.names), p.start_step, p.steps, p.constant_lr,
-            type(d), d.batch_size, d.val_size, d.split_seed, d.augment)
+            type(d), d.batch_size, d.val_size, d.split_seed, d.augment, updates)
 
 
 def _device(settings) -> str:
@@ -131,12 +133,16 @@ def train_lanes(specs: list[RunSpec], settings: TrainerConfig, optim: Optim, tra
     live = tracking is not None and tracking.concurrent and is_writer()  # rank 0 logs, as Lightning's loggers do
     loggers = [tracking.logger(s.out.path) for s in specs] if live else []
     module.lane_loggers = loggers if all(loggers) else []
+    # One updater for every lane (each with its own seed): all lanes' masks change in one operation.
+    updater = first.updater.build([s.updater.seed for s in specs]) if first.updater is not None else None
     trainer, _ = fit_and_test(module, data, settings, plan.steps, masks, checkpoint,
-                              f"{first.label} (+{len(specs) - 1} runs as lanes)", capture)
+                              f"{first.label} (+{len(specs) - 1} runs as lanes)", capture, updater=updater)
     results = []
     for k, spec in enumerate(specs):
         spec.model.load_state_dict(net.lane_state_dict(k))
-        metrics = training_metrics(module.history[k], module.results["test"][k], spec)
+        if updater is not None:  # the lane's masks, as the updates left them
+            spec.masks.set_masks(unstack_masks(masks.masks, k))
+        metrics = training_metrics(module.history[k], module.results["test"][k], spec, updater)
         if trainer.is_global_zero:
             write_results(spec, metrics, remove_checkpoints=False)
             if module.lane_loggers:

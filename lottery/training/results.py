@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import shutil
 
-from lottery.core.files import save_tensors, write_json
+from lottery.core.files import save_masks, save_tensors, write_json
+from lottery.core.macs import layer_macs, training_cost
 from lottery.core.masks import density, layer_density
 from lottery.training.spec import RunSpec
 
 
-def training_metrics(history: list[dict], test: dict, spec: RunSpec) -> dict:
-    """The metrics.json of a training: its validation history, test result, density and schedule position."""
+def training_metrics(history: list[dict], test: dict, spec: RunSpec, updater=None) -> dict:
+    """The metrics.json of a training: its validation history, test result, density, schedule position and cost;
+    with a method that changed the masks while it trained, the densities it aimed at (and an early-bird report)."""
     best = max(history, key=lambda h: h["val/acc"]) if history else {}
     lowest = min(history, key=lambda h: h["val/loss"]) if history else {}
-    return {
+    metrics = {
         "density": density(spec.masks.masks),
         "layer_density": layer_density(spec.masks.masks),
         "test_acc": float(test["test/acc"]), "test_loss": float(test["test/loss"]),
@@ -21,16 +23,36 @@ def training_metrics(history: list[dict], test: dict, spec: RunSpec) -> dict:
         "best_val_acc": best.get("val/acc"), "best_val_step": best.get("step"),
         "early_stop_step": lowest.get("step"),  # step of lowest validation loss (Frankle & Carbin 2019)
         "start_step": spec.plan.start_step, "steps": spec.plan.steps, "history": history,
+        "cost": cost(spec, updater),
     }
+    if getattr(updater, "density", None) is not None:
+        metrics["target_density"] = dict(updater.density)
+    if hasattr(updater, "report"):
+        metrics["earlybird"] = updater.report()
+    return metrics
+
+
+def cost(spec: RunSpec, updater=None) -> float:
+    """The training's multiply-accumulates in dense trainings of the whole schedule (lottery.core.macs.training_cost):
+    its masks' densities over its steps (as the updater changed them), a dense layer for every unmasked one."""
+    start, end = spec.plan.start_step, spec.plan.start_step + spec.plan.steps
+    segments = updater.segments(start, end) if updater is not None else None
+    if segments is None:
+        segments = [(start, layer_density(spec.masks.masks))]
+    extra = updater.dense_gradient_steps(end) if updater is not None else 0
+    return training_cost(layer_macs(spec.model, spec.data.input_shape), segments, end, end, extra)
 
 
 def write_results(spec: RunSpec, metrics: dict, remove_checkpoints: bool = True) -> None:
-    """Write the trained weights (spec.model's), then metrics.json, whose presence marks the training done.
+    """Write the trained weights (spec.model's) and, where none is, the masks; then metrics.json, whose presence
+    marks the training done.
 
     remove_checkpoints=False keeps the resume checkpoints until the caller removes them (a lane group keeps its
     one checkpoint, which lives in its first run's folder, until every lane is written).
     """
     save_tensors(spec.out.final, spec.model.state_dict())
+    if not spec.out.mask.exists():  # a branch's masks, as they ended (an IMP level's were written before it trained)
+        save_masks(spec.out.mask, spec.masks)
     write_json(spec.out.metrics, metrics)  # written last: its presence marks the training complete
     if remove_checkpoints:
         remove_resume_files(spec)

@@ -25,9 +25,10 @@ def train(spec: RunSpec, settings: TrainerConfig, optim: Optim, tracking: Tracki
     module = ClassificationModule(spec.model, spec.data.num_classes, optim, start_step=spec.plan.start_step,
                                   constant_lr=spec.plan.constant_lr, seed=spec.seed, compile=settings.compile)
     capture = [CaptureRewindPoints(dict(spec.capture))] if spec.capture else []
+    updater = spec.updater.build() if spec.updater is not None else None
     trainer, test = fit_and_test(module, spec.data, settings, spec.plan.steps, spec.masks, out.checkpoint, spec.label,
-                                 capture, logger=tracking.logger(out.path) if tracking else False)
-    metrics = training_metrics(module.history, test[0], spec)
+                                 capture, logger=tracking.logger(out.path) if tracking else False, updater=updater)
+    metrics = training_metrics(module.history, test[0], spec, updater)
     if trainer.is_global_zero:
         write_results(spec, metrics)
     log_level(trainer, metrics)

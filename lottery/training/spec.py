@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from torch import nn
 
@@ -26,6 +26,8 @@ class RunSpec:
     data: the LightningDataModule; its own seed sets the data order.
     seed: the training's random draws (reseeded per epoch from it: lottery.core.seeds.epoch).
     capture: {schedule step: file} of weights to save when training reaches that step (rewind points).
+    updater: a method that changes (or watches) the masks while the run trains, as a spec with `build(seeds)` and
+        `lane_key` (lottery.sparsity.updaters.MethodSpec, lottery.sparsity.earlybird.EarlyBirdSpec); None: fixed masks.
     """
 
     label: str  # in logs: "level 3", "level 3 reinit"
@@ -36,3 +38,4 @@ class RunSpec:
     seed: int
     out: TrainingDir
     capture: Mapping[int, Path] = field(default_factory=dict)
+    updater: Any = None

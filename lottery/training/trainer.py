@@ -70,14 +70,15 @@ def propagate_interrupt(trainer):
 
 
 def fit_and_test(module: ScheduledModule, data: pl.LightningDataModule, settings: TrainerConfig, steps: int,
-                 masks: MaskManager, checkpoint: Path, label: str, capture: list[pl.Callback] = (), logger=False
-                 ) -> tuple[pl.Trainer, list[dict]]:
+                 masks: MaskManager, checkpoint: Path, label: str, capture: list[pl.Callback] = (), logger=False,
+                 updater=None) -> tuple[pl.Trainer, list[dict]]:
     """Train `module` for `steps` optimizer steps under one Lightning Trainer, validating every epoch and
     resuming from `checkpoint` (written atomically at each epoch end) when it exists; then test.
 
-    Used by a training alone and by lane groups. Returns the Trainer and `trainer.test`'s result.
+    Used by a training alone and by lane groups. updater: a method that changes the masks while the module trains
+    (lottery.sparsity.updaters). Returns the Trainer and `trainer.test`'s result.
     """
-    callbacks = [MaskCallback(masks), EpochCheckpoint(checkpoint), Resumed(label), *capture]
+    callbacks = [MaskCallback(masks, updater), EpochCheckpoint(checkpoint), Resumed(label), *capture]
     if settings.progress:
         callbacks.append(LevelProgress(label, settings.progress))
     trainer = pl.Trainer(

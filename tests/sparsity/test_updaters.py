@@ -1,0 +1,152 @@
+"""Every registered sparse-training method through the same invariants, in a plain PyTorch loop: exact per-layer
+counts after each update, pruned weights zero at every step, deterministic from seed and step, no update after the
+end step; what SET and RigL grow starts at zero with its optimizer state reset, and an update step applies no
+gradient. The cubic and cosine schedules have the papers' values."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lottery import MaskManager
+from lottery.core.errors import LotteryError
+from lottery.sparsity.schedule import UpdateSchedule
+from lottery.sparsity.updaters import UPDATERS, MethodSpec
+
+SCHEDULE = UpdateSchedule(end_step=30, interval=5, start_step=0, drop_fraction=0.3)
+
+
+def _setup(mlp, method, seed=0, optimizer="adam"):
+    model = mlp(seed)
+    masks = MaskManager(model)
+    density = {"0.weight": 0.3, "2.weight": 0.5, "4.weight": 0.8}
+    if method != "gmp":
+        masks.prune_to(density, "layer_random", torch.Generator().manual_seed(seed))
+    opt = (torch.optim.Adam(model.parameters(), lr=1e-2) if optimizer == "adam"
+           else torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9))
+    return model, masks, opt, UPDATERS[method](SCHEDULE, density, seeds=[seed]), density
+
+
+def _train(model, masks, opt, updater, steps=40, seed=0, check=None):
+    g = torch.Generator().manual_seed(seed)
+    for step in range(steps):
+        x, y = torch.randn(32, 16, generator=g), torch.randint(0, 4, (32,), generator=g)
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        updater.before_step(step, masks, opt)
+        opt.step()
+        updater.update(step, masks, opt)
+        masks.apply()
+        if check:
+            check(step)
+
+
+@pytest.mark.parametrize("method", sorted(UPDATERS))
+def test_every_method_keeps_exact_counts_zeros_and_is_deterministic(mlp, method):
+    model, masks, opt, updater, density = _setup(mlp, method)
+    history = []
+
+    def check(step):
+        for name, mask in masks.masks.items():
+            assert not model.get_parameter(name)[~mask].any(), f"{name}: a pruned weight is not zero at step {step}"
+        expected = updater.densities_after(max(u for u in SCHEDULE.updates(step + 1))) if method == "gmp" else density
+        for name, mask in masks.masks.items():
+            assert int(mask.sum()) == round(mask.numel() * expected[name]), (name, step)
+        history.append({n: m.clone() for n, m in masks.masks.items()})
+
+    _train(model, masks, opt, updater, check=check)
+    assert updater.done(31) and (method == "static" or not updater.done(30))  # static never updates
+    model2, masks2, opt2, updater2, _ = _setup(mlp, method)
+    _train(model2, masks2, opt2, updater2)
+    assert all(torch.equal(masks.masks[n], masks2.masks[n]) for n in masks.names)  # same seed, same masks
+    if method in ("set", "rigl"):
+        assert any(not torch.equal(history[5][n], history[4][n]) for n in masks.names)  # step 5 changed the masks
+        assert all(torch.equal(history[-1][n], history[31][n]) for n in masks.names)  # none after the end step
+
+
+@pytest.mark.parametrize("method", ["set", "rigl"])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_grown_weights_start_at_zero_with_their_optimizer_state_reset(mlp, method, optimizer):
+    model, masks, opt, updater, _ = _setup(mlp, method, optimizer=optimizer)
+    _train(model, masks, opt, updater, steps=9)  # past the update of step 5
+    before = {n: m.clone() for n, m in masks.masks.items()}
+    weights = {n: model.get_parameter(n).detach().clone() for n in masks.names}
+    g = torch.Generator().manual_seed(9)
+    x, y = torch.randn(32, 16, generator=g), torch.randint(0, 4, (32,), generator=g)
+    opt.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    updater.before_step(10, masks, opt)  # an update step: the gradients are kept aside
+    assert all(p.grad is None for p in model.parameters())
+    opt.step()  # changes nothing: no parameter has a gradient
+    assert all(torch.equal(model.get_parameter(n), weights[n]) for n in masks.names)
+    updater.update(10, masks, opt)
+    for name in masks.names:
+        grown = masks.masks[name] & ~before[name]
+        assert grown.any(), name
+        param = model.get_parameter(name)
+        assert not param[grown].any()
+        for value in opt.state[param].values():
+            if value.shape == param.shape:
+                assert not value[grown].any()
+
+
+def test_rigl_grows_where_the_gradient_is_largest(mlp):
+    model, masks, opt, updater, _ = _setup(mlp, "rigl")
+    before = {n: m.clone() for n, m in masks.masks.items()}
+    x, y = torch.randn(64, 16), torch.randint(0, 4, (64,))
+    opt.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    grads = {n: model.get_parameter(n).grad.abs().clone() for n in masks.names}
+    updater.before_step(0, masks, opt)
+    opt.step()
+    updater.update(0, masks, opt)
+    for name in masks.names:
+        grown = masks.masks[name] & ~before[name]
+        not_chosen = ~masks.masks[name] & ~before[name]
+        if grown.any() and not_chosen.any():
+            assert grads[name][grown].min() >= grads[name][not_chosen].max()
+
+
+def test_the_cubic_and_the_cosine():
+    s = UpdateSchedule(end_step=100, interval=10, start_step=20, drop_fraction=0.3)
+    assert s.gmp_density(20, 0.1) == 1.0 and s.gmp_density(100, 0.1) == pytest.approx(0.1)
+    assert s.gmp_density(60, 0.1) == pytest.approx(1 - 0.9 * (1 - 0.5 ** 3))  # Zhu & Gupta's cubic at half way
+    assert s.drop_fraction_at(20) == pytest.approx(0.3) and s.drop_fraction_at(100) == pytest.approx(0.0)
+    assert s.drop_fraction_at(60) == pytest.approx(0.15)
+    assert s.updates(1000) == [20, 30, 40, 50, 60, 70, 80, 90, 100] and s.updates(55) == [20, 30, 40, 50]
+    assert UpdateSchedule(end_step=25, interval=10).updates(100) == [0, 10, 20, 25]  # the end step too
+
+
+def test_a_spec_builds_its_method_and_carries_what_lanes_share():
+    spec = MethodSpec("rigl", (("a.weight", 0.5),), SCHEDULE, seed=3)
+    assert type(spec.build()).__name__ == "RigL" and spec.build().seeds == [3] and spec.build([3, 4]).seeds == [3, 4]
+    assert spec.lane_key == MethodSpec("rigl", (("a.weight", 0.5),), SCHEDULE, seed=9).lane_key
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: UpdateSchedule(end_step=10, interval=0), r"interval_steps=0 must be >= 1"),
+    (lambda: UpdateSchedule(end_step=5, start_step=9), "must satisfy 0 <= start <= end"),
+    (lambda: UpdateSchedule(end_step=5, drop_fraction=1.0), r"drop_fraction=1.0 must be in \[0, 1\)"),
+    (lambda: UPDATERS["rigl"](SCHEDULE, {"a": 0.0}), r"must be in \(0, 1\]"),
+    (lambda: UPDATERS["gmp"](SCHEDULE, {"a": 1.5}), r"must be in \(0, 1\]"),
+    (lambda: UPDATERS.lookup("rigl_plus"), "unknown sparse-training method 'rigl_plus'"),
+])
+def test_bad_input_is_one_clear_error(make, message):
+    with pytest.raises(LotteryError, match=message):
+        make()
+
+
+def test_cost_follows_the_densities_over_time():
+    from lottery.core.macs import training_cost
+
+    gmp = UPDATERS["gmp"](UpdateSchedule(end_step=50, interval=10), {"a": 0.1})
+    segments = gmp.segments(0, 100)
+    assert segments[0] == (0, {"a": 1.0}) and segments[-1] == (51, {"a": pytest.approx(0.1)})
+    cost = training_cost({"a": 100}, segments, 100, 100)
+    assert 0.1 < cost < 1.0
+    rigl = UPDATERS["rigl"](UpdateSchedule(end_step=50, interval=10), {"a": 0.1})
+    base = training_cost({"a": 100}, rigl.segments(0, 100), 100, 100)
+    assert base == pytest.approx(0.1)
+    dense_grads = training_cost({"a": 100}, rigl.segments(0, 100), 100, 100, rigl.dense_gradient_steps(100))
+    assert dense_grads == pytest.approx(0.1 + 6 * 0.9 / (3 * 100))  # six updates, each a dense weight gradient
+    assert math.isclose(training_cost({"a": 1}, [(0, {"a": 1.0})], 10, 10), 1.0)
