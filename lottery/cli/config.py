@@ -100,6 +100,7 @@ def validate(cfg: ExperimentConfig) -> None:
     for name in cfg.branches:
         BRANCHES.check(name)
     _check_ranges(cfg)
+    _check_sparse(cfg)
     check_logger(cfg.trainer.logger)
 
 
@@ -171,6 +172,32 @@ def _check_rates(p) -> None:
             raise LotteryError(f"prune.fraction={p.fraction} x {key}={rate} = {p.fraction * rate:g} >= 1 removes every "
                                "weight of that tensor in the first pruned level; lower the rate or the fraction, or set "
                                "prune.allow_empty_layers=true if that is what you want")
+
+
+def _check_sparse(cfg) -> None:
+    """The sparse-training keys and prune.distribution; the end step against the training length is checked with
+    the data (lottery.cli.experiment)."""
+    from lottery.core.pruning import get_strategy
+    from lottery.sparsity.distributions import DISTRIBUTIONS
+
+    s, p = cfg.sparse, cfg.prune
+    DISTRIBUTIONS.check(s.distribution)
+    if p.distribution is not None:
+        DISTRIBUTIONS.check(p.distribution)
+        if getattr(get_strategy(p.strategy), "ranks_globally", False):
+            raise LotteryError(f"prune.distribution={p.distribution} gives every tensor its own density; prune.strategy="
+                               f"{p.strategy} ranks all tensors together: choose layer_magnitude or layer_random")
+    if s.interval_steps < 1:
+        raise _fail("sparse.interval_steps", s.interval_steps, "must be >= 1: masks change every ΔT steps")
+    if s.start_step < 0 or (s.end_step is not None and s.end_step < s.start_step):
+        raise LotteryError(f"sparse.start_step={s.start_step} and sparse.end_step={s.end_step} must satisfy "
+                           "0 <= start_step <= end_step")
+    if not (math.isfinite(s.drop_fraction) and 0 <= s.drop_fraction < 1):
+        raise _fail("sparse.drop_fraction", s.drop_fraction, "must be in [0, 1): the share of active weights replaced")
+    if s.earlybird_window < 2:
+        raise _fail("sparse.earlybird_window", s.earlybird_window, "must be >= 2: the masks compared")
+    if not 0 < s.earlybird_threshold <= 1:
+        raise _fail("sparse.earlybird_threshold", s.earlybird_threshold, "must be in (0, 1]: a normalised Hamming distance")
 
 
 def _check_trainer(t) -> None:

@@ -97,6 +97,36 @@ def _check_build(runner: SeedRunner, world_size: int) -> None:
     lrs = [optim.lr_at(s) for s in {0, runner.total_steps - 1, *optim.milestone_steps}] + [optim.finetuning_lr]
     if not all(math.isfinite(lr) for lr in lrs):
         raise LotteryError(f"train.optim gives a learning rate that is not finite ({lrs}); lower train.optim.gamma or lr")
+    _check_sparse_training(runner, runner.models.masks_for(model))
+
+
+SPARSE_TRAINING = {"gmp", "set", "rigl", "static"}  # the branches that train with a sparse.* schedule
+
+
+def _check_sparse_training(runner: SeedRunner, masks) -> None:
+    """The sparse-training schedule fits the training, and the distributions can share out the sparsest level's
+    density: the density IMP's pruning reaches there (fraction x each tensor's rate, per level)."""
+    cfg, total = runner.cfg, runner.total_steps
+    sparse = SPARSE_TRAINING & set(cfg.branches)
+    if sparse:
+        end = runner.models.schedule(total).end_step
+        if end >= total:
+            raise LotteryError(f"sparse.end_step={end} is past the training ({total} steps: 0 .. {total - 1}); choose "
+                               f"sparse.end_step < {total}, or null for 75% of it")
+    p, levels = cfg.prune, cfg.prune.levels
+    checks = ([(cfg.sparse.distribution, f"branches {sorted(sparse)}")] if sparse else []) + (
+        [(p.distribution, "prune.distribution")] if p.distribution is not None else [])
+    if levels == 0 or not checks:
+        return
+    sizes = {n: m.numel() for n, m in masks.masks.items()}
+    kept = sum(n * (1 - min(1.0, p.fraction * masks.rates[name])) ** levels for name, n in sizes.items())
+    density = (1 - p.fraction) ** levels if p.distribution is not None else kept / sum(sizes.values())
+    for distribution, what in checks:
+        try:
+            runner.models.layer_densities(masks, density, distribution)
+        except LotteryError as e:
+            raise LotteryError(f"{what}: level {levels} ({density:.2%} of the weights) with distribution "
+                               f"{distribution}: {e}") from None
 
 
 def _check_batch_size(cfg: ExperimentConfig, data: pl.LightningDataModule) -> None:

@@ -57,6 +57,14 @@ BAD_CONFIGS = [
     ("trainer.strategy=nope", "invalid strategy name"),
     ("trainer.progress=maybe", "trainer.progress=maybe must be"),
     (["data.batch_size=7", "trainer.devices=2", "trainer.strategy=ddp"], "must divide evenly over 2 processes"),
+    ("sparse.interval_steps=0", "sparse.interval_steps=0 must be >= 1"),
+    (["sparse.end_step=6", "branches=[rigl]", "prune.levels=1"], "sparse.end_step=6 is past the training (6 steps"),
+    ("sparse.drop_fraction=1.5", "sparse.drop_fraction=1.5 must be in [0, 1)"),
+    ("sparse.distribution=erx", "unknown sparsity distribution 'erx'"),
+    (["prune.distribution=erk", "prune.strategy=global_magnitude"], "prune.strategy=global_magnitude ranks all tensors"),
+    (["sparse.dense_layers=[fc1.weight,fc2.weight]", "branches=[set]", "prune.levels=12"], "cannot be met"),
+    ("sparse.earlybird_window=1", "sparse.earlybird_window=1 must be >= 2"),
+    ("branches=[rigl_plus]", "unknown branch 'rigl_plus'"),
 ]
 
 
