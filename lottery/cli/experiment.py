@@ -23,6 +23,7 @@ from lottery.cli.tickets import write_ticket
 from lottery.core import files
 from lottery.core.errors import LotteryError
 from lottery.core.layout import RunLayout
+from lottery.imp.branches import BUILDS_ON
 from lottery.imp.hparams import ExperimentConfig
 from lottery.imp.runner import SeedRunner, run_levels, runners
 from lottery.report import curve
@@ -229,4 +230,4 @@ def write_curve(run_layout: RunLayout, cfg: ExperimentConfig, rows: list[dict] |
     if not rows:
         raise LotteryError(f"{run_layout.path} has no finished level yet; run `lottery run` first")
     title = f"{cfg.model.name} on {cfg.data.name}: IMP {cfg.prune.strategy}, rewind {cfg.rewind.policy} (k={cfg.rewind.step})"
-    return curve.write_all(run_layout, rows, cfg.matching_tolerance, title)
+    return curve.write_all(run_layout, rows, cfg.matching_tolerance, title, BUILDS_ON)

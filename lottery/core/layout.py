@@ -2,7 +2,7 @@
 (in the spirit of OpenLTH's `foundations/paths.py`).
 
     runs/<experiment>/config.yaml                    the resolved config (checked on every start)
-    runs/<experiment>/curve.csv, curve_seeds.csv, curve.png, report.md, ticket.safetensors
+    runs/<experiment>/curve.csv, curve_seeds.csv, curve.png, report.md, ticket.safetensors (earlybird.png)
     runs/<experiment>/seed_<s>/init.safetensors      the rewind point of k = 0: the initial weights
     runs/<experiment>/seed_<s>/rewind_step_<k>.safetensors   the rewind point of iteration k > 0
     runs/<experiment>/seed_<s>/earlybird.safetensors         the dense weights when the early-bird ticket was drawn
@@ -168,6 +168,11 @@ class RunLayout:
     @property
     def curve_seeds(self) -> Path:
         return self.path / "curve_seeds.csv"
+
+    @property
+    def earlybird_plot(self) -> Path:
+        """The early-bird mask distance per epoch of every seed (lottery.report.plots.plot_earlybird)."""
+        return self.path / "earlybird.png"
 
     @property
     def report(self) -> Path:

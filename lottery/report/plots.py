@@ -11,7 +11,9 @@ from lottery.report.rows import IMP_METHOD
 LABELS = {IMP_METHOD: "winning ticket (IMP)", "reinit": "random re-initialisation",
           "random_prune": "random pruning (per layer)", "random_prune_global": "random pruning (global)",
           "oneshot": "one-shot magnitude", "lr_rewind": "learning-rate rewinding", "finetune": "fine-tuning",
-          "magnitude_init": "magnitude at init", "snip": "SNIP", "grasp": "GraSP", "synflow": "SynFlow"}
+          "magnitude_init": "magnitude at init", "snip": "SNIP", "grasp": "GraSP", "synflow": "SynFlow",
+          "gmp": "gradual magnitude pruning", "set": "SET", "rigl": "RigL", "static": "static sparse",
+          "earlybird": "early-bird ticket"}
 
 
 def pyplot():
@@ -53,9 +55,12 @@ def _band(ax, x, mean, std, style, color, label) -> None:
 
 def plot_curve(aggregated: list[dict], path: Path, title: str) -> Path:
     """curve.png: test accuracy and the early-stopping iteration vs % of weights remaining, one line per method
-    (Frankle & Carbin 2019, Figures 3-4), bands of ± std over seeds."""
+    (Frankle & Carbin 2019, Figures 3-4), bands of ± std over seeds; and, where costs are known, test accuracy vs the
+    training cost spent to reach each network (dense trainings, log axis)."""
     plt = pyplot()
-    fig, (acc_ax, stop_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    with_cost = any(r.get("reach_cost_mean") is not None for r in aggregated)
+    fig, axes = plt.subplots(1, 3 if with_cost else 2, figsize=(16.5 if with_cost else 11, 4.2))
+    acc_ax, stop_ax = axes[0], axes[1]
     methods = list(dict.fromkeys(r["method"] for r in aggregated))
     colors = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20").colors
     for i, method in enumerate(methods):
@@ -66,14 +71,47 @@ def plot_curve(aggregated: list[dict], path: Path, title: str) -> Path:
             mean = [scale * r[f"{key}_mean"] for r in rows]
             std = [scale * (r[f"{key}_std"] or 0) for r in rows]
             _band(ax, x, mean, std, style, colors[i], LABELS.get(method, method))
+        if with_cost:
+            costed = [r for r in rows if r.get("reach_cost_mean") is not None]
+            axes[2].plot([r["reach_cost_mean"] for r in costed], [100 * r["test_acc_mean"] for r in costed], style,
+                         color=colors[i], label=LABELS.get(method, method), markersize=4)
     dense = next(r for r in aggregated if r["method"] == IMP_METHOD and r["level"] == 0)
     acc_ax.axhline(100 * dense["test_acc_mean"], color="gray", linestyle=":", label="dense network")
     xs = [100 * r["density_mean"] for r in aggregated]
     ticks = [t for t in (100, 51.2, 26.2, 13.4, 6.9, 3.5, 1.8, 0.9, 0.5, 0.2, 0.1) if min(xs) * 0.9 <= t]
     for ax, label in ((acc_ax, "test accuracy (%)"), (stop_ax, "early-stopping iteration (lowest val. loss)")):
         _remaining_axis(ax, ticks, label)
+    if with_cost:
+        cost_ax = axes[2]
+        cost_ax.axhline(100 * dense["test_acc_mean"], color="gray", linestyle=":")
+        cost_ax.set_xscale("log")
+        cost_ax.set(xlabel="training cost to reach it (dense trainings, multiply-accumulates)",
+                    ylabel="test accuracy (%)", title="what each network cost")
+        cost_ax.grid(True, which="both", alpha=0.3)
     acc_ax.legend(fontsize=8)
     fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def plot_earlybird(rows: list[dict], path: Path, title: str) -> Path | None:
+    """earlybird.png: per seed, the largest mask distance within the window at each epoch of the dense training,
+    the threshold, and the epoch the early-bird ticket was drawn (You et al. 2020, Figure 2)."""
+    watched = [r for r in rows if r["method"] == IMP_METHOD and r["level"] == 0 and r.get("earlybird")]
+    if not watched:
+        return None
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in watched:
+        report = r["earlybird"]
+        epochs = [e + 1 for e, d in enumerate(report["distances"]) if d is not None]
+        line, = ax.plot(epochs, [report["distances"][e - 1] for e in epochs], "o-", markersize=3, label=f"seed {r['seed']}")
+        if report["epoch"] is not None:
+            ax.axvline(report["epoch"], color=line.get_color(), linestyle="--", alpha=0.6)
+    ax.axhline(watched[0]["earlybird"]["threshold"], color="gray", linestyle=":", label="threshold")
+    ax.set(xlabel="epoch of the dense training", ylabel="largest mask distance in the window (Hamming, normalised)",
+           title=title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
     return save_figure(fig, path)
 
 

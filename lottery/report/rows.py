@@ -11,11 +11,21 @@ from lottery.core.layout import RunLayout
 # The method name of IMP's own training at each level in curve_seeds.csv and report.md (the branches are named
 # after themselves); "ticket", as the files written so far say.
 IMP_METHOD = "ticket"
-VALUES = ("density", "test_acc", "final_val_acc", "best_val_acc", "best_val_step", "early_stop_step")
+VALUES = ("density", "test_acc", "final_val_acc", "best_val_acc", "best_val_step", "early_stop_step", "cost", "steps")
+# Kept with a row for the report, not written to the CSV tables (they are not one number).
+DETAILS = ("layer_density", "target_density", "earlybird")
 
 
 def row(seed: int, method: str, level: int, metrics: Mapping) -> dict:
-    return {"seed": seed, "method": method, "level": level, **{k: metrics[k] for k in VALUES}}
+    """One training's numbers (cost: its multiply-accumulates in dense trainings, absent in runs made before it was
+    recorded) and, beside them, its per-layer densities, the densities asked for, an early-bird report."""
+    out = {"seed": seed, "method": method, "level": level, **{k: metrics.get(k) for k in VALUES}}
+    return out | {k: metrics[k] for k in DETAILS if k in metrics}
+
+
+def table_fields(rows: list[dict]) -> list[dict]:
+    """The rows without their DETAILS: what a CSV holds."""
+    return [{k: v for k, v in r.items() if k not in DETAILS} for r in rows]
 
 
 def seed_rows(run: RunLayout, seed: int | None = None, method: str | None = None,
