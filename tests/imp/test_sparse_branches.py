@@ -1,0 +1,85 @@
+"""The sparse-training branches end to end with the real Trainer: as lanes they equal runs alone (the same masks,
+weights within rounding), a run killed with kill -9 resumes to the same masks and curve, and IMP can share each
+level's density out by a distribution."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lottery.cli.config import load_config
+from lottery.cli.experiment import run
+from lottery.core.files import load_tensors, read_json
+from lottery.core.layout import RunLayout
+from lottery.sparsity.distributions import erdos_renyi_kernel
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "experiments" / "configs" / "demo.yaml"
+# 40 steps with an update every 10 up to step 30: a few dozen steps, four mask updates.
+FAST = ["train.epochs=null", "train.steps=40", "prune.levels=1", "sparse.interval_steps=10", "sparse.end_step=30",
+        "trainer.progress=false", "trainer.accelerator=cpu", "data.val_size=200"]
+
+
+@pytest.mark.slow
+def test_rigl_and_gmp_as_lanes_equal_runs_alone(tmp_path):
+    lines = []
+    common = [*FAST, "branches=[rigl,gmp]", "seeds=[0,1]"]
+    alone = RunLayout(run(load_config(DEMO, [f"runs_dir={tmp_path / 'alone'}", *common, "trainer.lanes=1"]),
+                          log=lambda *_: None))
+    lanes = RunLayout(run(load_config(DEMO, [f"runs_dir={tmp_path / 'lanes'}", *common, "trainer.lanes=4"]),
+                          log=lines.append))
+    assert "2 runs like 'level 1 rigl': 2 lanes (trainer.lanes=4)" in "\n".join(lines)  # one group per method
+    for seed in (0, 1):
+        for method in ("rigl", "gmp"):
+            a, b = alone.seed(seed).level(1).branch(method), lanes.seed(seed).level(1).branch(method)
+            masks_a, masks_b = load_tensors(a.mask), load_tensors(b.mask)
+            assert all(torch.equal(masks_a[n], masks_b[n]) for n in masks_a), (seed, method)
+            wa, wb = load_tensors(a.final), load_tensors(b.final)
+            for name in wa:
+                torch.testing.assert_close(wa[name], wb[name], rtol=1e-4, atol=1e-5, msg=f"{seed} {method} {name}")
+            ma, mb = read_json(a.metrics), read_json(b.metrics)
+            assert ma["layer_density"] == mb["layer_density"] and ma["cost"] == mb["cost"]
+        assert not torch.equal(load_tensors(alone.seed(0).level(1).branch("rigl").mask)["fc1.weight"],
+                               load_tensors(alone.seed(1).level(1).branch("rigl").mask)["fc1.weight"])
+
+
+@pytest.mark.slow
+def test_a_rigl_run_killed_mid_training_resumes_to_the_same_masks(tmp_path):
+    args = ["train.epochs=6", "prune.levels=1", "branches=[rigl]", "sparse.interval_steps=20", "trainer.progress=false",
+            "trainer.accelerator=cpu"]
+    cmd = [sys.executable, "-m", "lottery", "run", "--config", str(DEMO)]
+    killed = [*cmd, f"runs_dir={tmp_path / 'killed'}", *args]
+    proc = subprocess.Popen(killed, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / "killed" / "demo" / "seed_0" / "level_01" / "branch_rigl" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.3)  # inside the rigl branch, past its first epoch checkpoint
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists(), "the run finished or failed before it could be killed mid-training"
+    subprocess.run(killed, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([*cmd, f"runs_dir={tmp_path / 'clean'}", *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    rigl = Path("demo", "seed_0", "level_01", "branch_rigl", "mask.safetensors")
+    a, b = load_tensors(tmp_path / "killed" / rigl), load_tensors(tmp_path / "clean" / rigl)
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    assert (tmp_path / "killed" / "demo" / "curve.csv").read_text() == (tmp_path / "clean" / "demo" / "curve.csv").read_text()
+
+
+def test_imp_shares_each_levels_density_by_a_distribution(tmp_path):
+    run_dir = run(load_config(DEMO, [f"runs_dir={tmp_path}", *FAST, "prune.levels=2", "branches=[]",
+                                     "prune.distribution=erk"]), log=lambda *_: None)
+    shapes = {"fc1.weight": (300, 64), "fc2.weight": (100, 300), "fc3.weight": (10, 100)}
+    previous = None
+    for level in (1, 2):
+        masks = load_tensors(RunLayout(run_dir).seed(0).level(level).mask)
+        target = erdos_renyi_kernel(shapes, 0.8 ** level)
+        for name, mask in masks.items():
+            assert int(mask.sum()) == round(mask.numel() * target[name]), (level, name)
+            assert previous is None or bool((mask <= previous[name]).all())  # masks only shrink
+        previous = masks
