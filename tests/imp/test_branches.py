@@ -31,8 +31,14 @@ def test_every_branch_trains_at_the_levels_sparsity(tmp_path):
             assert all(((final[n] != 0) <= m).all() for n, m in ticket.items()), name
         if name == "random_prune":  # per-layer counts kept exactly
             assert {n: metrics["layer_density"][n] * m.numel() for n, m in ticket.items()} == pytest.approx(kept)
+        if name in ("gmp", "set", "rigl", "static"):  # the distribution's exact counts, in the mask they ended with
+            ended = files.load_tensors(folder / "mask.safetensors")
+            assert {n: int(m.sum()) for n, m in ended.items()} == {
+                n: round(m.numel() * metrics["target_density"][n]) for n, m in ended.items()}, name
+            assert all(((final[n] != 0) <= m).all() for n, m in ended.items()), name
     report = (run_dir / "report.md").read_text()
     assert report.index("### ticket") < report.index("### reinit") and "### synflow" in report
+    assert "### the cheapest matching network at each sparsity" in report and "### masks at level 2" in report
 
 
 def test_curves_and_report_aggregate_over_seeds(tmp_path):
