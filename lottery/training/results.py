@@ -23,7 +23,7 @@ def training_metrics(history: list[dict], test: dict, spec: RunSpec, updater=Non
         "best_val_acc": best.get("val/acc"), "best_val_step": best.get("step"),
         "early_stop_step": lowest.get("step"),  # step of lowest validation loss (Frankle & Carbin 2019)
         "start_step": spec.plan.start_step, "steps": spec.plan.steps, "history": history,
-        "cost": cost(spec, updater),
+        **cost(spec, updater),
     }
     if getattr(updater, "density", None) is not None:
         metrics["target_density"] = dict(updater.density)
@@ -32,15 +32,22 @@ def training_metrics(history: list[dict], test: dict, spec: RunSpec, updater=Non
     return metrics
 
 
-def cost(spec: RunSpec, updater=None) -> float:
-    """The training's multiply-accumulates in dense trainings of the whole schedule (lottery.core.macs.training_cost):
-    its masks' densities over its steps (as the updater changed them), a dense layer for every unmasked one."""
+def cost(spec: RunSpec, updater=None) -> dict:
+    """What the training cost (lottery.core.macs.training_cost): `cost` in dense trainings of the whole schedule,
+    `macs` in multiply-accumulates, from its masks' densities over its steps (`density_over_time`, recorded when an
+    updater changed them: [first step, density per tensor] from that step on), a dense layer for every unmasked one."""
     start, end = spec.plan.start_step, spec.plan.start_step + spec.plan.steps
     segments = updater.segments(start, end) if updater is not None else None
+    changing = segments is not None
     if segments is None:
         segments = [(start, layer_density(spec.masks.masks))]
     extra = updater.dense_gradient_steps(end) if updater is not None else 0
-    return training_cost(layer_macs(spec.model, spec.data.input_shape), segments, end, end, extra)
+    macs = layer_macs(spec.model, spec.data.input_shape)
+    relative = training_cost(macs, segments, end, end, extra)
+    out = {"cost": relative, "macs": relative * 3 * sum(macs.values()) * end * getattr(spec.data, "batch_size", 1)}
+    if changing:
+        out["density_over_time"] = [[step, density] for step, density in segments]
+    return out
 
 
 def write_results(spec: RunSpec, metrics: dict, remove_checkpoints: bool = True) -> None:
