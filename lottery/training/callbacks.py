@@ -54,12 +54,14 @@ class MaskCallback(pl.Callback):
         return getattr(pl_module, "schedule_step", trainer.global_step)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        if self.updater is not None:
-            self.updater.before_step(self._iteration(trainer, pl_module), self.masks, optimizer)
+        step = self._iteration(trainer, pl_module)
+        if self.updater is not None and not self.updater.done(step):
+            self.updater.before_step(step, self.masks, optimizer)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.updater is not None:  # the step is taken: the iteration it belonged to is one less
-            self.updater.update(self._iteration(trainer, pl_module) - 1, self.masks, trainer.optimizers[0])
+        step = self._iteration(trainer, pl_module) - 1  # the step is taken: the iteration it belonged to is one less
+        if self.updater is not None and not self.updater.done(step):
+            self.updater.update(step, self.masks, trainer.optimizers[0])
         self.masks.apply()  # right after optimizer.step(): one fused kernel, no host sync
 
     def on_validation_start(self, trainer, pl_module) -> None:
