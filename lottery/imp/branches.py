@@ -57,7 +57,7 @@ BranchFn = Callable[[LevelPoint, "SeedModels", Rewinding], Branch]
 
 
 def reinit(point: LevelPoint, models: SeedModels, rewinding: Rewinding) -> Branch:
-    model = models.fresh(point.branch_seed)
+    model = models.fresh(point.branch_seed, pretrained=False)  # a pretrained model: its architecture's random init
     masks = models.masks_for(model)
     masks.set_masks(point.masks.masks)
     return Branch(model, masks, rewinding.branch_plan)

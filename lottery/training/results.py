@@ -21,6 +21,8 @@ def training_metrics(history: list[dict], test: dict, spec: RunSpec) -> dict:
         "best_val_acc": best.get("val/acc"), "best_val_step": best.get("step"),
         "early_stop_step": lowest.get("step"),  # step of lowest validation loss (Frankle & Carbin 2019)
         "start_step": spec.plan.start_step, "steps": spec.plan.steps, "history": history,
+        # metrics a dataset asks for beside accuracy (lottery.training.metrics), e.g. test_f1, test_mcc for text
+        **{f"test_{k.removeprefix('test/')}": float(v) for k, v in test.items() if k not in ("test/acc", "test/loss")},
     }
 
 
