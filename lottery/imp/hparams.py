@@ -41,6 +41,8 @@ class TrainConfig:
     def resolve(self, steps_per_epoch: int) -> Optim:
         """The optimizer and schedule with every milestone in steps: what the trainer reads."""
         milestones = sorted(self.optim.milestone_steps + [e * steps_per_epoch for e in self.milestone_epochs])
+        if self.optim.schedule == "linear" and self.optim.decay_steps is None:  # decays to 0 at the end of training
+            return replace(self.optim, milestone_steps=milestones, decay_steps=self.total_steps(steps_per_epoch))
         return replace(self.optim, milestone_steps=milestones)
 
 

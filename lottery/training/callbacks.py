@@ -45,6 +45,11 @@ class MaskCallback(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.masks.apply()  # right after optimizer.step(): one fused kernel, no host sync
 
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        # A module that clips the gradient norm (after this hook) clips the sparse network's: pruned weights' left out.
+        if getattr(pl_module, "gradient_clip", None) is not None:
+            self.masks.mask_gradients()
+
     def on_validation_start(self, trainer, pl_module) -> None:
         self.masks.apply()
 

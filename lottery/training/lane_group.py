@@ -122,7 +122,8 @@ def train_lanes(specs: list[RunSpec], settings: TrainerConfig, optim: Optim, tra
     masks.set_masks(stack_masks([s.masks.masks for s in specs]))
     data = LaneDataModule(first.data, [s.data.seed for s in specs])
     module = LaneModule(net, first.data.num_classes, optim, start_step=plan.start_step, constant_lr=plan.constant_lr,
-                        seed=first.seed, compile=settings.compile, metrics=data_metrics(first.data))
+                        seed=first.seed, compile=settings.compile, metrics=data_metrics(first.data),
+                        gradient_clip=settings.gradient_clip_val)
     # One resume checkpoint per group, named after its members: another grouping never resumes from it.
     members = hashlib.sha1("\n".join(str(s.out.path) for s in specs).encode()).hexdigest()[:12]
     checkpoint = first.out.lanes_checkpoint(members)

@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from lottery.lanes.net import LaneNet, lane_loss
+from lottery.lanes.net import LaneNet, clip_lane_grad_norm_, lane_loss
 from lottery.training.metrics import extra_metrics
 from lottery.training.module import ScheduledModule
 from lottery.training.optimizers import Optim, make_optimizer
@@ -41,8 +41,9 @@ class LaneModule(ScheduledModule):
     HISTORY_KEY = "lottery_lane_history"
 
     def __init__(self, net: LaneNet, num_classes: int, optim: Optim, start_step: int = 0,
-                 constant_lr: float | None = None, seed: int = 0, compile: bool = False, metrics: Sequence[str] = ()):
-        super().__init__(net, optim, start_step, constant_lr, seed, compile)
+                 constant_lr: float | None = None, seed: int = 0, compile: bool = False, metrics: Sequence[str] = (),
+                 gradient_clip: float | None = None):
+        super().__init__(net, optim, start_step, constant_lr, seed, compile, gradient_clip)
         self.net, self.num_classes = net, num_classes
         lanes = net.lanes
         # Per-lane running sums on the device; reduced to the host once per epoch.
@@ -74,6 +75,10 @@ class LaneModule(ScheduledModule):
         if self._log_every and self.global_step % self._log_every == 0:
             self._log_step(optimizer.param_groups[0]["lr"])
         return loss
+
+    def clip_gradient_norm(self, max_norm: float) -> None:
+        """Each lane's gradient norm clipped on its own, as its run alone clips it."""
+        clip_lane_grad_norm_(list(self.net.parameters()), max_norm, self.lanes)
 
     def on_train_start(self):
         # As ClassificationModule: per-step values only with loggers, on the writing process, every log_every_n_steps.

@@ -32,12 +32,15 @@ class ScheduledModule(pl.LightningModule):
         seed: the global RNG is reseeded from (seed, epoch) at each epoch start, so that a run
             resumed from an epoch checkpoint draws the same random numbers as an uninterrupted one
             (lottery.core.seeds.epoch).
+        gradient_clip: clip the gradient norm to this before each step (trainer.gradient_clip_val; None: off).
+            MaskCallback zeroes the pruned weights' gradients first, so the norm is the sparse network's.
     """
 
     def __init__(self, net: nn.Module, optim: Optim, start_step: int = 0, constant_lr: float | None = None,
-                 seed: int = 0, compile: bool = False):
+                 seed: int = 0, compile: bool = False, gradient_clip: float | None = None):
         super().__init__()
         self.optim, self.start_step, self.constant_lr, self.seed = optim, start_step, constant_lr, seed
+        self.gradient_clip = gradient_clip
         # A plain __dict__ entry, not a submodule: the weights are not listed twice.
         self.__dict__["_forward"] = torch.compile(net) if compile else net
         self.automatic_optimization = False
@@ -89,6 +92,15 @@ class ScheduledModule(pl.LightningModule):
         optimizer.step()
         return optimizer
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Here rather than in `optimize`: under fp16 mixed precision Lightning unscales the gradients just before.
+        if self.gradient_clip is not None:
+            self.clip_gradient_norm(self.gradient_clip)
+
+    def clip_gradient_norm(self, max_norm: float) -> None:
+        """Scale the gradients so that their norm is at most `max_norm` (torch.nn.utils.clip_grad_norm_)."""
+        torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm)
+
     def on_train_batch_start(self, batch, batch_idx):
         # Not on_train_epoch_start: Lightning skips that hook for an epoch it restarts from a checkpoint.
         if batch_idx == 0:
@@ -101,8 +113,9 @@ class ClassificationModule(ScheduledModule):
     accuracy, e.g. ("f1", "mcc") for text)."""
 
     def __init__(self, model: nn.Module, num_classes: int, optim: Optim, start_step: int = 0,
-                 constant_lr: float | None = None, seed: int = 0, compile: bool = False, metrics: Sequence[str] = ()):
-        super().__init__(model, optim, start_step, constant_lr, seed, compile)
+                 constant_lr: float | None = None, seed: int = 0, compile: bool = False, metrics: Sequence[str] = (),
+                 gradient_clip: float | None = None):
+        super().__init__(model, optim, start_step, constant_lr, seed, compile, gradient_clip)
         self.model = model
         # Training loss and accuracy as running sums on the device: two in-place adds per step and no
         # host sync, where a torchmetrics update per step costs more Python than the optimizer step itself.

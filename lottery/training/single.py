@@ -25,7 +25,7 @@ def train(spec: RunSpec, settings: TrainerConfig, optim: Optim, tracking: Tracki
         return read_json(out.metrics)
     module = ClassificationModule(spec.model, spec.data.num_classes, optim, start_step=spec.plan.start_step,
                                   constant_lr=spec.plan.constant_lr, seed=spec.seed, compile=settings.compile,
-                                  metrics=data_metrics(spec.data))
+                                  metrics=data_metrics(spec.data), gradient_clip=settings.gradient_clip_val)
     capture = [CaptureRewindPoints(dict(spec.capture))] if spec.capture else []
     trainer, test = fit_and_test(module, spec.data, settings, spec.plan.steps, spec.masks, out.checkpoint, spec.label,
                                  capture, logger=tracking.logger(out.path) if tracking else False)
