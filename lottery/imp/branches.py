@@ -13,6 +13,8 @@ experiment's prunable tensors) and the experiment's rewinding (the plans); it re
     finetune             the mask, the previous level's trained weights, constant final learning rate
     magnitude_init, snip, grasp, synflow
                          pruning at initialisation to this density (Frankle et al. 2021; Tanaka et al. 2020)
+    wanda, row_magnitude one-shot pruning of the rewind-point weights (a pretrained checkpoint) to this density,
+                         by |W| x input norm (Wanda, Sun et al. 2024) or |W| alone, within each output row
 """
 from __future__ import annotations
 
@@ -116,6 +118,21 @@ def _at_init(method: str) -> BranchFn:
     return branch
 
 
+def _one_shot_rows(activations: bool) -> BranchFn:
+    def branch(point: LevelPoint, models: SeedModels, rewinding: Rewinding) -> Branch:
+        from lottery.sparsity.wanda import wanda_prune
+
+        model = models.rewound()
+        masks = models.masks_for(model)
+        calibration = _batches(models.data, samples_per_class=-(-128 // models.data.num_classes)) if activations else []
+        wanda_prune(model, masks, 1.0 - point.masks.sparsity(), calibration, activations=activations)
+        return Branch(model, masks, rewinding.branch_plan)
+
+    branch.__doc__ = (f"Prune the rewind-point weights by {'Wanda (|W| x input norm, 128 calibration examples)' if activations else '|W|'}"
+                      " within each output row to the level's density, then train as a level does.")
+    return branch
+
+
 def _batches(data, samples_per_class: int = 10) -> list:
     """About ten examples per class, as GraSP (Wang et al. 2020) scores with; SNIP uses one batch of similar size."""
     want, out = samples_per_class * data.num_classes, []
@@ -131,4 +148,5 @@ BRANCHES: Registry[BranchFn] = Registry("branch", {
     "reinit": reinit, "random_prune": random_prune, "random_prune_global": random_prune_global,
     "oneshot": oneshot, "lr_rewind": lr_rewind, "finetune": finetune,
     **{name: _at_init(name.removesuffix("_init")) for name in ("magnitude_init", "snip", "grasp", "synflow")},
+    "wanda": _one_shot_rows(activations=True), "row_magnitude": _one_shot_rows(activations=False),
 })

@@ -12,6 +12,7 @@ LABELS = {IMP_METHOD: "winning ticket (IMP)", "reinit": "random re-initialisatio
           "random_prune": "random pruning (per layer)", "random_prune_global": "random pruning (global)",
           "oneshot": "one-shot magnitude", "lr_rewind": "learning-rate rewinding", "finetune": "fine-tuning",
           "magnitude_init": "magnitude at init", "snip": "SNIP", "grasp": "GraSP", "synflow": "SynFlow"}
+LABELS.update({"wanda": "Wanda (one-shot, rewind point)", "row_magnitude": "magnitude per row (one-shot, rewind point)"})
 
 
 def pyplot():
