@@ -69,8 +69,9 @@ def write_text(folder: Path, kind: str, n_train: int = 96, n_test: int = 32, lab
     rows = {s: [{"sentence": a, "second": b, "label": name(y)} for a, b, y in data] for s, data in splits.items()}
     if kind == "datasets":
         datasets = pytest.importorskip("datasets")
-        dd = datasets.DatasetDict({s: datasets.Dataset.from_list(r) for s, r in rows.items()})
-        dd.save_to_disk(str(folder / "saved"))
+        if not (folder / "saved").exists():
+            dd = datasets.DatasetDict({s: datasets.Dataset.from_list(r) for s, r in rows.items()})
+            dd.save_to_disk(str(folder / "saved"))
         return {"train": str(folder / "saved"), "train_split": "train", "test_split": "test"}
     paths = {}
     for split, split_rows in rows.items():
@@ -86,11 +87,21 @@ def write_text(folder: Path, kind: str, n_train: int = 96, n_test: int = 32, lab
     return paths
 
 
-@pytest.fixture(scope="session")
-def hf_assets(tmp_path_factory):
-    """(tokenizer folder, pretrained checkpoint folder, folder of the data in every format)."""
-    root = tmp_path_factory.mktemp("hf")
+def make_assets(root: Path) -> tuple[Path, Path, Path]:
+    """(tokenizer folder, pretrained checkpoint folder, scratch folder) under `root`."""
     tokenizer = write_tokenizer(root / "tokenizer")
     vocab = len(transformers.AutoTokenizer.from_pretrained(tokenizer))
     pretrained = write_pretrained(root / "pretrained", vocab)
     return tokenizer, pretrained, root
+
+
+def text_run(runs: Path, assets, *overrides: str, kind: str = "csv", levels: int = 1) -> list[str]:
+    """`lottery run` overrides for IMP on the tiny pretrained BERT and the test's text files: seconds per level."""
+    tokenizer, pretrained, root = assets
+    data = write_text(root / f"data_{kind}", kind)
+    return [f"runs_dir={runs}", "name=bert", f"model.name=hf:{pretrained}", "data.name=text",
+            *(f"data.options.{k}={v}" for k, v in data.items()), f"data.options.tokenizer={tokenizer}",
+            "data.options.max_length=16", "data.batch_size=16", "data.val_size=16", "train.epochs=null",
+            "train.steps=12", f"prune.levels={levels}", "prune.preset=bert", "prune.strategy=global_magnitude",
+            "train.optim.optimizer=adamw", "train.optim.lr=1e-3", "branches=[]", "trainer.progress=false",
+            "trainer.accelerator=cpu", "trainer.logger=none", *overrides]

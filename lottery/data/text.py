@@ -131,8 +131,9 @@ class TextDataModule(TensorDataModule):
         return torch.stack([ids, out["attention_mask"], types], dim=1).long()
 
     def load(self):
+        labels = self._labels("train"), self._labels("test")  # the files and labels checked before the tokenizer loads
         tokenizer = self._tokenizer()
-        return self._tokens(tokenizer, "train"), self._labels("train"), self._tokens(tokenizer, "test"), self._labels("test")
+        return self._tokens(tokenizer, "train"), labels[0], self._tokens(tokenizer, "test"), labels[1]
 
 
 def _label(value, index: int, column: str):

@@ -6,7 +6,7 @@
           `pruning_model` list of their code). Fits BERT and RoBERTa-style checkpoints (`bert.`, `roberta.` ...).
     vit   the same layers of every ViT block (Chen et al. 2021, "The Lottery Tickets Hypothesis for Supervised
           and Self-supervised Pre-training in Computer Vision Models"): patch embedding, position embedding,
-          LayerNorm, biases and the classifier stay dense. Both transformers' names (4.x `encoder.layer.N.attention.
+          LayerNorm, biases and the classifier stay dense. HF ViT checkpoints (`vit.`), both transformers' names (4.x `encoder.layer.N.attention.
           attention.query`, 5.x `layers.N.attention.q_proj`).
 
 A new preset is one entry in PRESETS: the patterns of the weights to prune (docs/pretrained.md).
@@ -26,15 +26,15 @@ PRESETS: Registry[tuple[str, ...]] = Registry("prune preset", {
         "*encoder.layer.*.intermediate.dense.weight", "*encoder.layer.*.output.dense.weight",
         "*pooler.dense.weight",
     ),
-    "vit": (
+    "vit": (  # anchored at `vit.`: a BERT's attention.output.dense is not a ViT's
         # transformers 4.x names
-        "*encoder.layer.*.attention.attention.query.weight", "*encoder.layer.*.attention.attention.key.weight",
-        "*encoder.layer.*.attention.attention.value.weight", "*encoder.layer.*.attention.output.dense.weight",
-        "*encoder.layer.*.intermediate.dense.weight", "*encoder.layer.*.output.dense.weight",
+        "vit.encoder.layer.*.attention.attention.query.weight", "vit.encoder.layer.*.attention.attention.key.weight",
+        "vit.encoder.layer.*.attention.attention.value.weight", "vit.encoder.layer.*.attention.output.dense.weight",
+        "vit.encoder.layer.*.intermediate.dense.weight", "vit.encoder.layer.*.output.dense.weight",
         # transformers 5.x names
-        "*layers.*.attention.q_proj.weight", "*layers.*.attention.k_proj.weight", "*layers.*.attention.v_proj.weight",
-        "*layers.*.attention.o_proj.weight", "*layers.*.mlp.fc1.weight", "*layers.*.mlp.fc2.weight",
-        "*pooler.dense.weight",
+        "vit.layers.*.attention.q_proj.weight", "vit.layers.*.attention.k_proj.weight", "vit.layers.*.attention.v_proj.weight",
+        "vit.layers.*.attention.o_proj.weight", "vit.layers.*.mlp.fc1.weight", "vit.layers.*.mlp.fc2.weight",
+        "vit.pooler.dense.weight",
     ),
 })
 
