@@ -85,3 +85,17 @@ def pruned():
 def randomize():
     """`randomize(model, seed)`: biases and BatchNorm statistics as after training."""
     return _randomize
+
+
+@pytest.fixture(autouse=True)
+def _hub_offline(monkeypatch):
+    """No test reaches for the Hugging Face hub: a name that is not on disk fails at once (lottery.core.hub)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def hf_assets(tmp_path_factory):
+    """(tokenizer folder, tiny pretrained BERT folder, a scratch folder): made by the test, offline (tests/hf_helpers.py)."""
+    from tests.hf_helpers import make_assets
+
+    return make_assets(tmp_path_factory.mktemp("hf"))

@@ -4,6 +4,7 @@
     lottery run --config experiments/configs/demo.yaml --print-config    # every key, resolved; nothing run
     lottery export runs/demo [--level N] --out ticket.safetensors
     lottery export runs/demo --format compact|shrunk|onnx --out model.safetensors|.pt2|.onnx
+    lottery export runs/bert_rte --format hf --out folder       # a folder from_pretrained loads
     lottery inspect ticket.safetensors
     lottery plot runs/demo
     lottery stability --config experiments/configs/stability_demo.yaml --steps 0,20,100 --levels 0,3
@@ -140,13 +141,15 @@ def _run_arguments(sub) -> None:
 def _export_arguments(sub) -> None:
     e = sub.add_parser("export", help="export a winning ticket from a run folder, as a research ticket or for deployment")
     e.add_argument("run_dir", help="a run folder (or, for the deployable formats, a ticket file)")
-    e.add_argument("--format", default="ticket", choices=["ticket", "compact", "shrunk", "onnx"],
+    e.add_argument("--format", default="ticket", choices=["ticket", "compact", "shrunk", "onnx", "hf"],
                    help="ticket: masks + rewind + final weights (research); compact: surviving values + bit-packed "
-                        "mask (safetensors); shrunk: dead units removed (torch.export .pt2); onnx: the shrunk model")
+                        "mask (safetensors); shrunk: dead units removed (torch.export .pt2); onnx: the shrunk model; "
+                        "hf: a folder from_pretrained loads (hf: models), masks in masks.safetensors")
     e.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="values of --format compact")
     e.add_argument("--level", type=int, help="level to export (default: the sparsest matching level)")
     e.add_argument("--seed", type=int, help="seed folder to export from (default: the run's seed)")
-    e.add_argument("--out", required=True, help="output file: .safetensors (ticket, compact), .pt2 (shrunk), .onnx")
+    e.add_argument("--out", required=True, help="output file: .safetensors (ticket, compact), .pt2 (shrunk), .onnx; "
+                                                "a new folder for hf")
     e.set_defaults(func=_export)
 
 

@@ -99,6 +99,7 @@ def validate(cfg: ExperimentConfig) -> None:
     OPTIMIZERS.check(cfg.train.optim.optimizer)
     for name in cfg.branches:
         BRANCHES.check(name)
+    _check_pretrained(cfg)
     _check_ranges(cfg)
     _check_sparse(cfg)
     check_logger(cfg.trainer.logger)
@@ -198,6 +199,32 @@ def _check_sparse(cfg) -> None:
         raise _fail("sparse.earlybird_window", s.earlybird_window, "must be >= 2: the masks compared")
     if not 0 < s.earlybird_threshold <= 1:
         raise _fail("sparse.earlybird_threshold", s.earlybird_threshold, "must be in (0, 1]: a normalised Hamming distance")
+
+
+def _check_pretrained(cfg) -> None:
+    """The keys of transformer runs (docs/pretrained.md): presets, model options, the linear schedule, clipping."""
+    from lottery.models import HF
+    from lottery.models.presets import PRESETS
+    from lottery.training.optimizers import SCHEDULES
+
+    if cfg.prune.preset is not None:
+        PRESETS.check(cfg.prune.preset)
+        if cfg.prune.include is not None:
+            raise LotteryError(f"prune.preset={cfg.prune.preset} and prune.include={cfg.prune.include} both name the "
+                               "prunable weights; keep one of them (prune.exclude still applies to a preset)")
+    if cfg.model.options and not cfg.model.name.startswith(HF):
+        raise LotteryError(f"model.options={cfg.model.options} apply to hf: models only, not to {cfg.model.name}; remove them")
+    o = cfg.train.optim
+    if o.schedule not in SCHEDULES:
+        raise _fail("train.optim.schedule", o.schedule, f"must be one of {', '.join(SCHEDULES)}")
+    if o.schedule == "linear" and (o.milestone_steps or cfg.train.milestone_epochs):
+        raise LotteryError("train.optim.schedule=linear decays the learning rate to 0 by itself; remove the milestones "
+                           "(train.optim.milestone_steps, train.milestone_epochs) or use schedule=step")
+    if o.decay_steps is not None and o.decay_steps < 1:
+        raise _fail("train.optim.decay_steps", o.decay_steps, "must be >= 1 (or null: the training length)")
+    clip = cfg.trainer.gradient_clip_val
+    if clip is not None and not (math.isfinite(clip) and clip > 0):
+        raise _fail("trainer.gradient_clip_val", clip, "must be > 0 (the largest gradient norm), or null for no clipping")
 
 
 def _check_trainer(t) -> None:

@@ -63,6 +63,8 @@ def export_as(run_dir: str | Path, fmt: str, out: str | Path, level: int | None 
         raise LotteryError(f"unknown export format {fmt!r}; choose one of: ticket, {', '.join(FORMATS)}")
     if fmt == "onnx":  # checked before anything is built or written
         require("onnx", "the ONNX export", "onnx"), require("onnxruntime", "checking the ONNX export", "onnx")
+    if fmt == "hf":
+        require("transformers", "the Hugging Face export", "hf")
     source = Path(run_dir)
     if source.is_file():
         return export_ticket(source, fmt, out, dtype, log)
@@ -87,4 +89,15 @@ def _metadata(cfg: ExperimentConfig, row: dict) -> dict:
         "strategy": cfg.prune.strategy, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": {"lottery": lottery.__version__, "torch": torch.__version__,
                      "pytorch_lightning": pytorch_lightning.__version__, "python": platform.python_version()},
+        **_hf_metadata(cfg),
     }
+
+
+def _hf_metadata(cfg: ExperimentConfig) -> dict:
+    """What rebuilds an hf: model and its tokenizer from a ticket (lottery.export.source); nothing for other models."""
+    from lottery.models import HF
+
+    if not cfg.model.name.startswith(HF):
+        return {}
+    tokenizer = cfg.data.options.get("tokenizer", cfg.model.name.removeprefix(HF)) if cfg.data.name == "text" else None
+    return {"model_options": dict(cfg.model.options), **({"tokenizer": tokenizer} if tokenizer else {})}

@@ -169,3 +169,25 @@ def exclusive(path: str | os.PathLike, what: str):
         f.write(str(os.getpid()))
         f.flush()
         yield
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder to fill; on success it becomes `path` (which must not hold anything yet), on any
+    error it is deleted: a folder export is whole or absent, like a file."""
+    import shutil
+
+    path = Path(path)
+    if path.is_file() or (path.is_dir() and any(path.iterdir())):
+        raise LotteryError(f"{path} exists and is not an empty folder; give a new folder name (--out {path}_2)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.is_dir():
+            path.rmdir()
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

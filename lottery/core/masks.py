@@ -139,6 +139,14 @@ class MaskManager:
             self._follow_model()
         torch._foreach_mul_(self._params, self._masks)
 
+    @torch.no_grad()
+    def mask_gradients(self) -> None:
+        """Zero the pruned weights' gradients in place (one fused multiply), e.g. before clipping the gradient norm."""
+        self.apply()  # follows a moved model first
+        pairs = [(p.grad, m) for p, m in zip(self._params, self._masks) if p.grad is not None]
+        if pairs:
+            torch._foreach_mul_([g for g, _ in pairs], [m.to(g.dtype) for g, m in pairs])
+
     def _param(self, name: str) -> torch.Tensor:
         try:
             return self.model.get_parameter(name)

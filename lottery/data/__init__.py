@@ -1,8 +1,9 @@
 """Data registry: `create_datamodule(name, **options)` builds a LightningDataModule by name.
 
 Registered: "digits" (embedded, no download), "mnist", "fashion_mnist", "cifar10", "cifar100"
-(torchvision; options root, download, verify), "imagefolder" (options root, image_size). Any
-user Dataset pair: `DatasetDataModule(train, test, num_classes, input_shape)`.
+(torchvision; options root, download, verify), "imagefolder" (options root, image_size), "text" (CSV, JSON lines,
+a datasets folder or hub name, tokenized once: lottery.data.text). Any user Dataset pair:
+`DatasetDataModule(train, test, num_classes, input_shape)`.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytorch_lightning as pl
 from lottery.core.errors import LotteryError, Registry
 from lottery.data.base import DigitsDataModule, TensorDataModule
 from lottery.data.folder import ImageFolderDataModule
+from lottery.data.text import TextDataModule
 from lottery.data.vision import (
     CIFAR10DataModule,
     CIFAR100DataModule,
@@ -29,6 +31,7 @@ DATASETS: Registry[Callable[..., pl.LightningDataModule]] = Registry("dataset", 
     "cifar10": CIFAR10DataModule,
     "cifar100": CIFAR100DataModule,
     "imagefolder": ImageFolderDataModule,
+    "text": TextDataModule,
 })
 
 
@@ -43,5 +46,5 @@ def create_datamodule(name: str, **options) -> pl.LightningDataModule:
 
 
 __all__ = ["DATASETS", "TensorDataModule", "DigitsDataModule", "TorchvisionDataModule", "MNISTDataModule",
-           "FashionMNISTDataModule", "CIFAR10DataModule", "CIFAR100DataModule", "ImageFolderDataModule",
+           "FashionMNISTDataModule", "CIFAR10DataModule", "CIFAR100DataModule", "ImageFolderDataModule", "TextDataModule",
            "DatasetDataModule", "create_datamodule"]

@@ -20,7 +20,9 @@ def model_from_ticket(path: str | os.PathLike, weights: str = "final"):
     if missing:
         raise LotteryError(f"ticket {path} has no {missing} in its metadata, so its model cannot be rebuilt; "
                            "build the model yourself and use lottery.load_into + lottery.export.export")
-    model = create_model(meta["architecture"], meta["num_classes"], tuple(meta["input_shape"]))
+    options = meta.get("model_options") or None  # hf: models; their weights come from the ticket, not the checkpoint
+    options = {**options, "weights": "random"} if options is not None else None
+    model = create_model(meta["architecture"], meta["num_classes"], tuple(meta["input_shape"]), options)
     masks = load_into(model, ticket, weights)
     return model.eval(), masks, meta
 
@@ -37,8 +39,9 @@ def export_ticket(ticket: str | os.PathLike, fmt: str, out: str | os.PathLike, d
     model, masks, meta = model_from_ticket(ticket)
     keep = ("architecture", "num_classes", "input_shape", "dataset", "level", "density", "test_acc", "seed")
     path = export(model, fmt, out, masks, example_batch(meta["input_shape"]), dtype,
-                  {k: meta[k] for k in keep if k in meta}, log=log)
+                  {k: meta[k] for k in keep if k in meta}, log=log, tokenizer=meta.get("tokenizer"))
     dense = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    log(f"{fmt}: {path.stat().st_size:,} bytes, {path.stat().st_size / dense:.1%} of the dense model's {dense:,} "
+    size = sum(f.stat().st_size for f in path.iterdir()) if path.is_dir() else path.stat().st_size
+    log(f"{fmt}: {size:,} bytes, {size / dense:.1%} of the dense model's {dense:,} "
         f"bytes of weights ({1 - masks.sparsity():.2%} of prunable weights remaining)")
     return path

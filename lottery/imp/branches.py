@@ -18,6 +18,8 @@ experiment's prunable tensors) and the experiment's rewinding (the plans); it re
                          fixed random mask (lottery.sparsity.updaters; layer densities by sparse.distribution)
     earlybird            the early-bird ticket (You et al. 2020): the dense weights of the epoch it was drawn, pruned to
                          this sparsity and rewound
+    wanda, row_magnitude one-shot pruning of the rewind-point weights (a pretrained checkpoint) to this density,
+                         by |W| x input norm (Wanda, Sun et al. 2024) or |W| alone, within each output row
 """
 from __future__ import annotations
 
@@ -65,7 +67,7 @@ BranchFn = Callable[[LevelPoint, "SeedModels", Rewinding], Branch]
 
 
 def reinit(point: LevelPoint, models: SeedModels, rewinding: Rewinding) -> Branch:
-    model = models.fresh(point.branch_seed)
+    model = models.fresh(point.branch_seed, pretrained=False)  # a pretrained model: its architecture's random init
     masks = models.masks_for(model)
     masks.set_masks(point.masks.masks)
     return Branch(model, masks, rewinding.branch_plan)
@@ -153,6 +155,21 @@ def earlybird(point: LevelPoint, models: SeedModels, rewinding: Rewinding) -> Br
     return Branch(model, masks, rewinding.branch_plan)
 
 
+def _one_shot_rows(activations: bool) -> BranchFn:
+    def branch(point: LevelPoint, models: SeedModels, rewinding: Rewinding) -> Branch:
+        from lottery.sparsity.wanda import wanda_prune
+
+        model = models.rewound()
+        masks = models.masks_for(model)
+        calibration = _batches(models.data, samples_per_class=-(-128 // models.data.num_classes)) if activations else []
+        wanda_prune(model, masks, 1.0 - point.masks.sparsity(), calibration, activations=activations)
+        return Branch(model, masks, rewinding.branch_plan)
+
+    branch.__doc__ = (f"Prune the rewind-point weights by {'Wanda (|W| x input norm, 128 calibration examples)' if activations else '|W|'}"
+                      " within each output row to the level's density, then train as a level does.")
+    return branch
+
+
 def _batches(data, samples_per_class: int = 10) -> list:
     """About ten examples per class, as GraSP (Wang et al. 2020) scores with; SNIP uses one batch of similar size."""
     want, out = samples_per_class * data.num_classes, []
@@ -169,6 +186,7 @@ BRANCHES: Registry[BranchFn] = Registry("branch", {
     "oneshot": oneshot, "lr_rewind": lr_rewind, "finetune": finetune, "earlybird": earlybird,
     **{name: _at_init(name.removesuffix("_init")) for name in ("magnitude_init", "snip", "grasp", "synflow")},
     **{name: _sparse_training(name) for name in ("gmp", "set", "rigl", "static")},
+    "wanda": _one_shot_rows(activations=True), "row_magnitude": _one_shot_rows(activations=False),
 })
 # What each branch's mask needs besides its own training, for the cost of reaching it (lottery.report.cost):
 # the IMP levels before it, the dense level, the dense level up to its early-bird epoch, or nothing but its density.

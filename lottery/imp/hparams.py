@@ -14,7 +14,8 @@ from lottery.training.settings import TrainerConfig
 
 @dataclass
 class ModelConfig:
-    name: str = "lenet_300_100"  # a registered model, or "torchvision:<name>"
+    name: str = "lenet_300_100"  # a registered model, "torchvision:<name>", or "hf:<hub name | folder | model type>"
+    options: dict = field(default_factory=dict)  # hf: models only: weights (pretrained | random), configuration fields
 
 
 @dataclass
@@ -40,6 +41,8 @@ class TrainConfig:
     def resolve(self, steps_per_epoch: int) -> Optim:
         """The optimizer and schedule with every milestone in steps: what the trainer reads."""
         milestones = sorted(self.optim.milestone_steps + [e * steps_per_epoch for e in self.milestone_epochs])
+        if self.optim.schedule == "linear" and self.optim.decay_steps is None:  # decays to 0 at the end of training
+            return replace(self.optim, milestone_steps=milestones, decay_steps=self.total_steps(steps_per_epoch))
         return replace(self.optim, milestone_steps=milestones)
 
 
@@ -51,6 +54,7 @@ class PruneConfig:
     output_rate: float = 0.5  # multiplier of fraction for the output layer (Frankle & Carbin 2019)
     rates: dict = field(default_factory=dict)  # other per-parameter multipliers, {name pattern: rate}
     include: list[str] | None = None  # prunable parameter patterns; None: all Conv/Linear weights
+    preset: str | None = None  # prunable set of a known architecture instead of include: bert | vit (lottery.models.presets)
     exclude: list[str] = field(default_factory=list)  # patterns kept dense
     allow_empty_layers: bool = False  # allow fraction x rate >= 1, which removes a whole tensor in one level
     distribution: str | None = None  # uniform | er | erk: each level's density shared out by it (rates then unused)

@@ -21,8 +21,9 @@ from lottery.core.layout import SeedDir
 from lottery.core.rewind import REWIND, Rewinding
 from lottery.data import create_datamodule
 from lottery.imp.branches import BRANCHES, LevelPoint
-from lottery.imp.hparams import DataConfig, ExperimentConfig
+from lottery.imp.hparams import DataConfig, ExperimentConfig, ModelConfig
 from lottery.imp.seed_models import SeedModels
+from lottery.models import HF
 from lottery.sparsity.earlybird import EarlyBirdSpec
 from lottery.training.dispatch import train_all
 from lottery.training.single import train
@@ -30,10 +31,15 @@ from lottery.training.spec import RunSpec
 from lottery.training.tracking import Tracking
 
 
-def datamodule(data: DataConfig, seed: int) -> pl.LightningDataModule:
-    """The experiment's dataset; `seed` sets the data order (the validation split has its own seed)."""
+def datamodule(data: DataConfig, seed: int, model: ModelConfig | None = None) -> pl.LightningDataModule:
+    """The experiment's dataset; `seed` sets the data order (the validation split has its own seed).
+
+    Text is tokenized by the tokenizer of an hf: `model` unless data.options.tokenizer names another."""
+    options = dict(data.options)
+    if data.name == "text" and "tokenizer" not in options and model is not None and model.name.startswith(HF):
+        options["tokenizer"] = model.name.removeprefix(HF)
     return create_datamodule(data.name, batch_size=data.batch_size, val_size=data.val_size, seed=seed,
-                             split_seed=data.split_seed, **data.options)
+                             split_seed=data.split_seed, **options)
 
 
 class SeedRunner:
@@ -145,7 +151,7 @@ def runners(cfg: ExperimentConfig, seed_dirs: Sequence[SeedDir],
             log_of: Callable[[int], Callable[[str], None]] = lambda seed: print) -> list[SeedRunner]:
     """One runner per seed folder, logging to log_of(seed); the dataset is read once and shared (each seed has
     its own data order)."""
-    data = datamodule(cfg.data, seed_dirs[0].seed)
+    data = datamodule(cfg.data, seed_dirs[0].seed, cfg.model)
     return [SeedRunner(cfg, d, data if i == 0 else data.with_seed(d.seed), log_of(d.seed)) for i, d in enumerate(seed_dirs)]
 
 

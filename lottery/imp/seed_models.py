@@ -13,7 +13,8 @@ from lottery.core.files import load_tensors
 from lottery.core.layout import SeedDir
 from lottery.core.masks import MaskManager
 from lottery.imp.hparams import ExperimentConfig
-from lottery.models import create_model, output_layer
+from lottery.models import HF, create_model, output_layer
+from lottery.models.presets import preset_names
 from lottery.sparsity.distributions import layer_densities
 from lottery.sparsity.schedule import UpdateSchedule
 from lottery.sparsity.updaters import MethodSpec
@@ -30,14 +31,22 @@ class SeedModels:
         """The experiment's pruning strategy."""
         return self.cfg.prune.strategy
 
-    def fresh(self, seed: int) -> nn.Module:
-        """A freshly initialised model; the same seed gives the same weights."""
+    def fresh(self, seed: int, pretrained: bool = True) -> nn.Module:
+        """A freshly initialised model; the same seed gives the same weights.
+
+        A pretrained model (hf:, lottery.models.hf) holds its checkpoint's weights and a head drawn from `seed`;
+        with pretrained=False it is its architecture's own random initialisation instead (the reinit control, and
+        models whose weights are loaded next, which need not read the checkpoint).
+        """
         torch.manual_seed(seed)
-        return create_model(self.cfg.model.name, self.data.num_classes, self.data.input_shape)
+        options = self.cfg.model.options
+        if not pretrained and self.cfg.model.name.startswith(HF):
+            options = {**options, "weights": "random"}
+        return create_model(self.cfg.model.name, self.data.num_classes, self.data.input_shape, options)
 
     def with_weights(self, path: Path) -> nn.Module:
         """The seed's architecture holding the weights of a file of this seed (a level's final.safetensors ...)."""
-        model = self.fresh(self.seed)
+        model = self.fresh(self.seed, pretrained=False)
         model.load_state_dict(load_tensors(path))
         return model
 
@@ -48,17 +57,18 @@ class SeedModels:
 
     def rewound(self) -> nn.Module:
         """The seed's architecture at its rewind point."""
-        model = self.fresh(self.seed)
+        model = self.fresh(self.seed, pretrained=False)
         rewind.restore(model, self.rewind_point())
         return model
 
     def masks_for(self, model: nn.Module) -> MaskManager:
         """The experiment's prunable tensors of `model` and their rates (the output layer's, prune.rates)."""
         p = self.cfg.prune
-        prunable = MaskManager(model, include=p.include, exclude=p.exclude).names
+        include = p.include if p.preset is None else preset_names(p.preset, dict(model.named_parameters()))
+        prunable = MaskManager(model, include=include, exclude=p.exclude).names
         out = output_layer(model)  # its rate applies only if the output layer is pruned at all
         rates = {**({out: p.output_rate} if out in prunable else {}), **p.rates}
-        return MaskManager(model, include=p.include, exclude=p.exclude, rates=rates)
+        return MaskManager(model, include=include, exclude=p.exclude, rates=rates)
 
     # -- the sparse-training branches (lottery.sparsity) ---------------------------------------------------
     def dense_layers(self, names: list[str]) -> set[str]:

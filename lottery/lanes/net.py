@@ -167,6 +167,20 @@ def unstack_masks(masks: Mapping[str, torch.Tensor], k: int) -> dict[str, torch.
     return {n: m[k].clone() for n, m in masks.items()}
 
 
+@torch.no_grad()
+def clip_lane_grad_norm_(params: Sequence[torch.Tensor], max_norm: float, lanes: int) -> torch.Tensor:
+    """torch.nn.utils.clip_grad_norm_ per lane: lane k's gradients (slice [k] of each stacked parameter) scaled so
+    that their norm is at most `max_norm`, with the same formula; returns the lanes' norms before clipping [K]."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(lanes)
+    norms = torch.stack([g.reshape(lanes, -1).float().pow(2).sum(1) for g in grads]).sum(0).sqrt()
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(lanes, *[1] * (g.dim() - 1)).to(g.dtype))
+    return norms
+
+
 def lane_loss(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum over lanes of each lane's mean cross-entropy, per-lane losses [K]).
 

@@ -2,11 +2,12 @@
 
 Register a factory with `@register("name")`; it is called as factory(num_classes, input_shape)
 where input_shape is (channels, height, width). Names of the form "torchvision:<name>" build
-torchvision models.
+torchvision models, and "hf:<hub name | folder | model type>" Hugging Face ones (lottery.models.hf), with
+`options` (the config's model.options) for them.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping
 
 from torch import nn
 
@@ -14,12 +15,24 @@ from lottery.core.errors import LotteryError, Registry
 
 Factory = Callable[[int, tuple[int, int, int]], nn.Module]
 TORCHVISION = "torchvision:"  # prefix of torchvision model names
-MODELS: Registry[Factory] = Registry("model", hint=", or 'torchvision:<name>' for a torchvision model")
+HF = "hf:"  # prefix of Hugging Face model names (hub name, local folder or model type)
+MODELS: Registry[Factory] = Registry("model", hint=", or 'torchvision:<name>' for a torchvision model, "
+                                               "or 'hf:<hub name or folder>' for a Hugging Face model")
 register = MODELS.register
 
 
-def create_model(name: str, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
-    """Build model `name` for `num_classes` classes and inputs of shape (C, H, W)."""
+def create_model(name: str, num_classes: int, input_shape: tuple[int, int, int], options: Mapping | None = None
+                 ) -> nn.Module:
+    """Build model `name` for `num_classes` classes and inputs of shape (C, H, W) (text: (3, L), lottery.data.text).
+
+    options: model.options, for "hf:" models (weights, configuration fields); other models take none.
+    """
+    if name.startswith(HF):
+        from lottery.models.hf import create_hf_model
+
+        return create_hf_model(name.removeprefix(HF), num_classes, tuple(input_shape), **dict(options or {}))
+    if options:
+        raise LotteryError(f"model.options={dict(options)} apply to 'hf:' models only, not to {name!r}; remove them")
     if name.startswith(TORCHVISION):
         from lottery.models.torchvision_models import create_torchvision_model
 
@@ -29,7 +42,7 @@ def create_model(name: str, num_classes: int, input_shape: tuple[int, int, int])
 
 def check_name(name: str) -> None:
     """Raise a LotteryError listing the valid names unless `name` can be built."""
-    if not name.startswith(TORCHVISION):
+    if not name.startswith((TORCHVISION, HF)):
         MODELS.check(name)
 
 

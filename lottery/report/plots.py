@@ -13,7 +13,8 @@ LABELS = {IMP_METHOD: "winning ticket (IMP)", "reinit": "random re-initialisatio
           "oneshot": "one-shot magnitude", "lr_rewind": "learning-rate rewinding", "finetune": "fine-tuning",
           "magnitude_init": "magnitude at init", "snip": "SNIP", "grasp": "GraSP", "synflow": "SynFlow",
           "gmp": "gradual magnitude pruning", "set": "SET", "rigl": "RigL", "static": "static sparse",
-          "earlybird": "early-bird ticket"}
+          "earlybird": "early-bird ticket",
+          "wanda": "Wanda (one-shot, rewind point)", "row_magnitude": "magnitude per row (one-shot, rewind point)"}
 
 
 def pyplot():

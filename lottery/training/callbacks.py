@@ -57,6 +57,9 @@ class MaskCallback(pl.Callback):
         step = self._iteration(trainer, pl_module)
         if self.updater is not None and not self.updater.done(step):
             self.updater.before_step(step, self.masks, optimizer)
+        # A module that clips the gradient norm (after this hook) clips the sparse network's: pruned weights' left out.
+        if getattr(pl_module, "gradient_clip", None) is not None:
+            self.masks.mask_gradients()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = self._iteration(trainer, pl_module) - 1  # the step is taken: the iteration it belonged to is one less

@@ -22,6 +22,7 @@ from lottery.lanes.net import LaneNet, stack_masks, unstack_masks
 from lottery.training.callbacks import CaptureRewindPoints
 from lottery.training.lane_data import LaneDataModule
 from lottery.training.lane_module import LaneModule
+from lottery.training.metrics import data_metrics
 from lottery.training.optimizers import Optim
 from lottery.training.results import (
     remove_resume_files,
@@ -123,7 +124,8 @@ def train_lanes(specs: list[RunSpec], settings: TrainerConfig, optim: Optim, tra
     masks.set_masks(stack_masks([s.masks.masks for s in specs]))
     data = LaneDataModule(first.data, [s.data.seed for s in specs])
     module = LaneModule(net, first.data.num_classes, optim, start_step=plan.start_step, constant_lr=plan.constant_lr,
-                        seed=first.seed, compile=settings.compile)
+                        seed=first.seed, compile=settings.compile, metrics=data_metrics(first.data),
+                        gradient_clip=settings.gradient_clip_val)
     # One resume checkpoint per group, named after its members: another grouping never resumes from it.
     members = hashlib.sha1("\n".join(str(s.out.path) for s in specs).encode()).hexdigest()[:12]
     checkpoint = first.out.lanes_checkpoint(members)

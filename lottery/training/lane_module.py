@@ -14,9 +14,13 @@ number of steps and learning-rate schedule.
 """
 from __future__ import annotations
 
-import torch
+from typing import Sequence
 
-from lottery.lanes.net import LaneNet, lane_loss
+import torch
+from torch import nn
+
+from lottery.lanes.net import LaneNet, clip_lane_grad_norm_, lane_loss
+from lottery.training.metrics import extra_metrics
 from lottery.training.module import ScheduledModule
 from lottery.training.optimizers import Optim, make_optimizer
 
@@ -37,8 +41,9 @@ class LaneModule(ScheduledModule):
     HISTORY_KEY = "lottery_lane_history"
 
     def __init__(self, net: LaneNet, num_classes: int, optim: Optim, start_step: int = 0,
-                 constant_lr: float | None = None, seed: int = 0, compile: bool = False):
-        super().__init__(net, optim, start_step, constant_lr, seed, compile)
+                 constant_lr: float | None = None, seed: int = 0, compile: bool = False, metrics: Sequence[str] = (),
+                 gradient_clip: float | None = None):
+        super().__init__(net, optim, start_step, constant_lr, seed, compile, gradient_clip)
         self.net, self.num_classes = net, num_classes
         lanes = net.lanes
         # Per-lane running sums on the device; reduced to the host once per epoch.
@@ -46,6 +51,9 @@ class LaneModule(ScheduledModule):
             self.register_buffer(f"{stage}_loss_sum", torch.zeros(lanes), persistent=False)
             self.register_buffer(f"{stage}_correct", torch.zeros(lanes), persistent=False)
         self.seen = dict.fromkeys(("train", *EVAL_STAGES), 0)
+        # Metrics beside accuracy (lottery.training.metrics), one set per lane and stage: evaluation only.
+        self.extra = nn.ModuleDict({s: nn.ModuleList(extra_metrics(metrics, num_classes) for _ in range(lanes))
+                                    for s in EVAL_STAGES}) if metrics else None
         self.history: list[list[dict]] = [[] for _ in range(lanes)]
         self.results: dict[str, list[dict]] = {}  # stage -> per-lane {stage/loss, stage/acc} of the last epoch
         self.lane_loggers: list = []  # one Lightning logger per lane (optional): lane k's epoch values, as a run alone logs them
@@ -67,6 +75,10 @@ class LaneModule(ScheduledModule):
         if self._log_every and self.global_step % self._log_every == 0:
             self._log_step(optimizer.param_groups[0]["lr"])
         return loss
+
+    def clip_gradient_norm(self, max_norm: float) -> None:
+        """Each lane's gradient norm clipped on its own, as its run alone clips it."""
+        clip_lane_grad_norm_(list(self.net.parameters()), max_norm, self.lanes)
 
     def on_train_start(self):
         # As ClassificationModule: per-step values only with loggers, on the writing process, every log_every_n_steps.
@@ -92,6 +104,11 @@ class LaneModule(ScheduledModule):
         logits = self(xs)
         _, per_lane = lane_loss(logits, ys)
         self._accumulate(stage, logits, ys, per_lane)
+        if self.extra is not None:
+            predicted = logits.argmax(-1)
+            for k, lane in enumerate(self.extra[stage]):
+                for metric in lane.values():
+                    metric.update(predicted[k], y)
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, "val")
@@ -116,6 +133,11 @@ class LaneModule(ScheduledModule):
             for k, logger in enumerate(self.lane_loggers):
                 logger.log_metrics({f"{stage}/loss": loss[k], f"{stage}/acc": acc[k]}, step=self.global_step)
         self.results[stage] = [{f"{stage}/loss": loss[k], f"{stage}/acc": acc[k]} for k in range(self.lanes)]
+        if self.extra is not None and stage in self.extra:
+            for k, lane in enumerate(self.extra[stage]):
+                self.results[stage][k] |= {f"{stage}/{name}": float(metric.compute()) for name, metric in lane.items()}
+                for metric in lane.values():
+                    metric.reset()
         return self.results[stage]
 
     def on_train_epoch_end(self):

@@ -1,6 +1,8 @@
 """ClassificationModule: the LightningModule that trains any classifier for one IMP level."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -9,6 +11,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from lottery.core import seeds
+from lottery.training.metrics import extra_metrics
 from lottery.training.optimizers import Optim, make_optimizer, set_lr
 
 EVAL_STAGES = ("val_", "test_")  # ModuleDict keys may not shadow nn.Module attributes such as `train`
@@ -29,12 +32,15 @@ class ScheduledModule(pl.LightningModule):
         seed: the global RNG is reseeded from (seed, epoch) at each epoch start, so that a run
             resumed from an epoch checkpoint draws the same random numbers as an uninterrupted one
             (lottery.core.seeds.epoch).
+        gradient_clip: clip the gradient norm to this before each step (trainer.gradient_clip_val; None: off).
+            MaskCallback zeroes the pruned weights' gradients first, so the norm is the sparse network's.
     """
 
     def __init__(self, net: nn.Module, optim: Optim, start_step: int = 0, constant_lr: float | None = None,
-                 seed: int = 0, compile: bool = False):
+                 seed: int = 0, compile: bool = False, gradient_clip: float | None = None):
         super().__init__()
         self.optim, self.start_step, self.constant_lr, self.seed = optim, start_step, constant_lr, seed
+        self.gradient_clip = gradient_clip
         # A plain __dict__ entry, not a submodule: the weights are not listed twice.
         self.__dict__["_forward"] = torch.compile(net) if compile else net
         self.automatic_optimization = False
@@ -86,6 +92,15 @@ class ScheduledModule(pl.LightningModule):
         optimizer.step()
         return optimizer
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Here rather than in `optimize`: under fp16 mixed precision Lightning unscales the gradients just before.
+        if self.gradient_clip is not None:
+            self.clip_gradient_norm(self.gradient_clip)
+
+    def clip_gradient_norm(self, max_norm: float) -> None:
+        """Scale the gradients so that their norm is at most `max_norm` (torch.nn.utils.clip_grad_norm_)."""
+        torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm)
+
     def on_train_batch_start(self, batch, batch_idx):
         # Not on_train_epoch_start: Lightning skips that hook for an epoch it restarts from a checkpoint.
         if batch_idx == 0:
@@ -94,11 +109,13 @@ class ScheduledModule(pl.LightningModule):
 
 class ClassificationModule(ScheduledModule):
     """Cross-entropy training of any classifier; loss and accuracy logged per epoch as `train/*`, `val/*`,
-    `test/*` (arguments: ScheduledModule's)."""
+    `test/*` (arguments: ScheduledModule's; `metrics`: names in lottery.training.metrics evaluated beside
+    accuracy, e.g. ("f1", "mcc") for text)."""
 
     def __init__(self, model: nn.Module, num_classes: int, optim: Optim, start_step: int = 0,
-                 constant_lr: float | None = None, seed: int = 0, compile: bool = False):
-        super().__init__(model, optim, start_step, constant_lr, seed, compile)
+                 constant_lr: float | None = None, seed: int = 0, compile: bool = False, metrics: Sequence[str] = (),
+                 gradient_clip: float | None = None):
+        super().__init__(model, optim, start_step, constant_lr, seed, compile, gradient_clip)
         self.model = model
         # Training loss and accuracy as running sums on the device: two in-place adds per step and no
         # host sync, where a torchmetrics update per step costs more Python than the optimizer step itself.
@@ -110,6 +127,7 @@ class ClassificationModule(ScheduledModule):
         self.acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro", validate_args=False)
                                   for s in EVAL_STAGES})
         self.loss = nn.ModuleDict({s: MeanMetric(nan_strategy="disable") for s in EVAL_STAGES})
+        self.extra = nn.ModuleDict({s: extra_metrics(metrics, num_classes) for s in EVAL_STAGES}) if metrics else None
         self.history: list[dict] = []  # one entry per validation: step, val/loss, val/acc
 
     def run_histories(self) -> list[list[dict]]:
@@ -144,6 +162,10 @@ class ClassificationModule(ScheduledModule):
         logits = self(x)
         self.acc[stage].update(logits, y)
         self.loss[stage].update(F.cross_entropy(logits, y), weight=y.numel())
+        if self.extra is not None:
+            predicted = logits.argmax(1)
+            for metric in self.extra[stage].values():
+                metric.update(predicted, y)
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, "val_")
@@ -161,6 +183,12 @@ class ClassificationModule(ScheduledModule):
         values = self._log(stage, self.loss[f"{stage}_"].compute(), self.acc[f"{stage}_"].compute())
         self.loss[f"{stage}_"].reset()
         self.acc[f"{stage}_"].reset()
+        if self.extra is not None:
+            extra = {f"{stage}/{name}": metric.compute() for name, metric in self.extra[f"{stage}_"].items()}
+            self.log_dict(extra, sync_dist=False)
+            values |= extra
+            for metric in self.extra[f"{stage}_"].values():
+                metric.reset()
         return values
 
     def on_train_epoch_end(self):

@@ -28,17 +28,21 @@ class Optim:
     nesterov: bool = False  # SGD only
     weight_decay: float = 0.0  # L2 penalty (decoupled for adamw)
     warmup_steps: int = 0  # linear warm-up from 0 to lr over this many steps
+    schedule: str = "step"  # after warm-up: step (x gamma at each milestone) | linear (decay to 0 at decay_steps, BERT's)
+    decay_steps: int | None = None  # linear: the step where lr reaches 0; None: the training length T
     milestone_steps: list[int] = field(default_factory=list)  # steps at which lr *= gamma
     gamma: float = 0.1  # step-decay factor
     finetune_lr: float | None = None  # constant lr of the `finetune` rewind policy; None: the schedule's final lr
 
     def lr_at(self, step: int) -> float:
-        """The learning rate of schedule step `step` (warm-up times step decay)."""
+        """The learning rate of schedule step `step` (warm-up times step or linear decay)."""
         return self.lr * lr_factor(step, self)
 
     @property
     def final_lr(self) -> float:
-        """The learning rate at the end of the schedule."""
+        """The learning rate at the end of the schedule (linear: of its last step, before it reaches 0)."""
+        if self.schedule == "linear":
+            return self.lr_at(max(self.decay_steps or 1, 1) - 1)
         return self.lr * self.gamma ** len(self.milestone_steps)
 
     @property
@@ -56,9 +60,18 @@ def set_lr(optimizer: torch.optim.Optimizer, optim: Optim, step: int) -> None:
 
 
 def lr_factor(step: int, optim: Optim) -> float:
-    """Multiplier of optim.lr at schedule step `step` (warm-up times step decay)."""
+    """Multiplier of optim.lr at schedule step `step`: warm-up, then step decay, or linear decay to 0 at
+    `decay_steps` (the schedule of BERT fine-tuning, Devlin et al. 2019; `get_linear_schedule_with_warmup`)."""
     warm = min(1.0, (step + 1) / optim.warmup_steps) if optim.warmup_steps else 1.0
+    if optim.schedule == "linear":
+        if step < optim.warmup_steps:
+            return warm
+        end = optim.decay_steps if optim.decay_steps is not None else step + 1
+        return max(0.0, (end - step) / max(1, end - optim.warmup_steps))
     return warm * optim.gamma ** sum(step >= m for m in optim.milestone_steps)
+
+
+SCHEDULES = ("step", "linear")  # train.optim.schedule
 
 
 OPTIMIZERS: Registry = Registry("optimizer", {

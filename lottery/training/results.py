@@ -24,6 +24,8 @@ def training_metrics(history: list[dict], test: dict, spec: RunSpec, updater=Non
         "early_stop_step": lowest.get("step"),  # step of lowest validation loss (Frankle & Carbin 2019)
         "start_step": spec.plan.start_step, "steps": spec.plan.steps, "history": history,
         **cost(spec, updater),
+        # metrics a dataset asks for beside accuracy (lottery.training.metrics), e.g. test_f1, test_mcc for text
+        **{f"test_{k.removeprefix('test/')}": float(v) for k, v in test.items() if k not in ("test/acc", "test/loss")},
     }
     if getattr(updater, "density", None) is not None:
         metrics["target_density"] = dict(updater.density)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from lottery.core.files import read_json
 from lottery.training.callbacks import CaptureRewindPoints
+from lottery.training.metrics import data_metrics
 from lottery.training.module import ClassificationModule
 from lottery.training.optimizers import Optim
 from lottery.training.results import training_metrics, write_results
@@ -23,7 +24,8 @@ def train(spec: RunSpec, settings: TrainerConfig, optim: Optim, tracking: Tracki
     if out.done:
         return read_json(out.metrics)
     module = ClassificationModule(spec.model, spec.data.num_classes, optim, start_step=spec.plan.start_step,
-                                  constant_lr=spec.plan.constant_lr, seed=spec.seed, compile=settings.compile)
+                                  constant_lr=spec.plan.constant_lr, seed=spec.seed, compile=settings.compile,
+                                  metrics=data_metrics(spec.data), gradient_clip=settings.gradient_clip_val)
     capture = [CaptureRewindPoints(dict(spec.capture))] if spec.capture else []
     updater = spec.updater.build() if spec.updater is not None else None
     trainer, test = fit_and_test(module, spec.data, settings, spec.plan.steps, spec.masks, out.checkpoint, spec.label,

@@ -149,3 +149,21 @@ def test_bad_input():
 # -- training as lanes vs one by one, with the real Trainer -----------------------------------------------------------
 
 
+
+
+def test_gradient_clipping_per_lane_is_torchs_clipping_of_each_run():
+    from lottery.lanes.net import clip_lane_grad_norm_
+
+    torch.manual_seed(0)
+    runs = [[torch.randn(4, 3) * s, torch.randn(3) * s] for s in (0.1, 1.0, 10.0)]
+    stacked = [torch.stack([r[i] for r in runs]).requires_grad_() for i in range(2)]
+    for p in stacked:
+        p.grad = p.detach().clone()
+    norms = clip_lane_grad_norm_(stacked, 1.0, lanes=3)
+    for k, run in enumerate(runs):
+        params = [t.clone().requires_grad_() for t in run]
+        for p in params:
+            p.grad = p.detach().clone()
+        torch.testing.assert_close(norms[k], torch.nn.utils.clip_grad_norm_(params, 1.0))
+        for p, s in zip(params, stacked):
+            torch.testing.assert_close(s.grad[k], p.grad)

@@ -45,3 +45,20 @@ def test_optimizers_are_fused_and_step_as_torchs_default_does(name):
 def test_unknown_optimizer_lists_the_valid_ones():
     with pytest.raises(LotteryError, match="unknown optimizer 'lion'; choose one of: adam, adamw, sgd"):
         make_optimizer(_net().parameters(), Optim(optimizer="lion"))
+
+
+def test_linear_schedule_warms_up_then_decays_to_zero_at_the_end():
+    optim = Optim(lr=0.1, warmup_steps=2, schedule="linear", decay_steps=10)
+    # warm-up as the step schedule's ((step + 1) / warmup), then (T - step) / (T - warmup): BERT's schedule
+    assert [optim.lr_at(s) for s in (0, 1, 2, 6, 9, 10, 50)] == pytest.approx(
+        [0.05, 0.1, 0.1, 0.05, 0.0125, 0.0, 0.0])
+    assert optim.final_lr == pytest.approx(0.0125)  # the last step's rate (finetune policy), not zero
+
+
+def test_linear_decay_ends_with_the_training_unless_told():
+    from lottery.imp.hparams import TrainConfig
+
+    resolved = TrainConfig(steps=None, epochs=3, optim=Optim(schedule="linear")).resolve(steps_per_epoch=7)
+    assert resolved.decay_steps == 21
+    assert TrainConfig(epochs=3).resolve(7) == TrainConfig(epochs=3).resolve(7)  # the step schedule: as before
+    assert TrainConfig(epochs=3).resolve(7).decay_steps is None
