@@ -22,7 +22,7 @@ RUN     = $(VENV)/bin/lottery run --config $(1) "seeds=$(SEED_LIST)" trainer.lan
 	  $(if $(LEVELS),prune.levels=$(LEVELS)) $(ARGS)
 PRESET  = $(call RUN,experiments/configs/$(1).yaml)
 
-.PHONY: help install demo sweep-demo test test-fast bench bench-data bench-level bench-lanes bench-memory bench-export gpu-check curves stability clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
+.PHONY: help install vit-digits bert-rte demo sweep-demo test test-fast bench bench-data bench-level bench-lanes bench-memory bench-export gpu-check curves stability clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -43,6 +43,12 @@ install: $(VENV)/.installed  ## create .venv and install lottery with its depend
 
 demo: install  ## the demo: IMP on LeNet-300-100 / digits, 12 levels + control, curve and ticket in runs/demo (~30 s on 2 idle CPU cores)
 	$(VENV)/bin/lottery run --config experiments/configs/demo.yaml
+
+vit-digits: install  ## transformer tickets with no download: a small ViT on the digits, 6 levels + reinit (docs/pretrained.md)
+	$(call PRESET,vit_digits)
+
+bert-rte: install  ## Chen et al. 2020: BERT-base tickets on GLUE RTE (pip install -e ".[hf]"; a GPU; downloads once)
+	$(call RUN,experiments/configs/pretrained/bert_rte.yaml)
 
 sweep-demo: install  ## the demo as a sweep: prune.fraction 0.2 and 0.5 x seeds 0, 1 as local jobs; summary in runs/sweeps/demo
 	$(VENV)/bin/lottery sweep --config experiments/configs/demo.yaml prune.fraction=0.2,0.5 seeds=[0,1] prune.levels=3 --launcher local
