@@ -22,7 +22,7 @@ RUN     = $(VENV)/bin/lottery run --config $(1) "seeds=$(SEED_LIST)" trainer.lan
 	  $(if $(LEVELS),prune.levels=$(LEVELS)) $(ARGS)
 PRESET  = $(call RUN,experiments/configs/$(1).yaml)
 
-.PHONY: help install vit-digits bert-rte demo sweep-demo test test-fast bench bench-data bench-level bench-lanes bench-memory bench-export gpu-check curves stability clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
+.PHONY: help install vit-digits bert-rte bench-bert demo sweep-demo test test-fast bench bench-data bench-level bench-lanes bench-memory bench-export gpu-check curves stability clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -80,6 +80,9 @@ gpu-check: install  ## on a CUDA machine: CUDA tests + every benchmark on the GP
 curves: install  ## run CONFIG=<yaml> with its branches (controls) over SEEDS seeds, then the curves and report.md
 	@test -n "$(CONFIG)" || { echo "usage: make curves CONFIG=experiments/configs/<name>.yaml [SEEDS=3] [LEVELS=..]"; exit 2; }
 	$(call RUN,$(CONFIG))
+
+bench-bert: install  ## one level of a small BERT: lottery vs a hand-written loop vs HF Trainer, and 4 runs as lanes (needs .[hf] and accelerate)
+	$(PY) experiments/bench_bert.py --layers 2 --hidden 64 --length 32 --steps 20
 
 bench-data: install  ## epoch time: torchvision DataLoader pipeline vs device-resident tensors vs pure compute
 	$(PY) experiments/bench_data.py
