@@ -22,7 +22,7 @@ RUN     = $(VENV)/bin/lottery run --config $(1) "seeds=$(SEED_LIST)" trainer.lan
 	  $(if $(LEVELS),prune.levels=$(LEVELS)) $(ARGS)
 PRESET  = $(call RUN,experiments/configs/$(1).yaml)
 
-.PHONY: help install demo sparse-demo bench-sparse sweep-demo test test-fast bench bench-data bench-level bench-lanes bench-memory bench-export gpu-check curves stability clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
+.PHONY: help install demo sparse-demo bench-sparse vit-digits bert-rte bench-bert sweep-demo test test-fast bench bench-data bench-level bench-lanes bench-memory bench-export gpu-check curves stability clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -49,6 +49,12 @@ sparse-demo: install  ## IMP beside GMP, SET, RigL, static ERK and early-bird ti
 
 bench-sparse: install  ## the cost of a mask update (GMP, SET, RigL) amortised over ΔT = 100 steps vs dense steps
 	$(PY) experiments/bench_sparse.py
+
+vit-digits: install  ## transformer tickets with no download: a small ViT on the digits, 6 levels + reinit (docs/pretrained.md)
+	$(call PRESET,vit_digits)
+
+bert-rte: install  ## Chen et al. 2020: BERT-base tickets on GLUE RTE (pip install -e ".[hf]"; a GPU; downloads once)
+	$(call RUN,experiments/configs/pretrained/bert_rte.yaml)
 
 sweep-demo: install  ## the demo as a sweep: prune.fraction 0.2 and 0.5 x seeds 0, 1 as local jobs; summary in runs/sweeps/demo
 	$(VENV)/bin/lottery sweep --config experiments/configs/demo.yaml prune.fraction=0.2,0.5 seeds=[0,1] prune.levels=3 --launcher local
@@ -80,6 +86,9 @@ gpu-check: install  ## on a CUDA machine: CUDA tests + every benchmark on the GP
 curves: install  ## run CONFIG=<yaml> with its branches (controls) over SEEDS seeds, then the curves and report.md
 	@test -n "$(CONFIG)" || { echo "usage: make curves CONFIG=experiments/configs/<name>.yaml [SEEDS=3] [LEVELS=..]"; exit 2; }
 	$(call RUN,$(CONFIG))
+
+bench-bert: install  ## one level of a small BERT: lottery vs a hand-written loop vs HF Trainer, and 4 runs as lanes (needs .[hf] and accelerate)
+	$(PY) experiments/bench_bert.py --layers 2 --hidden 64 --length 32 --steps 20
 
 bench-data: install  ## epoch time: torchvision DataLoader pipeline vs device-resident tensors vs pure compute
 	$(PY) experiments/bench_data.py

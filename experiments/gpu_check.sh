@@ -23,9 +23,10 @@ step bench_masks $PY experiments/bench_masks.py --device cuda --models lenet cnn
 step bench_level $PY experiments/bench_level.py --device cuda --models lenet resnet20 --epochs 2 --repeats 2 --extras bf16 compile fabric
 step bench_data  $PY experiments/bench_data.py --device cuda --train-size 50000 --epochs 2
 step bench_export $PY experiments/bench_export.py --device cuda
+step bench_bert  $PY experiments/bench_bert.py --device cuda --steps 50
 step bench_lanes $PY experiments/bench_lanes.py --device cuda --lanes 1 2 4 8 16 --steps 50 --compile --fig3
 step bench_sparse $PY experiments/bench_sparse.py --device cuda --interval 100
 echo
 echo "== summary (full outputs in $OUT)"
-for name in tests bench_masks bench_level bench_data bench_export bench_lanes bench_sparse; do printf '  %-12s %s\n' "$name" "${status[$name]}"; done
+for name in tests bench_masks bench_level bench_data bench_export bench_bert bench_lanes bench_sparse; do printf '  %-12s %s\n' "$name" "${status[$name]}"; done
 grep -h -E '^\||^compile|^Frankle|^choose' "$OUT"/bench_*.txt

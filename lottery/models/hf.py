@@ -59,12 +59,14 @@ class HFClassifier(nn.Module):
         if self.kind == "image":
             return self._hf(pixel_values=x).logits
         ids, keep, types = x.long().unbind(-2)
-        # The additive [B, 1, 1, L] mask, built here: transformers then uses it as it is, where building it from
-        # the [B, L] mask would branch on its values (`mask.all()`), which torch.func.vmap (lanes) cannot follow.
-        dtype = self.classifier_dtype()
-        bias = (1.0 - keep[..., None, None, :].to(dtype)) * torch.finfo(dtype).min
+        mask = keep
+        if torch._C._functorch.is_batchedtensor(x):
+            # Lanes (torch.func.vmap): transformers would branch on the [B, L] mask's values (`mask.all()`), which vmap
+            # cannot follow; the additive [B, 1, 1, L] mask it builds from it is used as it is.
+            dtype = self.classifier_dtype()
+            mask = (1.0 - keep[..., None, None, :].to(dtype)) * torch.finfo(dtype).min
         kwargs = {"token_type_ids": types} if self.token_types else {}
-        return self._hf(input_ids=ids, attention_mask=bias, **kwargs).logits
+        return self._hf(input_ids=ids, attention_mask=mask, **kwargs).logits
 
     def classifier_dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
