@@ -149,7 +149,7 @@ def main() -> None:
           f"{ours / a.steps * 1e3:.1f} ms/step ({ours / hand:.2f}x) | {hf / a.steps * 1e3:.1f} ms/step ({hf / hand:.2f}x) |")
     alone, lanes, mode = lanes_vs_alone(a, optim, data)
     print(f"| {a.lanes} runs one by one | {a.lanes} runs as lanes ({mode}) |\n|---:|---:|\n| {alone:.1f} s | {lanes:.1f} s "
-          f"({alone / lanes:.2f}x faster) |")
+          f"({alone / lanes:.2f}x the speed of one by one) |")
 
 
 if __name__ == "__main__":
