@@ -23,7 +23,7 @@ from lottery.cli.tickets import write_ticket
 from lottery.core import files
 from lottery.core.errors import LotteryError
 from lottery.core.layout import RunLayout
-from lottery.imp.branches import BUILDS_ON
+from lottery.imp.branches import BUILDS_ON, SPARSE_TRAINING
 from lottery.imp.hparams import ExperimentConfig
 from lottery.imp.runner import SeedRunner, run_levels, runners
 from lottery.report import curve
@@ -101,14 +101,11 @@ def _check_build(runner: SeedRunner, world_size: int) -> None:
     _check_sparse_training(runner, runner.models.masks_for(model))
 
 
-SPARSE_TRAINING = {"gmp", "set", "rigl", "static"}  # the branches that train with a sparse.* schedule
-
-
 def _check_sparse_training(runner: SeedRunner, masks) -> None:
     """The sparse-training schedule fits the training, and the distributions can share out the sparsest level's
     density: the density IMP's pruning reaches there (fraction x each tensor's rate, per level)."""
     cfg, total = runner.cfg, runner.total_steps
-    sparse = SPARSE_TRAINING & set(cfg.branches)
+    sparse = set(SPARSE_TRAINING) & set(cfg.branches)
     if sparse:
         end = runner.models.schedule(total).end_step
         if end >= total:

@@ -88,12 +88,17 @@ def random_prune_global(point: LevelPoint, models: SeedModels, rewinding: Rewind
     return Branch(model, masks, rewinding.branch_plan)
 
 
-def oneshot(point: LevelPoint, models: SeedModels, rewinding: Rewinding) -> Branch:
-    model = models.with_weights(models.files.level(0).final)
+def _pruned_from(weights, point: LevelPoint, models: SeedModels, rewinding: Rewinding) -> Branch:
+    """The dense weights of a file pruned by the IMP strategy straight to the level's densities, then rewound."""
+    model = models.with_weights(weights)
     masks = models.masks_for(model)
     masks.prune_to(point.masks.density, models.strategy, point.generator())
     rewind.restore(model, models.rewind_point(), masks)
     return Branch(model, masks, rewinding.branch_plan)
+
+
+def oneshot(point: LevelPoint, models: SeedModels, rewinding: Rewinding) -> Branch:
+    return _pruned_from(models.files.level(0).final, point, models, rewinding)
 
 
 def _trained(point: LevelPoint, models: SeedModels, plan: TrainingPlan) -> Branch:
@@ -148,11 +153,7 @@ def earlybird(point: LevelPoint, models: SeedModels, rewinding: Rewinding) -> Br
             raise LotteryError(f"the earlybird branch needs the early-bird watcher on level 0, but {dense.path} trained "
                                "without it (earlybird was not among the branches then): start the run under another name=...")
         drawn = dense.final  # the watcher never drew a ticket: the dense network's end, as one-shot pruning
-    model = models.with_weights(drawn)
-    masks = models.masks_for(model)
-    masks.prune_to(point.masks.density, models.strategy, point.generator())
-    rewind.restore(model, models.rewind_point(), masks)
-    return Branch(model, masks, rewinding.branch_plan)
+    return _pruned_from(drawn, point, models, rewinding)
 
 
 def _one_shot_rows(activations: bool) -> BranchFn:
@@ -181,11 +182,12 @@ def _batches(data, samples_per_class: int = 10) -> list:
     return out
 
 
+SPARSE_TRAINING = ("gmp", "set", "rigl", "static")  # the branches that train with a sparse.* schedule
 BRANCHES: Registry[BranchFn] = Registry("branch", {
     "reinit": reinit, "random_prune": random_prune, "random_prune_global": random_prune_global,
     "oneshot": oneshot, "lr_rewind": lr_rewind, "finetune": finetune, "earlybird": earlybird,
     **{name: _at_init(name.removesuffix("_init")) for name in ("magnitude_init", "snip", "grasp", "synflow")},
-    **{name: _sparse_training(name) for name in ("gmp", "set", "rigl", "static")},
+    **{name: _sparse_training(name) for name in SPARSE_TRAINING},
     "wanda": _one_shot_rows(activations=True), "row_magnitude": _one_shot_rows(activations=False),
 })
 # What each branch's mask needs besides its own training, for the cost of reaching it (lottery.report.cost):

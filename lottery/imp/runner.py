@@ -105,7 +105,7 @@ class SeedRunner:
     def _earlybird(self) -> EarlyBirdSpec:
         """The watcher of the dense training for the earlybird branch: the magnitude mask of level 1 at every epoch."""
         s = self.cfg.sparse
-        return EarlyBirdSpec(lambda: self.models.masks_for(self.models.fresh(self.seed)), self.cfg.prune.fraction,
+        return EarlyBirdSpec(lambda: self.models.masks_for(self.models.fresh(self.seed, pretrained=False)), self.cfg.prune.fraction,
                              self.cfg.prune.strategy, self.data.steps_per_epoch(), self.files.earlybird,
                              s.earlybird_window, s.earlybird_threshold, seeds.prune(self.seed, 1))
 

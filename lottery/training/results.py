@@ -15,15 +15,16 @@ def training_metrics(history: list[dict], test: dict, spec: RunSpec, updater=Non
     with a method that changed the masks while it trained, the densities it aimed at (and an early-bird report)."""
     best = max(history, key=lambda h: h["val/acc"]) if history else {}
     lowest = min(history, key=lambda h: h["val/loss"]) if history else {}
+    layers = layer_density(spec.masks.masks)
     metrics = {
         "density": density(spec.masks.masks),
-        "layer_density": layer_density(spec.masks.masks),
+        "layer_density": layers,
         "test_acc": float(test["test/acc"]), "test_loss": float(test["test/loss"]),
         "final_val_acc": history[-1]["val/acc"] if history else None,
         "best_val_acc": best.get("val/acc"), "best_val_step": best.get("step"),
         "early_stop_step": lowest.get("step"),  # step of lowest validation loss (Frankle & Carbin 2019)
         "start_step": spec.plan.start_step, "steps": spec.plan.steps, "history": history,
-        **cost(spec, updater),
+        **cost(spec, updater, layers),
         # metrics a dataset asks for beside accuracy (lottery.training.metrics), e.g. test_f1, test_mcc for text
         **{f"test_{k.removeprefix('test/')}": float(v) for k, v in test.items() if k not in ("test/acc", "test/loss")},
     }
@@ -34,15 +35,16 @@ def training_metrics(history: list[dict], test: dict, spec: RunSpec, updater=Non
     return metrics
 
 
-def cost(spec: RunSpec, updater=None) -> dict:
+def cost(spec: RunSpec, updater=None, layers: dict[str, float] | None = None) -> dict:
     """What the training cost (lottery.core.macs.training_cost): `cost` in dense trainings of the whole schedule,
     `macs` in multiply-accumulates, from its masks' densities over its steps (`density_over_time`, recorded when an
-    updater changed them: [first step, density per tensor] from that step on), a dense layer for every unmasked one."""
+    updater changed them: [first step, density per tensor] from that step on), a dense layer for every unmasked one.
+    layers: the masks' densities, when the caller has them already."""
     start, end = spec.plan.start_step, spec.plan.start_step + spec.plan.steps
     segments = updater.segments(start, end) if updater is not None else None
     changing = segments is not None
     if segments is None:
-        segments = [(start, layer_density(spec.masks.masks))]
+        segments = [(start, layers if layers is not None else layer_density(spec.masks.masks))]
     extra = updater.dense_gradient_steps(end) if updater is not None else 0
     macs = layer_macs(spec.model, spec.data.input_shape)
     relative = training_cost(macs, segments, end, end, extra)
