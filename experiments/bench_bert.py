@@ -26,7 +26,8 @@ from lottery.training.callbacks import MaskCallback
 from lottery.training.lane_data import LaneDataModule
 from lottery.training.lane_module import LaneModule
 from lottery.training.module import ClassificationModule
-from lottery.training.optimizers import Optim, make_optimizer, set_lr
+from lottery.training.optimizers import make_optimizer, set_lr
+from lottery.core.schema import OptimConfig
 
 
 class Tokens(TensorDataModule):
@@ -139,7 +140,7 @@ def main() -> None:
     p.add_argument("--lanes", type=int, default=4)
     p.add_argument("--device", default="cpu")
     a = p.parse_args()
-    optim = Optim(optimizer="adamw", lr=2e-5, warmup_steps=5, schedule="linear", decay_steps=a.steps)
+    optim = OptimConfig(optimizer="adamw", lr=2e-5, warmup_steps=5, schedule="linear", decay_steps=a.steps)
     data = Tokens(a.batch * (a.steps + 1) + 8, a.length, 1000, batch_size=a.batch)
     print(f"BERT {a.layers} layers, width {a.hidden}, length {a.length}, batch {a.batch}, {a.steps} steps, 50% of the "
           f"preset pruned, on {a.device}")

@@ -35,15 +35,16 @@ from lottery.training.callbacks import MaskCallback  # noqa: E402
 from lottery.training.lane_data import LaneDataModule  # noqa: E402
 from lottery.training.lane_module import LaneModule  # noqa: E402
 from lottery.training.module import ClassificationModule  # noqa: E402
-from lottery.training.optimizers import Optim, make_optimizer  # noqa: E402
+from lottery.training.optimizers import make_optimizer  # noqa: E402
+from lottery.core.schema import OptimConfig  # noqa: E402
 
 quiet_libraries()  # Lightning's banners at every fit would bury the table
 from lottery.training.trainer import runtime_cuda_probe  # noqa: E402
 
 SETTINGS = {  # name -> (model, input shape, batch, optimizer, default steps per run, default lane counts)
-    "lenet": ("lenet_300_100", (1, 28, 28), 60, Optim(optimizer="adam", lr=1.2e-3), 100, [1, 2, 4, 8, 16]),
-    "conv2": ("conv2", (3, 32, 32), 60, Optim(optimizer="adam", lr=2e-4), 3, [1, 2, 4, 8]),
-    "resnet20": ("resnet20", (3, 32, 32), 128, Optim(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4),
+    "lenet": ("lenet_300_100", (1, 28, 28), 60, OptimConfig(optimizer="adam", lr=1.2e-3), 100, [1, 2, 4, 8, 16]),
+    "conv2": ("conv2", (3, 32, 32), 60, OptimConfig(optimizer="adam", lr=2e-4), 3, [1, 2, 4, 8]),
+    "resnet20": ("resnet20", (3, 32, 32), 128, OptimConfig(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4),
                  2, [1, 2, 4]),
 }
 

@@ -42,7 +42,8 @@ from lottery.data.base import TensorDataModule  # noqa: E402
 from lottery.imp.runner import SeedRunner  # noqa: E402
 from lottery.training.callbacks import MaskCallback  # noqa: E402
 from lottery.training.lane_group import train_lanes  # noqa: E402
-from lottery.training.optimizers import lr_factor, make_optimizer  # noqa: E402
+from lottery.training.optimizers import make_optimizer  # noqa: E402
+from lottery.core.schema import lr_factor  # noqa: E402
 from lottery.training.single import train  # noqa: E402
 from lottery.training.spec import RunSpec  # noqa: E402
 from lottery.training.trainer import runtime_cuda_probe  # noqa: E402

@@ -29,7 +29,7 @@ from lottery.core.masks import MaskManager  # noqa: E402
 from lottery.models import create_model  # noqa: E402
 from lottery.sparsity.distributions import erdos_renyi_kernel  # noqa: E402
 from lottery.sparsity.schedule import UpdateSchedule  # noqa: E402
-from lottery.sparsity.updaters import UPDATERS  # noqa: E402
+from lottery.sparsity.updaters import SPARSE_TRAINING  # noqa: E402
 
 _sgd = functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9)
 _adam = functools.partial(torch.optim.Adam, lr=1.2e-3)
@@ -52,10 +52,11 @@ def _setup(name: str, device: str, method: str, interval: int):
     model = create_model(model_name, 10, shape).to(device)
     masks = MaskManager(model)
     density = erdos_renyi_kernel({n: tuple(m.shape) for n, m in masks.masks.items()}, 0.1)
-    if method != "gmp":
+    record = SPARSE_TRAINING[method]
+    if not record.starts_dense:
         masks.prune_to(density, "layer_random", torch.Generator().manual_seed(0))
     opt = optimizer(model.parameters())
-    updater = UPDATERS[method](UpdateSchedule(end_step=10 * interval, interval=interval), density)
+    updater = record.call(record.updater, UpdateSchedule(end_step=10 * interval, interval=interval), density, [0])
     x = torch.randn(batch, *shape, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     return model, masks, opt, updater, x, y

@@ -7,6 +7,7 @@
     lottery export runs/bert_rte --format hf --out folder       # a folder from_pretrained loads
     lottery inspect ticket.safetensors
     lottery plot runs/demo
+    lottery list [models|datasets|strategies|branches|presets|distributions|optimizers|policies|loggers|configs]
     lottery stability --config experiments/configs/stability_demo.yaml --steps 0,20,100 --levels 0,3
     lottery sweep --config experiments/configs/demo.yaml prune.fraction=0.2,0.5 seeds=[0,1] [--launcher slurm] [--status]
 """
@@ -25,10 +26,11 @@ from lottery.core.errors import LotteryError
 def _run(args) -> None:
     from lottery.cli import experiment
     from lottery.cli.config import load_config, to_yaml
+    from lottery.cli.keys import check_keys
 
     cfg = load_config(args.config, args.overrides)
-    if args.print_config:
-        print(to_yaml(cfg), end="")
+    if args.print_config:  # every key as the run would record it: its methods' options resolved
+        print(to_yaml(check_keys(cfg)[0]), end="")
         return
     quiet_libraries()
     experiment.run(cfg)
@@ -70,6 +72,12 @@ def _plot(args) -> None:
     run = RunLayout(Path(args.run_dir))
     experiment.write_curve(run, tickets.load_run_config(run.path))
     print(f"wrote {run.curve('csv')}, {run.curve_seeds.name}, {run.curve('png').name} and {run.report.name}")
+
+
+def _list(args) -> None:
+    from lottery.cli.catalog import listing
+
+    print(listing(args.what))
 
 
 def _ints(text: str) -> list[int]:
@@ -122,7 +130,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"lottery {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     for add in (_run_arguments, _export_arguments, _inspect_arguments, _stability_arguments, _sweep_arguments,
-                _plot_arguments):
+                _plot_arguments, _list_arguments):
         add(sub)
     return p
 
@@ -130,7 +138,7 @@ def parser() -> argparse.ArgumentParser:
 def _run_arguments(sub) -> None:
     r = sub.add_parser("run", help="run or resume an IMP experiment",
                        epilog="Every key with its resolved value: `lottery run [--config FILE] [key=value ...] "
-                              "--print-config`; lottery/imp/hparams.py says what each key means.")
+                              "--print-config`; lottery/core/schema.py says what each key means.")
     r.add_argument("--config", help="YAML config (see experiments/configs/); omitted: the built-in defaults")
     r.add_argument("--print-config", action="store_true",
                    help="print the resolved config (defaults, file, overrides: every key) and exit; nothing is written")
@@ -192,6 +200,13 @@ def _plot_arguments(sub) -> None:
     pl = sub.add_parser("plot", aliases=["report"], help="rebuild the curves (CSV, PNG) and report.md of a run folder, over all its seeds")
     pl.add_argument("run_dir")
     pl.set_defaults(func=_plot)
+
+
+def _list_arguments(sub) -> None:
+    ls = sub.add_parser("list", help="every name a key can take (models, branches, strategies, ...), one line each")
+    ls.add_argument("what", nargs="?", help="models, datasets, strategies (criteria), branches, presets, distributions, "
+                                            "optimizers, policies, loggers or configs; omitted: all of them")
+    ls.set_defaults(func=_list)
 
 
 def quiet_libraries() -> None:

@@ -1,35 +1,58 @@
-"""Experiment configuration from YAML files plus `key=value` command-line overrides.
+"""A configuration as the `lottery` command reads it: YAML files plus `key=value` command-line overrides.
 
-The typed fields live in `lottery.imp.hparams`; OmegaConf checks every key and type against them, so a
-misspelt key or a wrong type is an error that names it. `validate` adds the range and name checks.
+The typed keys are the schema's (lottery.core.schema) and, for `lottery sweep`, the launcher's; OmegaConf checks
+every key and type against them, so a misspelt key or a wrong type is an error that names it. The rules of the
+values are checked once, by the plan of the run (lottery.cli.keys, lottery.cli.plan).
 """
 from __future__ import annotations
 
-import math
-from pathlib import Path, PurePath
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lottery.core.errors import LotteryError
-from lottery.imp.hparams import ExperimentConfig
+from lottery.core.schema import ExperimentConfig
 
-_RENAMED = {"controls": "branches"}  # old key -> new key, for a message that names the fix
+# old key -> new key, for a message that names the fix
+_RENAMED = {"controls": "branches", "sparse.earlybird_window": "methods.earlybird.window",
+            "sparse.earlybird_threshold": "methods.earlybird.threshold"}
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> ExperimentConfig:
+@dataclass
+class LauncherConfig:
+    """How `lottery sweep` submits its jobs (launcher.*): a part of the command line's configuration only."""
+
+    kind: str = "local"  # local: this machine (submitit's LocalExecutor) | slurm: one SLURM job array (submitit)
+    parallel: int = 1  # jobs running at once: local processes, or the array's limit (sbatch --array=...%N)
+    time_min: int = 240  # wall-clock limit per job, minutes; a job stopped by it is requeued and resumes
+    partition: str | None = None  # SLURM partition
+    gpus: int = 0  # GPUs per job (sbatch --gpus-per-node); set trainer.devices to use more than one
+    cpus: int | None = None  # CPUs per task (sbatch --cpus-per-task)
+    mem_gb: float | None = None  # memory per job, GB (sbatch --mem)
+    setup: list[str] = field(default_factory=list)  # shell lines run before each SLURM job, e.g. `module load cuda`
+    slurm: dict = field(default_factory=dict)  # further sbatch options, e.g. {account: abc, qos: high}
+
+
+@dataclass
+class CommandConfig(ExperimentConfig):
+    """An experiment's keys, and how `lottery sweep` submits its jobs (launcher.*), which only the command reads."""
+
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> CommandConfig:
     """Defaults, then the YAML file, then `key=value` overrides; every key and value type checked."""
     try:
-        cfg = OmegaConf.structured(ExperimentConfig)
+        cfg = OmegaConf.structured(CommandConfig)
         if path is not None:
             cfg = OmegaConf.merge(cfg, _renamed_keys(read_yaml(path, "config file", "pass a YAML file like experiments/configs/demo.yaml"), str(path)))
         cfg = OmegaConf.merge(cfg, _renamed_keys(OmegaConf.from_dotlist(list(overrides)), "the command line"))
-        config: ExperimentConfig = OmegaConf.to_object(cfg)
+        return OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
-        raise LotteryError(f"bad configuration: {_first_line(e)}; `lottery run --print-config` "
-                           "lists every key with its value (lottery/hparams.py says what each means)") from None
-    validate(config)
-    return config
+        raise LotteryError(f"bad configuration: {first_line(e)}; `lottery run --print-config` lists every key with "
+                           "its value (lottery/core/schema.py says what each means)") from None
 
 
 def read_yaml(path: str | Path, what: str, fix: str) -> DictConfig:
@@ -62,7 +85,7 @@ def load_saved(saved: Path):
     """The ExperimentConfig a run folder's config.yaml holds, or a LotteryError naming the damage and the fix."""
     fix = f"restore it from a copy, or delete {saved.parent} to start over"
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ExperimentConfig),
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(CommandConfig),
                                                    read_yaml(saved, "the run's config", fix=fix)))
     except OmegaConfBaseException as e:
         raise LotteryError(f"the run's config {saved} does not fit this version of lottery "
@@ -71,176 +94,20 @@ def load_saved(saved: Path):
 
 def _renamed_keys(cfg, where: str):
     for old, new in _RENAMED.items():
-        if old in cfg:
+        if OmegaConf.select(cfg, old, default=None) is not None:
             raise LotteryError(f"`{old}` in {where} is now called `{new}`: write {new}=... instead")
     return cfg
 
 
-def _first_line(e: Exception) -> str:
+def first_line(e: Exception) -> str:
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     extra = [ln for ln in lines[1:] if ln.startswith(("full_key", "key"))]
     return "; ".join(lines[:1] + extra[:1])
-
-
-def validate(cfg: ExperimentConfig) -> None:
-    """Range checks OmegaConf's types cannot express; names are checked by their registries."""
-    from lottery.core.pruning import STRATEGIES
-    from lottery.core.rewind import POLICIES
-    from lottery.data import DATASETS
-    from lottery.imp.branches import BRANCHES
-    from lottery.models import check_name as check_model
-    from lottery.training.optimizers import OPTIMIZERS
-    from lottery.training.tracking import check_logger
-
-    STRATEGIES.check(cfg.prune.strategy)
-    check_model(cfg.model.name)
-    DATASETS.check(cfg.data.name)
-    POLICIES.check(cfg.rewind.policy)
-    OPTIMIZERS.check(cfg.train.optim.optimizer)
-    for name in cfg.branches:
-        BRANCHES.check(name)
-    _check_pretrained(cfg)
-    _check_ranges(cfg)
-    _check_sparse(cfg)
-    check_logger(cfg.trainer.logger)
-
-
-def _fail(key: str, value, rule: str) -> LotteryError:
-    return LotteryError(f"{key}={value} {rule}")
-
-
-def _check_ranges(cfg) -> None:
-    if not 0.0 < cfg.prune.fraction < 1.0:
-        raise LotteryError(f"prune.fraction={cfg.prune.fraction} must be in (0, 1): the share of remaining weights removed per level")
-    if cfg.prune.levels < 0:
-        raise _fail("prune.levels", cfg.prune.levels, "must be >= 0")
-    if len(set(cfg.seeds)) != len(cfg.seeds) or any(s < 0 for s in cfg.seeds):
-        raise LotteryError(f"seeds={cfg.seeds} must be distinct non-negative integers, e.g. seeds=[0,1,2]")
-    if cfg.train.steps is None and cfg.train.epochs is None:
-        raise LotteryError("set train.steps or train.epochs: the training length of each level")
-    _check_name(cfg.name)
-    ints = {"seed": cfg.seed, "data.split_seed": cfg.data.split_seed, "rewind.step": cfg.rewind.step,
-            "train.optim.warmup_steps": cfg.train.optim.warmup_steps}
-    for key, value in ints.items():
-        if value < 0:
-            raise _fail(key, value, "must be >= 0")
-    if cfg.data.batch_size < 1:
-        raise _fail("data.batch_size", cfg.data.batch_size, "must be >= 1: the examples per optimizer step")
-    if cfg.data.val_size < 1:
-        raise _fail("data.val_size", cfg.data.val_size, "must be >= 1: levels are compared by validation accuracy")
-    for key, value in (("train.steps", cfg.train.steps), ("train.epochs", cfg.train.epochs)):
-        if value is not None and value < 1:
-            raise _fail(key, value, "must be >= 1 (or null to use the other of train.steps and train.epochs)")
-    for key, values in (("train.milestone_epochs", cfg.train.milestone_epochs),
-                        ("train.optim.milestone_steps", cfg.train.optim.milestone_steps)):
-        if any(v < 0 for v in values):
-            raise _fail(key, values, "must all be >= 0")
-    _check_optim(cfg.train.optim)
-    if not math.isfinite(cfg.matching_tolerance) or cfg.matching_tolerance < 0:
-        raise _fail("matching_tolerance", cfg.matching_tolerance, "must be >= 0 accuracy points")
-    _check_rates(cfg.prune)
-    _check_trainer(cfg.trainer)
-
-
-def _check_name(name: str) -> None:
-    parts = PurePath(name).parts
-    if not parts or not name.strip() or PurePath(name).is_absolute() or ".." in parts or name.startswith("~"):
-        raise LotteryError(f"name={name!r} must be a folder name inside runs_dir, like name=lenet_mnist; "
-                           "to put runs elsewhere set runs_dir=...")
-
-
-def _check_optim(o) -> None:
-    # The optimizer's name is checked by its registry in config.validate, before these ranges.
-    if not (math.isfinite(o.lr) and o.lr > 0):
-        raise _fail("train.optim.lr", o.lr, "must be > 0: the peak learning rate")
-    for key, value in (("momentum", o.momentum), ("weight_decay", o.weight_decay)):
-        if not (math.isfinite(value) and value >= 0):
-            raise _fail(f"train.optim.{key}", value, "must be >= 0")
-    if o.nesterov and (o.optimizer != "sgd" or o.momentum <= 0):
-        raise LotteryError("train.optim.nesterov=true needs train.optim.optimizer=sgd and train.optim.momentum > 0")
-    if not (math.isfinite(o.gamma) and o.gamma > 0):
-        raise _fail("train.optim.gamma", o.gamma, "must be > 0: the factor applied to the learning rate at each milestone")
-    if o.finetune_lr is not None and not (math.isfinite(o.finetune_lr) and o.finetune_lr > 0):
-        raise _fail("train.optim.finetune_lr", o.finetune_lr, "must be > 0 (or null: the schedule's final learning rate)")
-
-
-def _check_rates(p) -> None:
-    rates = {"prune.output_rate": p.output_rate, **{f"prune.rates[{k!r}]": v for k, v in p.rates.items()}}
-    for key, rate in rates.items():
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate >= 0:
-            raise _fail(key, rate, "must be a number >= 0: a multiplier of prune.fraction")
-        if p.fraction * rate >= 1 and not p.allow_empty_layers:
-            raise LotteryError(f"prune.fraction={p.fraction} x {key}={rate} = {p.fraction * rate:g} >= 1 removes every "
-                               "weight of that tensor in the first pruned level; lower the rate or the fraction, or set "
-                               "prune.allow_empty_layers=true if that is what you want")
-
-
-def _check_sparse(cfg) -> None:
-    """The sparse-training keys and prune.distribution; the end step against the training length is checked with
-    the data (lottery.cli.experiment)."""
-    from lottery.core.pruning import get_strategy
-    from lottery.sparsity.distributions import DISTRIBUTIONS
-
-    s, p = cfg.sparse, cfg.prune
-    DISTRIBUTIONS.check(s.distribution)
-    if p.distribution is not None:
-        DISTRIBUTIONS.check(p.distribution)
-        if getattr(get_strategy(p.strategy), "ranks_globally", False):
-            raise LotteryError(f"prune.distribution={p.distribution} gives every tensor its own density; prune.strategy="
-                               f"{p.strategy} ranks all tensors together: choose layer_magnitude or layer_random")
-    if s.interval_steps < 1:
-        raise _fail("sparse.interval_steps", s.interval_steps, "must be >= 1: masks change every ΔT steps")
-    if s.start_step < 0 or (s.end_step is not None and s.end_step < s.start_step):
-        raise LotteryError(f"sparse.start_step={s.start_step} and sparse.end_step={s.end_step} must satisfy "
-                           "0 <= start_step <= end_step")
-    if not (math.isfinite(s.drop_fraction) and 0 <= s.drop_fraction < 1):
-        raise _fail("sparse.drop_fraction", s.drop_fraction, "must be in [0, 1): the share of active weights replaced")
-    if s.earlybird_window < 2:
-        raise _fail("sparse.earlybird_window", s.earlybird_window, "must be >= 2: the masks compared")
-    if not 0 < s.earlybird_threshold <= 1:
-        raise _fail("sparse.earlybird_threshold", s.earlybird_threshold, "must be in (0, 1]: a normalised Hamming distance")
-
-
-def _check_pretrained(cfg) -> None:
-    """The keys of transformer runs (docs/pretrained.md): presets, model options, the linear schedule, clipping."""
-    from lottery.models import HF
-    from lottery.models.presets import PRESETS
-    from lottery.training.optimizers import SCHEDULES
-
-    if cfg.prune.preset is not None:
-        PRESETS.check(cfg.prune.preset)
-        if cfg.prune.include is not None:
-            raise LotteryError(f"prune.preset={cfg.prune.preset} and prune.include={cfg.prune.include} both name the "
-                               "prunable weights; keep one of them (prune.exclude still applies to a preset)")
-    if cfg.model.options and not cfg.model.name.startswith(HF):
-        raise LotteryError(f"model.options={cfg.model.options} apply to hf: models only, not to {cfg.model.name}; remove them")
-    o = cfg.train.optim
-    if o.schedule not in SCHEDULES:
-        raise _fail("train.optim.schedule", o.schedule, f"must be one of {', '.join(SCHEDULES)}")
-    if o.schedule == "linear" and (o.milestone_steps or cfg.train.milestone_epochs):
-        raise LotteryError("train.optim.schedule=linear decays the learning rate to 0 by itself; remove the milestones "
-                           "(train.optim.milestone_steps, train.milestone_epochs) or use schedule=step")
-    if o.decay_steps is not None and o.decay_steps < 1:
-        raise _fail("train.optim.decay_steps", o.decay_steps, "must be >= 1 (or null: the training length)")
-    clip = cfg.trainer.gradient_clip_val
-    if clip is not None and not (math.isfinite(clip) and clip > 0):
-        raise _fail("trainer.gradient_clip_val", clip, "must be > 0 (the largest gradient norm), or null for no clipping")
-
-
-def _check_trainer(t) -> None:
-    if t.progress not in (True, False, "log"):
-        raise _fail("trainer.progress", t.progress, "must be true (a status line on a terminal), false, or log (one line per epoch)")
-    if isinstance(t.devices, int) and t.devices < 1 and t.devices != -1:
-        raise _fail("trainer.devices", t.devices, "must be >= 1, -1 (all), \"auto\", or a list of device ids like \"0,1\"")
-    if t.num_nodes < 1:
-        raise _fail("trainer.num_nodes", t.num_nodes, "must be >= 1")
-    if not (t.lanes == "auto" or (isinstance(t.lanes, int) and t.lanes >= 1)):
-        raise LotteryError(f"trainer.lanes={t.lanes!r} must be a positive integer (1: one by one) or auto")
 
 
 def to_yaml(cfg: ExperimentConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
-def from_yaml(text: str) -> ExperimentConfig:
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ExperimentConfig), OmegaConf.create(text)))
+def from_yaml(text: str) -> CommandConfig:
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(CommandConfig), OmegaConf.create(text)))

@@ -104,9 +104,9 @@ def _ints(values: list[str]) -> list[int]:
 
 def check_key(key: str) -> None:
     """An unknown key (`prune.fration`) is an error naming the closest valid one."""
-    from lottery.imp.hparams import ExperimentConfig
+    from lottery.cli.config import CommandConfig
 
-    node: object = ExperimentConfig
+    node: object = CommandConfig
     parts = key.split(".")
     for i, part in enumerate(parts):
         if not is_dataclass(node):

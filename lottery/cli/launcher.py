@@ -15,8 +15,8 @@ import shutil
 import time
 from pathlib import Path
 
+from lottery.cli.config import LauncherConfig
 from lottery.core.errors import LotteryError, require
-from lottery.imp.hparams import LauncherConfig
 
 KINDS = ("local", "slurm")
 

@@ -18,7 +18,7 @@ import shutil
 
 import torch
 
-from lottery.cli import experiment
+from lottery.cli.plan import plan
 from lottery.core.errors import LotteryError
 from lottery.core.files import (
     exclusive,
@@ -33,7 +33,7 @@ from lottery.core.files import (
 from lottery.core.masks import MaskManager
 from lottery.core.mode_connectivity import ErrorPath, alphas, error_barrier, error_path
 from lottery.core.rewind import REWIND, TrainingPlan
-from lottery.imp.hparams import ExperimentConfig
+from lottery.core.schema import ExperimentConfig
 from lottery.report.plots import pyplot, save_figure
 from lottery.training.dispatch import train_all
 from lottery.training.spec import RunSpec
@@ -63,7 +63,9 @@ class Stability:
 
     def __init__(self, cfg: ExperimentConfig, data_seeds: tuple[int, int] | None = None, log=print):
         self.cfg, self.log = cfg, log if is_writer() else (lambda *_: None)
-        run, (self.runner,) = experiment.prepare(cfg, seeds=[cfg.seed], log_of=lambda seed: self.log)
+        p = plan(cfg, seeds=[cfg.seed], log_of=lambda seed: self.log)
+        p.start()
+        run, (self.runner,) = p.layout, p.runners
         self.files = run.stability(cfg.seed)
         self.dir = self.files.path
         self.data_seeds = tuple(data_seeds or (cfg.seed + 1, cfg.seed + 2))

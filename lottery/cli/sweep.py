@@ -21,10 +21,12 @@ from omegaconf import OmegaConf
 
 from lottery.cli import grid, launcher
 from lottery.cli.config import load_config
+from lottery.cli.keys import check_keys
 from lottery.core import files
 from lottery.core.errors import LotteryError
 from lottery.core.layout import RunLayout
-from lottery.imp.hparams import ExperimentConfig
+from lottery.core.schema import ExperimentConfig
+from lottery.report.curve import write_report
 from lottery.report.markdown import markdown_report
 from lottery.report.matching import sparsest_matching
 from lottery.report.plots import plot_sweep
@@ -89,7 +91,7 @@ class Sweep:
         key = tuple(overrides)
         if key not in self._resolved:
             try:
-                self._resolved[key] = load_config(self.config, overrides)
+                self._resolved[key] = check_keys(load_config(self.config, overrides))[0]
             except LotteryError as e:
                 raise LotteryError(f"grid point {' '.join(o for o in overrides if o not in self.grid.fixed)}: {e}") from None
         return self._resolved[key]
@@ -123,10 +125,10 @@ class Sweep:
     # -- submission ---------------------------------------------------------------------------------
     def prepare(self) -> None:
         """Check (and create) every experiment folder and write the sweep's own files; nothing is submitted."""
-        from lottery.cli import experiment
+        from lottery.cli.plan import plan
 
         for point in self.points:
-            experiment.prepare(self._load(point.overrides))
+            plan(self._load(point.overrides)).start()
         files.write_text(self.dir / "sweep.yaml", OmegaConf.to_yaml({"config": self.config, "overrides": self.overrides,
                                                                   "seeds": self.seeds, "cwd": self.cwd}))
         keys = [k for k, _ in self.grid.axes]
@@ -188,8 +190,6 @@ class Sweep:
     # -- summary ------------------------------------------------------------------------------------
     def summary(self, log=print) -> Path | None:
         """summary.csv (every point's curve.csv, with its axis values), summary.png and summary.md."""
-        from lottery.cli import experiment
-
         rows, keys = [], [k for k, _ in self.grid.axes]
         for point in self.points:
             cfg = self._load(point.overrides)
@@ -197,7 +197,7 @@ class Sweep:
             finished = seed_rows(run)
             if not finished:
                 continue
-            experiment.write_curve(run, cfg, finished)  # rebuilt: seeds that ended together may each have written an older one
+            write_report(run, cfg, finished)  # rebuilt: seeds that ended together may each have written an older one
             for row in _read_csv(run.curve("csv")):
                 rows.append({"experiment": point.name, **{k: point.values[k] for k in keys}, **row})
         if not rows:

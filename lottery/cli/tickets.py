@@ -14,7 +14,7 @@ from lottery.core import files
 from lottery.core.errors import LotteryError, require
 from lottery.core.layout import RunLayout
 from lottery.core.ticket import Ticket, save_ticket
-from lottery.imp.hparams import ExperimentConfig
+from lottery.core.schema import ExperimentConfig
 from lottery.report.matching import winning_level
 from lottery.report.rows import IMP_METHOD, seed_rows
 

@@ -41,23 +41,33 @@ T = TypeVar("T")
 
 
 class Registry(dict, Generic[T]):
-    """A plain dict of named entries, plus `register` (a decorator) and `lookup` (a checked get).
+    """A plain dict of named entries, plus `register` (a decorator), `lookup` (a checked get) and `summary` (a line
+    about an entry, for `lottery list`).
 
     Args:
         kind: what the entries are, for error messages ("pruning strategy", "model", ...).
         hint: appended to the unknown-name error, e.g. other accepted forms of a name.
+        summaries: one line per entry; an entry without one is described by the first line of its docstring.
     """
 
-    def __init__(self, kind: str, entries: dict[str, T] | None = None, hint: str = ""):
+    def __init__(self, kind: str, entries: dict[str, T] | None = None, hint: str = "",
+                 summaries: dict[str, str] | None = None):
         super().__init__(entries or {})
-        self.kind, self.hint = kind, hint
+        self.kind, self.hint, self.summaries = kind, hint, dict(summaries or {})
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, summary: str = "") -> Callable[[T], T]:
         def add(entry: T) -> T:
             self[name] = entry
+            if summary:
+                self.summaries[name] = summary
             return entry
 
         return add
+
+    def summary(self, name: str) -> str:
+        """One line about entry `name`."""
+        doc = getattr(self[name], "__doc__", None) if callable(self[name]) else None
+        return self.summaries.get(name) or (doc.strip().splitlines()[0] if doc and doc.strip() else "")
 
     def check(self, name: str) -> None:
         """Raise a LotteryError listing the valid names unless `name` is registered."""

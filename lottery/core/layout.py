@@ -2,10 +2,10 @@
 (in the spirit of OpenLTH's `foundations/paths.py`).
 
     runs/<experiment>/config.yaml                    the resolved config (checked on every start)
-    runs/<experiment>/curve.csv, curve_seeds.csv, curve.png, report.md, ticket.safetensors (earlybird.png)
+    runs/<experiment>/curve.csv, curve_seeds.csv, curve.png, report.md, ticket.safetensors (<watched method>.png)
     runs/<experiment>/seed_<s>/init.safetensors      the rewind point of k = 0: the initial weights
     runs/<experiment>/seed_<s>/rewind_step_<k>.safetensors   the rewind point of iteration k > 0
-    runs/<experiment>/seed_<s>/earlybird.safetensors         the dense weights when the early-bird ticket was drawn
+    runs/<experiment>/seed_<s>/<method>.safetensors          a watcher's weights (earlybird: when its ticket was drawn)
     runs/<experiment>/seed_<s>/level_<NN>/           a level: mask.safetensors and its training's files
     runs/<experiment>/seed_<s>/level_<NN>/branch_<name>/     a branch trained off that level
     runs/<experiment>/stability/seed_<s>/            the instability analysis of that seed
@@ -106,10 +106,10 @@ class SeedDir(_RewindFolder):
     def level(self, level: int) -> LevelDir:
         return LevelDir(self.path / f"{_LEVEL}{level:02d}")
 
-    @property
-    def earlybird(self) -> Path:
-        """The dense network's weights at the epoch its early-bird ticket was drawn (lottery.sparsity.earlybird)."""
-        return self.path / "earlybird.safetensors"
+    def watch_file(self, method: str) -> Path:
+        """The dense network's weights a method's watcher kept: earlybird.safetensors, at the epoch the early-bird
+        ticket was drawn (lottery.sparsity.earlybird)."""
+        return self.path / f"{method}.safetensors"
 
     def levels(self) -> list[int]:
         """Levels that have a folder, sorted (finished or not: see `level(l).done`)."""
@@ -169,10 +169,10 @@ class RunLayout:
     def curve_seeds(self) -> Path:
         return self.path / "curve_seeds.csv"
 
-    @property
-    def earlybird_plot(self) -> Path:
-        """The early-bird mask distance per epoch of every seed (lottery.report.plots.plot_earlybird)."""
-        return self.path / "earlybird.png"
+    def watch_plot(self, method: str) -> Path:
+        """What a method's watcher recorded on the dense level of every seed: earlybird.png, the early-bird mask
+        distance per epoch (lottery.report.plots.plot_watched)."""
+        return self.path / f"{method}.png"
 
     @property
     def report(self) -> Path:

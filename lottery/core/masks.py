@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from lottery.core.errors import LotteryError
+from lottery.core.methods import Strategy
 from lottery.core.pruning import get_strategy
 
 # Layer types whose `weight` is prunable by default. Other packages add theirs with `register_prunable`
@@ -168,19 +169,21 @@ class MaskManager:
         self._bind()
 
     # -- pruning ------------------------------------------------------------------------------
-    def prune(self, fraction: float, strategy: str = "global_magnitude", generator: torch.Generator | None = None) -> None:
+    def prune(self, fraction: float, strategy: str | Strategy = "global_magnitude",
+              generator: torch.Generator | None = None) -> None:
         """Remove `fraction` of the remaining weights (times each tensor's rate), then apply the masks."""
         if not 0.0 < _number(fraction, "fraction") < 1.0:
             raise LotteryError(f"fraction must be in (0, 1), got {fraction}: it is the share of the remaining weights removed")
         self.prune_to({n: d * (1.0 - min(1.0, fraction * self.rates[n])) for n, d in self.density.items()},
                       strategy, generator)
 
-    def prune_to(self, density: Mapping[str, float], strategy: str = "global_magnitude",
+    def prune_to(self, density: Mapping[str, float], strategy: str | Strategy = "global_magnitude",
                  generator: torch.Generator | None = None) -> None:
         """Prune each tensor to `density` (its fraction of the full tensor kept), e.g. in one shot.
 
+        strategy: a name in lottery.core.pruning.STRATEGIES, or a strategy record (with the options it prunes with).
         A density above a tensor's current one keeps it as it is: masks only shrink."""
-        fn = get_strategy(strategy if isinstance(strategy, str) else repr(strategy))
+        fn = strategy if isinstance(strategy, Strategy) else get_strategy(strategy if isinstance(strategy, str) else repr(strategy))
         if generator is not None and not isinstance(generator, torch.Generator):
             raise LotteryError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         density = self._check_density(density, "density")
@@ -191,8 +194,7 @@ class MaskManager:
         weights = {n: self._param(n) for n in self.names}
         # Tensors with their own rate are ranked on their own; the rest share one global ranking.
         shared = [n for n in self.names if self.rates[n] == 1.0]
-        ranks_globally = getattr(fn, "ranks_globally", False)  # a plain function in STRATEGIES gets every tensor in one call
-        groups = [shared] + [[n] for n in self.names if self.rates[n] != 1.0] if ranks_globally else [self.names]
+        groups = [shared] + [[n] for n in self.names if self.rates[n] != 1.0] if fn.ranks_globally else [self.names]
         for group in [g for g in groups if g]:
             new = fn({n: weights[n] for n in group}, {n: self.masks[n] for n in group},
                      {n: self.density[n] for n in group}, generator)

@@ -4,7 +4,8 @@
 counted against the full tensor (not against the survivors), so that the density after
 k levels is (1 - fraction)^k within one weight, however many levels were run.
 A strategy only ever removes weights: pruned weights score -inf and are never chosen again.
-`STRATEGIES` holds each by name with whether it ranks all tensors together (`Registered.ranks_globally`).
+Each is a record (lottery.core.methods.Strategy) with whether it ranks all tensors together; `STRATEGIES` is the
+live view of them in the one registry of methods, which packages add to (`lottery.register`).
 """
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from typing import Callable, Mapping
 
 import torch
 
-from lottery.core.errors import LotteryError, Registry
+from lottery.core.errors import LotteryError
+from lottery.core.methods import METHODS, Strategy, register
 
 Masks = dict[str, torch.Tensor]
-Strategy = Callable[[Mapping[str, torch.Tensor], Mapping[str, torch.Tensor], Mapping[str, float], "torch.Generator | None"], Masks]
+Select = Callable[[Mapping[str, torch.Tensor], Mapping[str, torch.Tensor], Mapping[str, float], "torch.Generator | None"], Masks]
 
 
 def keep_top(scores: torch.Tensor, masks: list[torch.Tensor], keep: int) -> list[torch.Tensor]:
@@ -30,8 +32,9 @@ def keep_top(scores: torch.Tensor, masks: list[torch.Tensor], keep: int) -> list
     return list(torch.split(new_flat, [m.numel() for m in masks]))
 
 
-def _select(scores: Masks, masks: Mapping[str, torch.Tensor], density: Mapping[str, float], scope: str) -> Masks:
-    """Keep the top-scoring survivors, per tensor (scope "layer") or across all tensors ("global")."""
+def select_top(scores: Masks, masks: Mapping[str, torch.Tensor], density: Mapping[str, float], scope: str) -> Masks:
+    """Keep the top-scoring survivors, per tensor (scope "layer") or across all tensors ("global"): each tensor, or
+    all of them together, keeps round(numel x density) weights. Any scores: strategies and one-shot pruners use it."""
     device = {n: m.device for n, m in masks.items()}
     masks = {n: m.cpu() for n, m in masks.items()}
     names = list(masks)
@@ -57,22 +60,22 @@ def _random_scores(weights: Mapping[str, torch.Tensor], generator: torch.Generat
 
 def global_magnitude(weights, masks, density, generator=None) -> Masks:
     """Remove the smallest-magnitude weights ranked across all tensors together (Frankle et al. 2020)."""
-    return _select(_magnitude_scores(weights), masks, density, "global")
+    return select_top(_magnitude_scores(weights), masks, density, "global")
 
 
 def layer_magnitude(weights, masks, density, generator=None) -> Masks:
     """Remove the smallest-magnitude weights of each tensor separately (Frankle & Carbin 2019)."""
-    return _select(_magnitude_scores(weights), masks, density, "layer")
+    return select_top(_magnitude_scores(weights), masks, density, "layer")
 
 
 def global_random(weights, masks, density, generator=None) -> Masks:
     """Remove surviving weights uniformly at random across all tensors (the random-pruning control)."""
-    return _select(_random_scores(weights, generator), masks, density, "global")
+    return select_top(_random_scores(weights, generator), masks, density, "global")
 
 
 def layer_random(weights, masks, density, generator=None) -> Masks:
     """Remove surviving weights uniformly at random within each tensor."""
-    return _select(_random_scores(weights, generator), masks, density, "layer")
+    return select_top(_random_scores(weights, generator), masks, density, "layer")
 
 
 def _top_n_of_m(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
@@ -88,7 +91,19 @@ def _top_n_of_m(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
     return top.view(rows.shape[0], -1)[:, :width].reshape(scores.shape)
 
 
-def make_nm_magnitude(n: int = 2, m: int = 4) -> Strategy:
+@dataclass(frozen=True)
+class NMOptions:
+    """The pattern of nm_magnitude: at most `n` nonzeros in every `m` consecutive weights of a row."""
+
+    n: int = 2  # 2:4 is what NVIDIA's sparse tensor cores (Ampere and later) accelerate
+    m: int = 4
+
+    def __post_init__(self):
+        if not 0 < self.n < self.m:
+            raise LotteryError(f"an N:M pattern needs 0 < N < M, got methods.nm_magnitude.n={self.n}, m={self.m}")
+
+
+def nm_magnitude(weights, masks, density, generator, options: NMOptions) -> Masks:
     """Magnitude pruning of each tensor towards an N:M pattern (at most `n` nonzeros in every `m`).
 
     Keeps the density contract: while `density` >= n/m each group's `n` largest survivors stay and the
@@ -96,52 +111,43 @@ def make_nm_magnitude(n: int = 2, m: int = 4) -> Strategy:
     the mask fits the pattern from then on (2:4 by default: what `to_sparse_semi_structured` accelerates,
     Mishra et al. 2021, "Accelerating Sparse Deep Neural Networks").
     """
-    if not 0 < n < m:
-        raise LotteryError(f"an N:M pattern needs 0 < N < M, got {n}:{m}")
-
-    def nm_magnitude(weights, masks, density, generator=None) -> Masks:
-        new: Masks = {}
-        for name, w in weights.items():
-            mask = masks[name].cpu()
-            score = w.detach().abs().cpu().float().masked_fill(~mask, float("-inf"))
-            top = _top_n_of_m(score, n, m) & mask
-            keep, protected = round(mask.numel() * density[name]), int(top.sum())
-            flat = score.flatten()
-            if keep >= protected:
-                kept = keep_top(flat, [(mask & ~top).flatten()], keep - protected)[0].view_as(mask) | top
-            else:
-                kept = keep_top(flat, [top.flatten()], keep)[0].view_as(mask)
-            new[name] = kept.to(masks[name].device)
-        return new
-
-    nm_magnitude.__doc__ = f"Magnitude pruning towards a {n}:{m} pattern, each tensor to its density."
-    return nm_magnitude
+    new: Masks = {}
+    for name, w in weights.items():
+        mask = masks[name].cpu()
+        score = w.detach().abs().cpu().float().masked_fill(~mask, float("-inf"))
+        top = _top_n_of_m(score, options.n, options.m) & mask
+        keep, protected = round(mask.numel() * density[name]), int(top.sum())
+        flat = score.flatten()
+        if keep >= protected:
+            kept = keep_top(flat, [(mask & ~top).flatten()], keep - protected)[0].view_as(mask) | top
+        else:
+            kept = keep_top(flat, [top.flatten()], keep)[0].view_as(mask)
+        new[name] = kept.to(masks[name].device)
+    return new
 
 
-@dataclass(frozen=True)
-class Registered:
-    """A strategy as the registry holds it: the pure function, and whether it ranks all tensors together.
-
-    A strategy that ranks globally competes every tensor against the others; the mask manager keeps tensors
-    with their own rate multiplier (e.g. the output layer at half the rate) out of the shared ranking.
-    """
-
-    select: Strategy
-    ranks_globally: bool = False
-
-    def __call__(self, weights, masks, density, generator=None) -> Masks:
-        return self.select(weights, masks, density, generator)
+def make_nm_magnitude(n: int = 2, m: int = 4) -> Select:
+    """nm_magnitude with the pattern n:m, as a plain strategy function (weights, masks, density, generator)."""
+    options = NMOptions(n, m)
+    return lambda weights, masks, density, generator=None: nm_magnitude(weights, masks, density, generator, options)
 
 
-STRATEGIES: Registry[Registered] = Registry("pruning strategy", {
-    "global_magnitude": Registered(global_magnitude, ranks_globally=True),
-    "layer_magnitude": Registered(layer_magnitude),
-    "global_random": Registered(global_random, ranks_globally=True),
-    "layer_random": Registered(layer_random),
-    "nm_magnitude": Registered(make_nm_magnitude(2, 4)),
-})
+for _record in (
+    Strategy(name="global_magnitude", select=global_magnitude, ranks_globally=True,
+             summary="the smallest-magnitude weights of all tensors ranked together (Frankle et al. 2020)"),
+    Strategy(name="layer_magnitude", select=layer_magnitude,
+             summary="the smallest-magnitude weights of each tensor (Frankle & Carbin 2019)"),
+    Strategy(name="global_random", select=global_random, ranks_globally=True,
+             summary="surviving weights at random, across all tensors together (the random-pruning control)"),
+    Strategy(name="layer_random", select=layer_random, summary="surviving weights at random, within each tensor"),
+    Strategy(name="nm_magnitude", select=nm_magnitude, options=NMOptions,
+             summary="magnitude within each tensor towards an N:M pattern (2:4 by default; Mishra et al. 2021)"),
+):
+    register(_record)
+
+STRATEGIES = METHODS.of(Strategy)  # the records above and every strategy a package registers
 
 
-def get_strategy(name: str) -> Registered:
+def get_strategy(name: str) -> Strategy:
     """Look a strategy up by name, with an error that lists the valid names."""
     return STRATEGIES.lookup(name)

@@ -59,7 +59,11 @@ class TrainingPlan:
 
 
 # The policies of rewinding after pruning, with the plan each makes (rewind iteration k, training length T).
-POLICIES: Registry = Registry("rewind policy", {
+POLICIES: Registry = Registry("rewind policy", summaries={
+    "init": "rewind to the initial weights, k = 0 (Frankle & Carbin 2019)",
+    "step": "rewind weights and schedule to iteration k (Frankle et al. 2020)",
+    "lr": "keep the trained weights, replay the schedule from k (learning-rate rewinding, Renda et al. 2020)",
+    "finetune": "keep the trained weights, train at the final learning rate (fine-tuning)"}, entries={
     "init": lambda k, total, lr: TrainingPlan(weights=REWIND, start_step=0, steps=total),  # Frankle & Carbin 2019
     "step": lambda k, total, lr: TrainingPlan(weights=REWIND, start_step=k, steps=total - k),  # Frankle et al. 2020
     "lr": lambda k, total, lr: TrainingPlan(weights=TRAINED, start_step=k, steps=total - k),  # Renda et al. 2020

@@ -32,6 +32,14 @@ DATASETS: Registry[Callable[..., pl.LightningDataModule]] = Registry("dataset", 
     "cifar100": CIFAR100DataModule,
     "imagefolder": ImageFolderDataModule,
     "text": TextDataModule,
+}, summaries={
+    "digits": "scikit-learn's 8x8 handwritten digits, 1,797 images, embedded (no download)",
+    "mnist": "MNIST through torchvision (data.options.root, download)",
+    "fashion_mnist": "Fashion-MNIST through torchvision",
+    "cifar10": "CIFAR-10 through torchvision, random crops and flips on the device",
+    "cifar100": "CIFAR-100 through torchvision, random crops and flips on the device",
+    "imagefolder": "a folder of class subfolders, train/ and val/ or test/ (data.options.root)",
+    "text": "text classification from CSV, JSON lines or a datasets folder, tokenized (docs/pretrained.md)",
 })
 
 

@@ -10,7 +10,7 @@ from its last epoch checkpoint.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -19,12 +19,13 @@ from lottery.core import rewind, seeds
 from lottery.core.files import load_masks, read_json, save_masks, save_tensors
 from lottery.core.layout import SeedDir
 from lottery.core.rewind import REWIND, Rewinding
+from lottery.core.pruning import get_strategy
+from lottery.core.schema import DataConfig, ExperimentConfig, ModelConfig
 from lottery.data import create_datamodule
-from lottery.imp.branches import BRANCHES, LevelPoint
-from lottery.imp.hparams import DataConfig, ExperimentConfig, ModelConfig
+from lottery.imp.branches import BRANCHES, LevelPoint, training
 from lottery.imp.seed_models import SeedModels
 from lottery.models import HF
-from lottery.sparsity.earlybird import EarlyBirdSpec
+from lottery.sparsity.watch import watching
 from lottery.training.dispatch import train_all
 from lottery.training.single import train
 from lottery.training.spec import RunSpec
@@ -45,16 +46,20 @@ def datamodule(data: DataConfig, seed: int, model: ModelConfig | None = None) ->
 class SeedRunner:
     """One seed of an IMP experiment, living in `files`, training on `data` (in this seed's data order).
 
+    options: each method's options, by name (the strategy's and every branch's; lottery.cli.keys.method_options).
     The schedule is resolved here once, from the data: training length T and milestones in steps.
     """
 
-    def __init__(self, cfg: ExperimentConfig, files: SeedDir, data: pl.LightningDataModule, log=print):
+    def __init__(self, cfg: ExperimentConfig, files: SeedDir, data: pl.LightningDataModule,
+                 options: Mapping[str, object] | None = None, log=print):
         self.cfg, self.seed, self.files, self.data, self.log = cfg, files.seed, files, data, log
+        self.options = dict(options or {})
         steps_per_epoch = data.steps_per_epoch()
         self.total_steps = cfg.train.total_steps(steps_per_epoch)
         self.optim = cfg.train.resolve(steps_per_epoch)
         self.rewinding = Rewinding(cfg.rewind.policy, cfg.rewind.step, self.total_steps, self.optim.finetuning_lr)
-        self.models = SeedModels(cfg, files, data)
+        strategy = get_strategy(cfg.prune.strategy)
+        self.models = SeedModels(cfg, files, data, strategy.with_options(self.options.get(strategy.name)))
         self.tracking = Tracking.of(cfg)
 
     def train(self, spec: RunSpec) -> dict:
@@ -100,14 +105,12 @@ class SeedRunner:
         k = self.cfg.rewind.step
         capture = {k: self.files.rewind(k)} if k > 0 else {}
         return RunSpec("level 0", model, masks, self.rewinding.dense_plan, self.data, self.seed, files, capture,
-                       self._earlybird() if "earlybird" in self.cfg.branches else None)
+                       watching(self._watchers()))
 
-    def _earlybird(self) -> EarlyBirdSpec:
-        """The watcher of the dense training for the earlybird branch: the magnitude mask of level 1 at every epoch."""
-        s = self.cfg.sparse
-        return EarlyBirdSpec(lambda: self.models.masks_for(self.models.fresh(self.seed, pretrained=False)), self.cfg.prune.fraction,
-                             self.cfg.prune.strategy, self.data.steps_per_epoch(), self.files.earlybird,
-                             s.earlybird_window, s.earlybird_threshold, seeds.prune(self.seed, 1))
+    def _watchers(self) -> list:
+        """What the branches that watch the dense training observe in it (the early-bird detector)."""
+        methods = [BRANCHES[name] for name in self.cfg.branches]
+        return [m.call(m.watch, self.models, options=self.options.get(m.name)) for m in methods if m.watch is not None]
 
     def pruned(self, level: int) -> RunSpec:
         """Prune the previous level's trained weights, rewind the survivors: the training of `level`."""
@@ -130,14 +133,14 @@ class SeedRunner:
         prune.distribution each tensor to its share of the level's density (1 - fraction)^level."""
         p, generator = self.cfg.prune, torch.Generator().manual_seed(seeds.prune(self.seed, level))
         if p.distribution is None:
-            masks.prune(p.fraction, p.strategy, generator)
+            masks.prune(p.fraction, self.models.strategy, generator)
         else:
-            masks.prune_to(self.models.layer_densities(masks, (1 - p.fraction) ** level, p.distribution), p.strategy,
-                           generator)
+            masks.prune_to(self.models.layer_densities(masks, (1 - p.fraction) ** level, p.distribution),
+                           self.models.strategy, generator)
 
     def branch(self, point: LevelPoint, name: str) -> RunSpec:
         """Branch `name` (lottery.imp.branches) off the level `point`, at its sparsity."""
-        b = BRANCHES.lookup(name)(point, self.models, self.rewinding)
+        b = training(BRANCHES.lookup(name), point, self.models, self.rewinding, self.options.get(name))
         return RunSpec(f"level {point.level} {name}", b.model, b.masks, b.plan, self.data,
                        seeds.branch_training(self.seed), self.files.level(point.level).branch(name), updater=b.updater)
 
@@ -147,12 +150,13 @@ class SeedRunner:
                  f"best val acc {m['best_val_acc']:.2%} @ step {m['best_val_step']}  {branches}".rstrip())
 
 
-def runners(cfg: ExperimentConfig, seed_dirs: Sequence[SeedDir],
+def runners(cfg: ExperimentConfig, seed_dirs: Sequence[SeedDir], options: Mapping[str, object] | None = None,
             log_of: Callable[[int], Callable[[str], None]] = lambda seed: print) -> list[SeedRunner]:
     """One runner per seed folder, logging to log_of(seed); the dataset is read once and shared (each seed has
-    its own data order)."""
+    its own data order). options: each method's (SeedRunner)."""
     data = datamodule(cfg.data, seed_dirs[0].seed, cfg.model)
-    return [SeedRunner(cfg, d, data if i == 0 else data.with_seed(d.seed), log_of(d.seed)) for i, d in enumerate(seed_dirs)]
+    return [SeedRunner(cfg, d, data if i == 0 else data.with_seed(d.seed), options, log_of(d.seed))
+            for i, d in enumerate(seed_dirs)]
 
 
 def run_levels(seed_runners: list[SeedRunner], log=None) -> list[list[dict]]:

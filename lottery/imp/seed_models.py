@@ -12,7 +12,8 @@ from lottery.core import rewind
 from lottery.core.files import load_tensors
 from lottery.core.layout import SeedDir
 from lottery.core.masks import MaskManager
-from lottery.imp.hparams import ExperimentConfig
+from lottery.core.methods import Strategy
+from lottery.core.schema import ExperimentConfig
 from lottery.models import HF, create_model, output_layer
 from lottery.models.presets import preset_names
 from lottery.sparsity.distributions import layer_densities
@@ -21,15 +22,16 @@ from lottery.sparsity.updaters import MethodSpec
 
 
 class SeedModels:
-    """The models of seed `files.seed` of experiment `cfg` on `data` (for its classes and input shape)."""
+    """The models of seed `files.seed` of experiment `cfg` on `data` (for its classes and input shape), pruned by
+    `strategy` (the record of prune.strategy, with its options)."""
 
-    def __init__(self, cfg: ExperimentConfig, files: SeedDir, data):
-        self.cfg, self.files, self.data, self.seed = cfg, files, data, files.seed
+    def __init__(self, cfg: ExperimentConfig, files: SeedDir, data, strategy: Strategy):
+        self.cfg, self.files, self.data, self.seed, self.strategy = cfg, files, data, files.seed, strategy
 
     @property
-    def strategy(self) -> str:
-        """The experiment's pruning strategy."""
-        return self.cfg.prune.strategy
+    def fraction(self) -> float:
+        """The share of the remaining weights each IMP level removes (prune.fraction)."""
+        return self.cfg.prune.fraction
 
     def fresh(self, seed: int, pretrained: bool = True) -> nn.Module:
         """A freshly initialised model; the same seed gives the same weights.
@@ -90,6 +92,8 @@ class SeedModels:
         end = s.end_step if s.end_step is not None else int(0.75 * total_steps)
         return UpdateSchedule(end_step=end, interval=s.interval_steps, start_step=s.start_step, drop_fraction=s.drop_fraction)
 
-    def sparse_training(self, method: str, density: dict[str, float], total_steps: int, seed: int) -> MethodSpec:
-        """The spec of `method` (a name in lottery.sparsity.updaters.UPDATERS) towards `density` per tensor."""
-        return MethodSpec(method, tuple(density.items()), self.schedule(total_steps), seed)
+    def sparse_training(self, method: str, density: dict[str, float], total_steps: int, seed: int,
+                        options=None) -> MethodSpec:
+        """The spec of `method` (a name in lottery.sparsity.updaters.SPARSE_TRAINING, with its `options`) towards
+        `density` per tensor."""
+        return MethodSpec(method, tuple(density.items()), self.schedule(total_steps), seed, options)

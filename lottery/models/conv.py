@@ -55,16 +55,16 @@ class ConvNet(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register("conv2")
+@register("conv2", summary="Conv-2: two 3x3 convolutions (64), then 256-256-10 (Frankle & Carbin 2019)")
 def conv2(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
     return ConvNet((64,), num_classes, input_shape)
 
 
-@register("conv4")
+@register("conv4", summary="Conv-4: 64-64-128-128 3x3 convolutions, then 256-256-10 (Frankle & Carbin 2019)")
 def conv4(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
     return ConvNet((64, 128), num_classes, input_shape)
 
 
-@register("conv6")
+@register("conv6", summary="Conv-6: 64-64-128-128-256-256 convolutions, then 256-256-10 (Frankle & Carbin 2019)")
 def conv6(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
     return ConvNet((64, 128, 256), num_classes, input_shape)

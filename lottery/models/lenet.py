@@ -28,6 +28,6 @@ class LeNet300100(nn.Module):
         return self.fc3(self.relu(self.fc2(self.relu(self.fc1(x)))))
 
 
-@register("lenet_300_100")
+@register("lenet_300_100", summary="LeNet-300-100: fully connected, 300 and 100 hidden units (Frankle & Carbin 2019)")
 def lenet_300_100(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
     return LeNet300100(num_classes, input_shape)

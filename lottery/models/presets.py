@@ -19,7 +19,11 @@ from typing import Iterable
 
 from lottery.core.errors import LotteryError, Registry
 
-PRESETS: Registry[tuple[str, ...]] = Registry("prune preset", {
+SUMMARIES = {
+    "bert": "BERT's attention, intermediate, output and pooler dense layers (Chen et al. 2020)",
+    "vit": "a ViT's attention, intermediate and output dense layers of every block (Chen et al. 2021)",
+}
+PRESETS: Registry[tuple[str, ...]] = Registry("prune preset", summaries=SUMMARIES, entries={
     "bert": (
         "*encoder.layer.*.attention.self.query.weight", "*encoder.layer.*.attention.self.key.weight",
         "*encoder.layer.*.attention.self.value.weight", "*encoder.layer.*.attention.output.dense.weight",

@@ -79,4 +79,4 @@ def cifar_resnet(depth: int, width: int, num_classes: int, input_shape: tuple[in
 
 
 for _depth in (20, 32, 44, 56, 110):
-    register(f"resnet{_depth}")(functools.partial(cifar_resnet, _depth, 1))  # (num_classes, input_shape) -> model
+    register(f"resnet{_depth}", summary=f"CIFAR ResNet-{_depth}, 16-32-64 channels (He et al. 2016)")(functools.partial(cifar_resnet, _depth, 1))  # (num_classes, input_shape) -> model

@@ -49,4 +49,4 @@ class CifarVGG(nn.Module):
 
 
 for _depth in PLANS:
-    register(f"vgg{_depth}")(functools.partial(CifarVGG, _depth))  # (num_classes, input_shape) -> model
+    register(f"vgg{_depth}", summary=f"CIFAR VGG-{_depth} with batch norm (Simonyan & Zisserman 2015)")(functools.partial(CifarVGG, _depth))  # (num_classes, input_shape) -> model

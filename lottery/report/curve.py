@@ -8,19 +8,26 @@ a report.
                      spent to reach each network (lottery.report.cost)
     report.md        a table per method and its sparsest matching level, the exported ticket's level, the cheapest
                      matching method per sparsity, and the masks' overlap (lottery.report.masks)
-    earlybird.png    the early-bird mask distance per epoch, when level 0 was watched (the earlybird branch)
+    earlybird.png    the early-bird mask distance per epoch, when level 0 was watched (the earlybird branch; one
+                     picture per method whose watcher recorded distances, named after the method)
+
+`write_report` reads nothing again: the rows come in once, are aggregated once, and each seed's winning ticket is
+chosen once, for report.md, the console and the ticket file alike (`Report`).
 """
 from __future__ import annotations
 
-from typing import Mapping
+from dataclasses import dataclass
 
+from lottery.core.errors import LotteryError
 from lottery.core.files import write_csv, write_text
 from lottery.core.layout import RunLayout
+from lottery.core.schema import ExperimentConfig
+from lottery.imp.branches import BRANCHES
 from lottery.report.cost import cheapest_matching, with_reach_cost
 from lottery.report.markdown import exported_levels, markdown_report
 from lottery.report.masks import overlap_section
-from lottery.report.matching import aggregate, sparsest_matching
-from lottery.report.plots import plot_curve, plot_earlybird
+from lottery.report.matching import aggregate, sparsest_matching, winning_level
+from lottery.report.plots import plot_curve, plot_watched
 from lottery.report.rows import IMP_METHOD, VALUES, table_fields
 
 
@@ -40,25 +47,52 @@ def level_table(aggregated: list[dict]) -> list[dict]:
     return [table[k] for k in sorted(table)]
 
 
-def write_all(run: RunLayout, rows: list[dict], tolerance_points: float, title: str,
-              builds_on: Mapping[str, str] | None = None) -> list[dict]:
-    """Write curve_seeds.csv, curve.csv, curve.png, report.md (and earlybird.png) of `run` from its `rows`; return the
-    level table. builds_on: what each branch's mask needs besides its own training (lottery.imp.branches.BUILDS_ON)."""
-    rows = with_reach_cost(rows, builds_on or {})
+@dataclass
+class Report:
+    """A run folder's results, read and aggregated once: every training's row (with the cost of reaching it), the
+    rows aggregated by method and level (IMP first), and each seed's winning ticket."""
+
+    rows: list[dict]
+    aggregated: list[dict]
+    table: list[dict]  # curve.csv's rows: one per level
+    winners: dict[int, dict]  # seed -> its winning ticket's row (lottery.report.matching.winning_level)
+
+    def ticket(self, seed: int) -> dict:
+        return self.winners[seed]
+
+    def dense(self, seed: int) -> dict:
+        return next(r for r in self.rows if r["seed"] == seed and r["method"] == IMP_METHOD and r["level"] == 0)
+
+
+def labels() -> dict[str, str]:
+    """Each method's legend on the curve and in report.md, from its record."""
+    return {IMP_METHOD: "winning ticket (IMP)", **{name: method.legend for name, method in BRANCHES.items()}}
+
+
+def write_report(run: RunLayout, cfg: ExperimentConfig, rows: list[dict]) -> Report:
+    """Write curve_seeds.csv, curve.csv, curve.png, report.md (and each watcher's plot, earlybird.png) of `run` from
+    the rows of its finished trainings (lottery.report.rows.seed_rows)."""
+    if not rows:
+        raise LotteryError(f"{run.path} has no finished level yet; run `lottery run` first")
+    title = f"{cfg.model.name} on {cfg.data.name}: IMP {cfg.prune.strategy}, rewind {cfg.rewind.policy} (k={cfg.rewind.step})"
+    tolerance = cfg.matching_tolerance
+    rows = with_reach_cost(rows, {name: method.builds_on for name, method in BRANCHES.items()})
     aggregated = aggregate(rows, by=("method", "level"), values=(*VALUES, "reach_cost"))
     aggregated.sort(key=lambda r: r["method"] != IMP_METHOD)  # IMP first, the branches after (stable sort)
-    table = level_table(aggregated)
-    write_csv(run.curve_seeds, table_fields(rows))
-    write_csv(run.curve("csv"), table)
-    plot_curve(aggregated, run.curve("png"), title)
-    plot_earlybird(rows, run.earlybird_plot, f"{title}: early-bird tickets")
-    matching = sparsest_matching(aggregated, tolerance_points, dense_method=IMP_METHOD)
     seeds = sorted({r["seed"] for r in rows})
+    winners = {s: winning_level([r for r in rows if r["seed"] == s], tolerance) for s in seeds}
+    write_csv(run.curve_seeds, table_fields(rows))
+    table = level_table(aggregated)
+    write_csv(run.curve("csv"), table)
+    plot_curve(aggregated, run.curve("png"), title, labels())
+    for name in sorted({n for r in rows if r["level"] == 0 for n, w in (r.get("watched") or {}).items() if "distances" in w}):
+        plot_watched(rows, name, run.watch_plot(name), f"{title}: {labels().get(name, name)}")
+    matching = sparsest_matching(aggregated, tolerance, dense_method=IMP_METHOD)
     report = (f"# {title}\n\nSeeds: {seeds}. Test accuracy, mean ± sample std over seeds. A level *matches* when its "
-              f"mean test accuracy is within {tolerance_points:g} points of the dense network's.\n\n"
-              + markdown_report(aggregated, matching, tolerance_points) + "\n" + exported_levels(rows, tolerance_points)
+              f"mean test accuracy is within {tolerance:g} points of the dense network's.\n\n"
+              + markdown_report(aggregated, matching, tolerance) + "\n" + exported_levels(winners, tolerance)
               + "\n### the cheapest matching network at each sparsity\n\nCost: the multiply-accumulates spent to reach it, "
               "in dense trainings (IMP pays for every level up to it; lottery.report.cost).\n\n"
-              + cheapest_matching(rows, tolerance_points) + "\n" + overlap_section(run, rows))
+              + cheapest_matching(aggregated, tolerance) + "\n" + overlap_section(run, rows))
     write_text(run.report, report)
-    return table
+    return Report(rows, aggregated, table, winners)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from lottery.report.matching import Row, by_method, winning_level
+from lottery.report.matching import Row, by_method
 
 
 def _pct(x: float | None, acc_scale: float) -> str:
@@ -38,12 +38,10 @@ def markdown_report(aggregated: Sequence[Row], matching: Mapping[object, Row | N
     return "\n".join(parts)
 
 
-def exported_levels(rows: list[dict], tolerance_points: float) -> str:
-    """The section on the exported ticket: the level `winning_level` picks for each seed."""
-    seeds = sorted({r["seed"] for r in rows})
-    chosen = [winning_level([r for r in rows if r["seed"] == s], tolerance_points) for s in seeds]
+def exported_levels(winners: Mapping[int, dict], tolerance_points: float) -> str:
+    """The section on the exported ticket: the level `winning_level` picked for each seed (winners: seed -> row)."""
     return ("### exported ticket\n\n`lottery run` and `lottery export` pick, per seed, the sparsest level whose final "
             f"*validation* accuracy is within {tolerance_points:g} points of the dense network's (same rule, "
             "on validation accuracy, so the test set takes no part in the choice):\n\n"
             + "".join(f"- seed {s}: level {r['level']} ({100 * r['density']:.2f}% remaining, validation "
-                      f"{100 * r['final_val_acc']:.2f}%, test {100 * r['test_acc']:.2f}%)\n" for s, r in zip(seeds, chosen)))
+                      f"{100 * r['final_val_acc']:.2f}%, test {100 * r['test_acc']:.2f}%)\n" for s, r in sorted(winners.items())))

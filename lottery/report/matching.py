@@ -14,7 +14,7 @@ import statistics
 from typing import Iterable, Mapping, Sequence
 
 from lottery.core.errors import LotteryError
-from lottery.report.rows import IMP_METHOD, VALUES
+from lottery.report.rows import IMP_METHOD
 
 Row = Mapping[str, object]
 # Float noise in "mean >= dense - tolerance" must not decide a level that is exactly at the edge.
@@ -106,10 +106,15 @@ def sparsest_matching(aggregated: Sequence[Row], tolerance_points: float = 1.0, 
 
 
 def winning_level(rows: list[dict], tolerance_points: float) -> dict:
-    """The row of the ticket to export from one seed's `rows`: the sparsest matching level of IMP on final
-    validation accuracy (the test set stays untouched by the choice); the dense level 0 if none matches."""
+    """The row of the ticket to export from one seed's `rows`: the sparsest IMP level whose final validation accuracy
+    is within `tolerance_points` of the dense level's (the test set stays untouched by the choice); the dense level 0
+    if none matches."""
     imp = [r for r in rows if r["method"] == IMP_METHOD]
-    aggregated = aggregate(imp, by=("method", "level"), values=VALUES)
-    match = sparsest_matching(aggregated, tolerance_points, value="final_val_acc")[IMP_METHOD]
-    level = match["level"] if match is not None else 0
-    return next(r for r in imp if r["level"] == level)
+    dense = next((r for r in imp if r["level"] == 0 and r.get("final_val_acc") is not None), None)
+    if dense is None:
+        raise LotteryError(f"no dense level (level 0) with a validation accuracy among {len(imp)} IMP rows: "
+                           "the winning ticket is chosen against it")
+    matching = [r for r in imp if r["level"] != 0 and r.get("final_val_acc") is not None
+                and (dense["final_val_acc"] - r["final_val_acc"]) * 100 <= tolerance_points + _EPS_POINTS]
+    return min(matching, key=lambda r: (r["density"] if r.get("density") is not None else float("inf"), -r["level"]),
+               default=dense)

@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Mapping
 
 from lottery.core.files import write_bytes
 from lottery.report.rows import IMP_METHOD
-
-LABELS = {IMP_METHOD: "winning ticket (IMP)", "reinit": "random re-initialisation",
-          "random_prune": "random pruning (per layer)", "random_prune_global": "random pruning (global)",
-          "oneshot": "one-shot magnitude", "lr_rewind": "learning-rate rewinding", "finetune": "fine-tuning",
-          "magnitude_init": "magnitude at init", "snip": "SNIP", "grasp": "GraSP", "synflow": "SynFlow",
-          "gmp": "gradual magnitude pruning", "set": "SET", "rigl": "RigL", "static": "static sparse",
-          "earlybird": "early-bird ticket",
-          "wanda": "Wanda (one-shot, rewind point)", "row_magnitude": "magnitude per row (one-shot, rewind point)"}
-
 
 def pyplot():
     """matplotlib.pyplot on the Agg backend: figures are files, no display is needed."""
@@ -54,10 +46,10 @@ def _band(ax, x, mean, std, style, color, label) -> None:
     ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], color=color, alpha=0.15)
 
 
-def plot_curve(aggregated: list[dict], path: Path, title: str) -> Path:
+def plot_curve(aggregated: list[dict], path: Path, title: str, labels: Mapping[str, str]) -> Path:
     """curve.png: test accuracy and the early-stopping iteration vs % of weights remaining, one line per method
     (Frankle & Carbin 2019, Figures 3-4), bands of ± std over seeds; and, where costs are known, test accuracy vs the
-    training cost spent to reach each network (dense trainings, log axis)."""
+    training cost spent to reach each network (dense trainings, log axis). labels: each method's legend."""
     plt = pyplot()
     with_cost = any(r.get("reach_cost_mean") is not None for r in aggregated)
     fig, axes = plt.subplots(1, 3 if with_cost else 2, figsize=(16.5 if with_cost else 11, 4.2))
@@ -71,11 +63,11 @@ def plot_curve(aggregated: list[dict], path: Path, title: str) -> Path:
         for ax, key, scale in ((acc_ax, "test_acc", 100), (stop_ax, "early_stop_step", 1)):
             mean = [scale * r[f"{key}_mean"] for r in rows]
             std = [scale * (r[f"{key}_std"] or 0) for r in rows]
-            _band(ax, x, mean, std, style, colors[i], LABELS.get(method, method))
+            _band(ax, x, mean, std, style, colors[i], labels.get(method, method))
         if with_cost:
             costed = [r for r in rows if r.get("reach_cost_mean") is not None]
             axes[2].plot([r["reach_cost_mean"] for r in costed], [100 * r["test_acc_mean"] for r in costed], style,
-                         color=colors[i], label=LABELS.get(method, method), markersize=4)
+                         color=colors[i], label=labels.get(method, method), markersize=4)
     dense = next(r for r in aggregated if r["method"] == IMP_METHOD and r["level"] == 0)
     acc_ax.axhline(100 * dense["test_acc_mean"], color="gray", linestyle=":", label="dense network")
     xs = [100 * r["density_mean"] for r in aggregated]
@@ -94,21 +86,22 @@ def plot_curve(aggregated: list[dict], path: Path, title: str) -> Path:
     return save_figure(fig, path)
 
 
-def plot_earlybird(rows: list[dict], path: Path, title: str) -> Path | None:
-    """earlybird.png: per seed, the largest mask distance within the window at each epoch of the dense training,
-    the threshold, and the epoch the early-bird ticket was drawn (You et al. 2020, Figure 2)."""
-    watched = [r for r in rows if r["method"] == IMP_METHOD and r["level"] == 0 and r.get("earlybird")]
+def plot_watched(rows: list[dict], method: str, path: Path, title: str) -> Path | None:
+    """<method>.png (earlybird.png): per seed, the largest mask distance within the window at each epoch of the dense
+    training that `method`'s watcher recorded, its threshold, and the epoch it drew its ticket at (You et al. 2020,
+    Figure 2); None when no dense level was watched for it."""
+    watched = [(r, r["watched"][method]) for r in rows if r["method"] == IMP_METHOD and r["level"] == 0
+               and method in (r.get("watched") or {})]
     if not watched:
         return None
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    for r in watched:
-        report = r["earlybird"]
+    for r, report in watched:
         epochs = [e + 1 for e, d in enumerate(report["distances"]) if d is not None]
         line, = ax.plot(epochs, [report["distances"][e - 1] for e in epochs], "o-", markersize=3, label=f"seed {r['seed']}")
         if report["epoch"] is not None:
             ax.axvline(report["epoch"], color=line.get_color(), linestyle="--", alpha=0.6)
-    ax.axhline(watched[0]["earlybird"]["threshold"], color="gray", linestyle=":", label="threshold")
+    ax.axhline(watched[0][1]["threshold"], color="gray", linestyle=":", label="threshold")
     ax.set(xlabel="epoch of the dense training", ylabel="largest mask distance in the window (Hamming, normalised)",
            title=title)
     ax.grid(True, alpha=0.3)

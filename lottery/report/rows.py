@@ -13,12 +13,13 @@ from lottery.core.layout import RunLayout
 IMP_METHOD = "ticket"
 VALUES = ("density", "test_acc", "final_val_acc", "best_val_acc", "best_val_step", "early_stop_step", "cost", "steps")
 # Kept with a row for the report, not written to the CSV tables (they are not one number).
-DETAILS = ("layer_density", "target_density", "earlybird")
+DETAILS = ("layer_density", "target_density", "watched")
 
 
 def row(seed: int, method: str, level: int, metrics: Mapping) -> dict:
     """One training's numbers (cost: its multiply-accumulates in dense trainings, absent in runs made before it was
-    recorded) and, beside them, its per-layer densities, the densities asked for, an early-bird report."""
+    recorded) and, beside them, its per-layer densities, the densities asked for, what its watchers recorded (the
+    dense level's, for the branches that watch it: the early-bird detector)."""
     out = {"seed": seed, "method": method, "level": level, **{k: metrics.get(k) for k in VALUES}}
     return out | {k: metrics[k] for k in DETAILS if k in metrics}
 

@@ -5,7 +5,8 @@ fraction of the training in. Here for unstructured masks: the magnitude mask at 
 
 The watcher changes no mask of the training it watches: it prunes a copy (`shadow`, a MaskManager over a copy of
 the model with the experiment's prunable tensors and rates) and records the distances; the weights at the epoch
-the ticket is drawn go to `weights_file`.
+the ticket is drawn go to `weights_file`. It is the `watch` of the earlybird branch's record (lottery.imp.branches):
+what the dense level's training records for it goes to metrics.json under `watched.<name>` (`watched`).
 """
 from __future__ import annotations
 
@@ -15,8 +16,24 @@ from typing import Callable
 
 import torch
 
+from lottery.core.errors import LotteryError
 from lottery.core.files import save_tensors
 from lottery.core.masks import MaskManager
+
+
+@dataclass(frozen=True)
+class EarlyBirdOptions:
+    """The detector's options (methods.earlybird.*), the paper's defaults."""
+
+    window: int = 5  # masks compared at each epoch's end: the newest against the others (You et al. 2020: 5)
+    threshold: float = 0.1  # the normalised Hamming distance under which the ticket is drawn (You et al. 2020: 0.1)
+
+    def __post_init__(self):
+        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 2:
+            raise LotteryError(f"methods.earlybird.window={self.window!r} must be a whole number >= 2: the masks compared")
+        if not 0 < self.threshold <= 1:
+            raise LotteryError(f"methods.earlybird.threshold={self.threshold!r} must be in (0, 1]: a normalised Hamming "
+                               "distance")
 
 
 def mask_distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -28,9 +45,9 @@ def mask_distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> flo
 class EarlyBird:
     """Watches a dense training at every epoch's end (`steps_per_epoch` iterations) for its early-bird ticket."""
 
-    def __init__(self, shadow: MaskManager, fraction: float, strategy: str, steps_per_epoch: int, weights_file: Path,
-                 window: int = 5, threshold: float = 0.1, seed: int = 0):
-        self.shadow, self.fraction, self.strategy, self.seed = shadow, fraction, strategy, seed
+    def __init__(self, shadow: MaskManager, fraction: float, strategy, steps_per_epoch: int, weights_file: Path,
+                 window: int = 5, threshold: float = 0.1, seed: int = 0, name: str = "earlybird"):
+        self.shadow, self.fraction, self.strategy, self.seed, self.name = shadow, fraction, strategy, seed, name
         self.steps_per_epoch, self.weights_file, self.window, self.threshold = steps_per_epoch, Path(weights_file), window, threshold
         self.recent: list[dict[str, torch.Tensor]] = []  # the last `window` masks, oldest first
         self.distances: list[float | None] = []  # per epoch: the largest distance to the masks before it in the window
@@ -63,6 +80,10 @@ class EarlyBird:
         return {"distances": self.distances, "epoch": drawn, "step": None if drawn is None else drawn * self.steps_per_epoch,
                 "window": self.window, "threshold": self.threshold}
 
+    def watched(self) -> dict:
+        """What metrics.json records under `watched`: this watcher's report under its method's name."""
+        return {self.name: self.report()}
+
     def segments(self, start: int, end: int) -> None:
         return None  # the training it watches keeps its own masks
 
@@ -84,14 +105,15 @@ class EarlyBirdSpec:
 
     shadow: Callable[[], MaskManager]
     fraction: float
-    strategy: str
+    strategy: object  # a name in lottery.core.pruning.STRATEGIES, or a strategy record
     steps_per_epoch: int
     weights_file: Path
     window: int = 5
     threshold: float = 0.1
     seed: int = 0
+    name: str = "earlybird"  # the method it watches for
     lane_key = None  # not shared by lanes: the watcher prunes one copy of one model
 
     def build(self, seeds=None) -> EarlyBird:
         return EarlyBird(self.shadow(), self.fraction, self.strategy, self.steps_per_epoch, self.weights_file,
-                         self.window, self.threshold, self.seed)
+                         self.window, self.threshold, self.seed, self.name)

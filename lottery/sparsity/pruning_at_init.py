@@ -2,7 +2,9 @@
 
 The baselines compared by Frankle, Dziugaite, Roy & Carbin (2021), "Pruning Neural Networks at
 Initialization: Why Are We Missing the Mark?" (Section 3): magnitude, SNIP (Lee et al. 2019),
-GraSP (Wang et al. 2020) and SynFlow (Tanaka et al. 2020), plus random pruning.
+GraSP (Wang et al. 2020) and SynFlow (Tanaka et al. 2020), plus random pruning. Each of the four is a branch
+(magnitude_init, snip, grasp, synflow; lottery.core.methods.OneShot records, at the end of this module): pruned at
+each IMP level's density from the initial weights, then trained for the whole schedule.
 
 Scores are computed on detached copies of the parameters and buffers, fed to the model with
 `torch.func.functional_call`: the model's weights, BatchNorm statistics and `.grad` are never
@@ -23,6 +25,7 @@ from torch.func import functional_call
 
 from lottery.core.errors import LotteryError, Registry
 from lottery.core.masks import MaskManager
+from lottery.core.methods import OneShot, register
 from lottery.core.pruning import keep_top
 
 Scores = dict[str, torch.Tensor]
@@ -153,7 +156,7 @@ def _keep_global(scores: Scores, masks: Mapping[str, torch.Tensor], density: flo
     """Keep the top `density` share of all prunable weights, among the survivors only."""
     names = list(masks)
     keep = round(sum(masks[n].numel() for n in names) * density)
-    # float64, not pruning._select (which casts to float32): SynFlow scores can exceed its range.
+    # float64, not pruning.select_top (which casts to float32): SynFlow scores can exceed its range.
     flat = torch.cat([scores[n].detach().double().cpu().flatten() for n in names])
     if torch.isnan(flat).any():
         raise LotteryError("pruning-at-init scores contain NaN: check the model's outputs on the scoring batches")
@@ -192,3 +195,21 @@ def prune_at_init(method: str, model: nn.Module, masks: MaskManager, density: fl
         scores = scorer(model, current, batches, input_shape, generator)
         current = _keep_global(scores, current, density ** (k / iterations))
     masks.set_masks(current)  # applies the masks and records the per-tensor densities reached
+
+
+def _branch_pruner(scorer: str):
+    """The OneShot record's `prune` of pruning at initialisation by `scorer` (a name in PAI_METHODS)."""
+    def prune(model: nn.Module, masks: MaskManager, density: float, calibration, generator) -> None:
+        prune_at_init(scorer, model, masks, density, batches=calibration.batches, generator=generator,
+                      input_shape=calibration.input_shape)
+    return prune
+
+
+for _name, _scorer, _label, _summary in (
+    ("magnitude_init", "magnitude", "magnitude at init", "the largest weights at initialisation, all tensors ranked together"),
+    ("snip", "snip", "SNIP", "connection sensitivity |w x dL/dw| on ten examples per class (Lee et al. 2019)"),
+    ("grasp", "grasp", "GraSP", "keep the gradient flow: -w x Hg on ten examples per class (Wang et al. 2020)"),
+    ("synflow", "synflow", "SynFlow", "iterative synaptic flow, no data, 100 rounds (Tanaka et al. 2020)"),
+):
+    register(OneShot(name=_name, prune=_branch_pruner(_scorer), weights="init", label=_label, summary=_summary,
+                     samples_per_class=10 if _scorer in DATA_METHODS else 0))

@@ -1,5 +1,5 @@
 """Methods that change masks while a run trains: one small interface (jaxpruner's updaters are the model), one class
-per method, registered by name.
+per method, each declared as a record (lottery.core.methods.SparseTraining) beside it.
 
     gmp     gradual magnitude pruning from dense, cubic schedule (Zhu & Gupta 2017; Gale et al. 2019)
     set     drop the smallest-magnitude active weights, regrow at random (Mocanu et al. 2018)
@@ -8,28 +8,35 @@ per method, registered by name.
 
 In a plain PyTorch loop (Lightning: `MaskCallback(masks, updater=...)` makes the same calls):
 
-    updater = UPDATERS["rigl"](UpdateSchedule(end_step=750), density={name: 0.1, ...})
+    updater = RigL(UpdateSchedule(end_step=750), density={name: 0.1, ...})
     loss.backward()
     updater.before_step(step, masks, optimizer)   # SET/RigL: an update step applies no gradient, as the papers' code
     optimizer.step()
     updater.update(step, masks, optimizer)        # after the step, the gradients still there; masks.apply() inside
 
-Every update keeps each tensor's exact count of active weights (`round(numel * density)`), zeroes the weights it
-prunes and starts the ones it grows at zero with their optimizer state (momentum, Adam's moments) reset. Draws are
-seeded from (seed, step), so resumed runs, lanes and DDP processes make the same masks. A MaskManager over K lanes
-(`model.lanes`, a LaneNet) holds [K, ...] masks: each lane is updated as its run alone, all lanes in one top-k.
+A method writes one function, `new_mask(step, rows)`: the new mask of one tensor from its `Rows`, the tensor as its
+lanes' rows [K, n] (K = 1 for a run alone; K runs trained as lanes of one network, lottery.lanes, are K rows) with
+its mask, weights, the step's gradient and the optimizer's state (momentum, Adam's moments) in the same shape. The
+one rule for lanes: treat every row as a run of its own (count, rank and draw per row; `self.random` draws each
+lane's numbers from its own seed) and a method works for a run alone and as lanes alike
+(tests/sparsity/test_updaters.py checks every registered method both ways).
+
+Every update keeps each tensor's exact count of active weights (`rows.count`), zeroes the weights it prunes and
+starts the ones it grows at zero with their optimizer state reset. Draws are seeded from (seed, step), so resumed
+runs, lanes and DDP processes make the same masks.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import torch
 
 from lottery.core import seeds as seeding
-from lottery.core.errors import LotteryError, Registry
+from lottery.core.errors import LotteryError
 from lottery.core.masks import MaskManager
+from lottery.core.methods import METHODS, SparseTraining, register
 from lottery.sparsity.schedule import UpdateSchedule
 
 Masks = dict[str, torch.Tensor]
@@ -60,15 +67,42 @@ def _keep_top_active(scores: torch.Tensor, active: torch.Tensor, k: int) -> torc
     return out
 
 
+@dataclass
+class Rows:
+    """One masked tensor as a method sees it at an update: every field [K, n], one row per lane (K = 1 alone)."""
+
+    name: str  # the parameter's name
+    index: int  # its position among the updater's tensors (seeds its random draws)
+    mask: torch.Tensor  # bool, the mask before this update
+    weight: torch.Tensor  # the weights after this step's optimizer step (detached)
+    grad: torch.Tensor | None  # this step's gradient of every weight, pruned ones too; None where none was computed
+    state: dict[str, torch.Tensor] = field(default_factory=dict)  # the optimizer's state of the weight, as rows
+    density: float = 1.0  # the tensor's final density
+    count: int = 0  # active weights per row at that density: round(n * density)
+
+    def active(self, density: float) -> int:
+        """Active weights per row at `density`."""
+        return round(self.mask.shape[1] * density)
+
+
 class MaskUpdater:
-    """A method that changes masks while a run trains. Subclasses write `new_masks`."""
+    """A method that changes masks while a run trains. Subclasses write `new_mask` (and, where their masks' densities
+    change over time, `densities_after` and `segments`, for the cost).
+
+    Args:
+        schedule: when the masks change (the sparse.* keys).
+        density: each tensor's final density, {parameter name: fraction kept}.
+        seeds: one per lane (one for a run alone): lane k's random draws come from seeds[k].
+        options: the method's own options (an instance of its record's options class), None when it has none.
+    """
 
     skips_gradient = False  # True: an update step applies no gradient to any parameter (SET, RigL)
 
-    def __init__(self, schedule: UpdateSchedule, density: Mapping[str, float], seeds: Sequence[int] = (0,)):
+    def __init__(self, schedule: UpdateSchedule, density: Mapping[str, float], seeds: Sequence[int] = (0,),
+                 options=None):
         if bad := {n: d for n, d in density.items() if not 0.0 < d <= 1.0}:
             raise LotteryError(f"densities {bad} must be in (0, 1]: the fraction of each tensor's weights kept")
-        self.schedule, self.density, self.seeds = schedule, dict(density), list(seeds)
+        self.schedule, self.density, self.seeds, self.options = schedule, dict(density), list(seeds), options
         self._grads: dict[int, torch.Tensor | None] | None = None  # an update step's gradients, kept aside
 
     # -- the interface -------------------------------------------------------------------------------------
@@ -93,17 +127,28 @@ class MaskUpdater:
             return
         grads, self._grads = self._grads, None
         lanes = getattr(masks.model, "lanes", 1)
-        new = self.new_masks(step, masks, lanes, grads)
+        new = {}
+        for index, (name, density) in enumerate(self.density.items()):
+            param = masks.model.get_parameter(name)
+            state = optimizer.state.get(param, {}) if optimizer is not None else {}
+            grad = grads.get(id(param)) if grads is not None else param.grad
+            mask = masks.masks[name]
+            rows = Rows(name, index, _rows(mask, lanes), _rows(param.detach(), lanes),
+                        None if grad is None else _rows(grad.detach(), lanes),
+                        {k: _rows(v, lanes) for k, v in state.items() if _like(v, param)}, density,
+                        round(mask.numel() // lanes * density))
+            new[name] = self.new_mask(step, rows).view_as(mask)
         for name, mask in new.items():
             grown = mask & ~masks.masks[name]
             param = masks.model.get_parameter(name)
             param.masked_fill_(grown, 0.0)
             for value in (optimizer.state.get(param, {}) if optimizer is not None else {}).values():
-                if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                if _like(value, param):
                     value.masked_fill_(grown, 0)  # momentum, Adam's moments: regrown weights start afresh
         masks.replace_masks(new, self.densities_after(step))
 
-    def new_masks(self, step: int, masks: MaskManager, lanes: int, grads) -> Masks:
+    def new_mask(self, step: int, rows: Rows) -> torch.Tensor:
+        """The new mask of one tensor, bool [K, n] like `rows.mask`: each row as a run of its own."""
         raise NotImplementedError
 
     # -- what the updates cost, known from the schedule ------------------------------------------------------
@@ -126,15 +171,17 @@ class MaskUpdater:
         pass
 
     # -- helpers --------------------------------------------------------------------------------------------
-    def _count(self, masks: MaskManager, name: str, lanes: int, density: float) -> int:
-        per_lane = masks.masks[name].numel() // lanes
-        return round(per_lane * density)
+    def random(self, step: int, rows: Rows) -> torch.Tensor:
+        """Uniform scores [K, n], row k drawn on the CPU from (seeds[k], step, tensor): the same on any device."""
+        per_lane = rows.mask.shape[1]
+        drawn = [torch.rand(per_lane, generator=torch.Generator().manual_seed(seeding.batch(s, step, rows.index)))
+                 for s in self.seeds]
+        return torch.stack(drawn).to(rows.mask.device)
 
-    def _random(self, step: int, index: int, per_lane: int, device) -> torch.Tensor:
-        """Uniform scores per lane, drawn on the CPU from (lane seed, step, tensor): the same on any device."""
-        rows = [torch.rand(per_lane, generator=torch.Generator().manual_seed(seeding.batch(s, step, index)))
-                for s in self.seeds]
-        return torch.stack(rows).to(device)
+
+def _like(value, param: torch.Tensor) -> bool:
+    """An optimizer state entry that holds one number per weight (momentum, Adam's moments; not a step count)."""
+    return isinstance(value, torch.Tensor) and value.shape == param.shape
 
 
 class Static(MaskUpdater):
@@ -158,14 +205,9 @@ class GMP(MaskUpdater):
         dense = [(start, {n: 1.0 for n in self.density})]
         return dense + [(u + 1, self.densities_after(u)) for u in self.schedule.updates(end) if u >= start]
 
-    def new_masks(self, step: int, masks: MaskManager, lanes: int, grads) -> Masks:
-        new = {}
-        for name, density in self.density.items():
-            mask = masks.masks[name]
-            scores = _rows(masks.model.get_parameter(name).detach().abs(), lanes).float()
-            keep = self._count(masks, name, lanes, self.schedule.gmp_density(step, density))
-            new[name] = _keep_top_active(scores, _rows(mask, lanes), keep).view_as(mask)  # masks only shrink
-        return new
+    def new_mask(self, step: int, rows: Rows) -> torch.Tensor:
+        keep = rows.active(self.schedule.gmp_density(step, rows.density))
+        return _keep_top_active(rows.weight.abs().float(), rows.mask, keep)  # masks only shrink
 
 
 class SET(MaskUpdater):
@@ -174,54 +216,61 @@ class SET(MaskUpdater):
 
     skips_gradient = True
 
-    def grow_scores(self, step: int, index: int, param: torch.Tensor, lanes: int, grads) -> torch.Tensor:
-        return self._random(step, index, param.numel() // lanes, param.device)
+    def grow_scores(self, step: int, rows: Rows) -> torch.Tensor:
+        """Where to grow: the highest scores among the weights not kept win."""
+        return self.random(step, rows)
 
-    def new_masks(self, step: int, masks: MaskManager, lanes: int, grads) -> Masks:
-        new, fraction = {}, self.schedule.drop_fraction_at(step)
-        for index, (name, density) in enumerate(self.density.items()):
-            mask, param = masks.masks[name], masks.model.get_parameter(name)
-            active = self._count(masks, name, lanes, density)
-            dropped = math.floor(active * fraction)
-            kept = _keep_top_active(_rows(param.detach().abs(), lanes).float(), _rows(mask, lanes), active - dropped)
-            grow = self.grow_scores(step, index, param, lanes, grads).masked_fill(kept, float("-inf"))
-            new[name] = (kept | _keep_top(grow, dropped)).view_as(mask)
-        return new
+    def new_mask(self, step: int, rows: Rows) -> torch.Tensor:
+        dropped = math.floor(rows.count * self.schedule.drop_fraction_at(step))
+        kept = _keep_top_active(rows.weight.abs().float(), rows.mask, rows.count - dropped)
+        grow = self.grow_scores(step, rows).masked_fill(kept, float("-inf"))
+        return kept | _keep_top(grow, dropped)
 
 
 class RigL(SET):
     """Rigging the Lottery (Evci et al. 2020): SET, but growing where the magnitude of the dense gradient is largest
     (the gradient of the update step, which is then not applied, as in the reference implementation)."""
 
-    def grow_scores(self, step: int, index: int, param: torch.Tensor, lanes: int, grads) -> torch.Tensor:
-        grad = grads.get(id(param)) if grads is not None else param.grad
-        if grad is None:
-            grad = torch.zeros_like(param)
-        return _rows(grad.detach().abs(), lanes).float()
+    def grow_scores(self, step: int, rows: Rows) -> torch.Tensor:
+        grad = rows.grad if rows.grad is not None else torch.zeros_like(rows.weight)
+        return grad.abs().float()
 
     def dense_gradient_steps(self, total_steps: int) -> int:
         return len(self.schedule.updates(total_steps))
 
 
-UPDATERS: Registry[type[MaskUpdater]] = Registry("sparse-training method", {
-    "gmp": GMP, "set": SET, "rigl": RigL, "static": Static,
-})
+for _record in (
+    SparseTraining(name="gmp", updater=GMP, starts_dense=True, label="gradual magnitude pruning",
+                   summary="gradual magnitude pruning from dense to the level's density, cubic schedule (Zhu & Gupta 2017)"),
+    SparseTraining(name="set", updater=SET, label="SET",
+                   summary="drop the smallest weights, regrow at random, every ΔT steps (Mocanu et al. 2018)"),
+    SparseTraining(name="rigl", updater=RigL, label="RigL",
+                   summary="drop the smallest weights, regrow where the dense gradient is largest (Evci et al. 2020)"),
+    SparseTraining(name="static", updater=Static, label="static sparse",
+                   summary="a fixed random mask with the distribution's per-layer counts, trained as it is"),
+):
+    register(_record)
+
+SPARSE_TRAINING = METHODS.of(SparseTraining)  # the records above and every one a package registers
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A registered method as a run spec carries it: its name, each tensor's final density, its schedule, its seed.
-    `build` makes the updater for one run, or for K lanes given their seeds; runs with equal `lane_key` can share
-    every update as lanes."""
+    """A registered method as a run spec carries it: its name, each tensor's final density, its schedule, its seed
+    and options. `build` makes the updater for one run, or for K lanes given their seeds; runs with equal `lane_key`
+    can share every update as lanes."""
 
-    method: str  # a name in UPDATERS
+    method: str  # a name in SPARSE_TRAINING
     density: tuple[tuple[str, float], ...]  # (tensor, final density) pairs
     schedule: UpdateSchedule
     seed: int
+    options: object = None  # the method's options (a frozen dataclass), None: its defaults
 
     @property
     def lane_key(self) -> tuple:
-        return self.method, self.density, self.schedule
+        return self.method, self.density, self.schedule, self.options
 
     def build(self, seeds: Sequence[int] | None = None) -> MaskUpdater:
-        return UPDATERS.lookup(self.method)(self.schedule, dict(self.density), [self.seed] if seeds is None else seeds)
+        record = SPARSE_TRAINING.lookup(self.method)
+        return record.call(record.updater, self.schedule, dict(self.density), [self.seed] if seeds is None else seeds,
+                           options=self.options)

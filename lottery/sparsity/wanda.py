@@ -20,6 +20,7 @@ from torch import nn
 
 from lottery.core.errors import LotteryError
 from lottery.core.masks import MaskManager
+from lottery.core.methods import OneShot, register
 
 
 def _linear_of(model: nn.Module, name: str) -> nn.Linear:
@@ -96,3 +97,24 @@ def wanda_prune(model: nn.Module, masks: MaskManager, density: float | Mapping[s
     masks.set_masks({n: keep_per_row(scores[n], masks.masks[n], densities[n]).to(masks.masks[n].device)
                      for n in masks.names})
     return masks
+
+
+def _check_linear(context) -> None:
+    """Wanda and row magnitude score the rows of Linear weights: every prunable tensor must be one."""
+    for name in context.masks.names:
+        _linear_of(context.model, name)
+
+
+def _rows_pruner(activations: bool):
+    """The OneShot record's `prune`: Wanda (activations) or magnitude within each output row, to `density`."""
+    def prune(model: nn.Module, masks: MaskManager, density: float, calibration, generator) -> None:
+        wanda_prune(model, masks, density, calibration.batches if activations else [], activations=activations)
+    return prune
+
+
+register(OneShot(name="wanda", prune=_rows_pruner(True), weights="rewind", check=_check_linear,
+                 samples_per_class=lambda classes: -(-128 // classes), label="Wanda (one-shot, rewind point)",
+                 summary="|W| x input norm within each output row, 128 calibration examples (Sun et al. 2024)"))
+register(OneShot(name="row_magnitude", prune=_rows_pruner(False), weights="rewind", check=_check_linear,
+                 label="magnitude per row (one-shot, rewind point)",
+                 summary="|W| within each output row of the rewind-point weights (Wanda's baseline)"))

@@ -6,11 +6,9 @@
     lane_group    trainings that share every step, as lanes of one network
     dispatch      a level's trainings: finished ones read, the rest alone or as lanes
     results       metrics.json of a finished training and the files that mark it done
-    module        ScheduledModule (the hand-written step) and ClassificationModule
-    lane_module   LaneModule: K lanes' training, metrics and histories
+    module        ClassificationModule: the hand-written step, evaluation and logging of one run or K lanes
     lane_data     LaneDataModule: each lane's batches in its own data order
     callbacks     MaskCallback for any LightningModule; checkpoints, rewind points, progress
-    optimizers    Optim (the train.optim section): optimizers and the learning rate as a function of the step
-    settings      TrainerConfig (the trainer.* section)
+    optimizers    optimizers, and the learning rate of each step (the train.optim section: lottery.core.schema)
     tracking      Lightning loggers per level and branch (CSV, TensorBoard, W&B, MLflow)
 """

@@ -22,7 +22,7 @@ class MaskCallback(pl.Callback):
 
     Args:
         masks: a MaskManager over (a submodule of) the LightningModule, or a function
-            `pl_module -> MaskManager` called at setup, e.g. ``lambda m: MaskManager(m.net)``.
+            `pl_module -> MaskManager` called at setup, e.g. ``lambda m: MaskManager(m.model)``.
             Default: a MaskManager over the whole LightningModule.
         updater: a method that changes the masks while the module trains (lottery.sparsity.updaters, e.g. RigL),
             called around every optimizer step of iteration t: `before_step(t, ...)` before it, `update(t, ...)`

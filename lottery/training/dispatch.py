@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from lottery.core.files import read_json
 from lottery.training.lane_group import lane_groups, train_lanes
-from lottery.training.optimizers import Optim
-from lottery.training.settings import TrainerConfig
+from lottery.core.schema import OptimConfig
+from lottery.core.schema import TrainerConfig
 from lottery.training.single import train
 from lottery.training.spec import RunSpec
 from lottery.training.tracking import Tracking
 
 
-def train_all(specs: list[RunSpec], settings: TrainerConfig, optim: Optim, tracking: Tracking | None = None,
+def train_all(specs: list[RunSpec], settings: TrainerConfig, optim: OptimConfig, tracking: Tracking | None = None,
               log=print) -> list[dict]:
     """Independent trainings (a level's tickets and branches, of one or several seeds); results in order.
 

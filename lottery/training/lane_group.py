@@ -21,15 +21,15 @@ from lottery.lanes.count import choose_lanes, lane_bytes, lanes_that_fit
 from lottery.lanes.net import LaneNet, stack_masks, unstack_masks
 from lottery.training.callbacks import CaptureRewindPoints
 from lottery.training.lane_data import LaneDataModule
-from lottery.training.lane_module import LaneModule
 from lottery.training.metrics import data_metrics
-from lottery.training.optimizers import Optim
+from lottery.training.module import ClassificationModule
+from lottery.core.schema import OptimConfig
 from lottery.training.results import (
     remove_resume_files,
     training_metrics,
     write_results,
 )
-from lottery.training.settings import TrainerConfig
+from lottery.core.schema import TrainerConfig
 from lottery.training.spec import RunSpec
 from lottery.training.tracking import Tracking, finish, replay
 from lottery.training.trainer import fit_and_test
@@ -116,20 +116,20 @@ def _lane_net(specs: list[RunSpec]) -> LaneNet:
     return net
 
 
-def train_lanes(specs: list[RunSpec], settings: TrainerConfig, optim: Optim, tracking: Tracking | None = None) -> list[dict]:
+def train_lanes(specs: list[RunSpec], settings: TrainerConfig, optim: OptimConfig, tracking: Tracking | None = None) -> list[dict]:
     """Train `specs` (one lane group, see lane_key) as lanes; each run's files as it writes them alone."""
     first, plan = specs[0], specs[0].plan
     net = _lane_net(specs)
     masks = MaskManager(net, include=first.masks.names)
     masks.set_masks(stack_masks([s.masks.masks for s in specs]))
     data = LaneDataModule(first.data, [s.data.seed for s in specs])
-    module = LaneModule(net, first.data.num_classes, optim, start_step=plan.start_step, constant_lr=plan.constant_lr,
+    module = ClassificationModule(net, first.data.num_classes, optim, start_step=plan.start_step, constant_lr=plan.constant_lr,
                         seed=first.seed, compile=settings.compile, metrics=data_metrics(first.data),
                         gradient_clip=settings.gradient_clip_val)
     # One resume checkpoint per group, named after its members: another grouping never resumes from it.
     members = hashlib.sha1("\n".join(str(s.out.path) for s in specs).encode()).hexdigest()[:12]
     checkpoint = first.out.lanes_checkpoint(members)
-    capture = [CaptureRewindPoints(dict(s.capture), state=lambda m, k=k: m.net.lane_state_dict(k))
+    capture = [CaptureRewindPoints(dict(s.capture), state=lambda m, k=k: m.model.lane_state_dict(k))
                for k, s in enumerate(specs) if s.capture]
     # Each lane logs to its own logger run while it trains, as it would alone (W&B: sent when the group ends).
     live = tracking is not None and tracking.concurrent and is_writer()  # rank 0 logs, as Lightning's loggers do
@@ -144,7 +144,7 @@ def train_lanes(specs: list[RunSpec], settings: TrainerConfig, optim: Optim, tra
         spec.model.load_state_dict(net.lane_state_dict(k))
         if updater is not None:  # the lane's masks, as the updates left them
             spec.masks.set_masks(unstack_masks(masks.masks, k))
-        metrics = training_metrics(module.history[k], module.results["test"][k], spec, updater)
+        metrics = training_metrics(module.histories[k], module.results["test"][k], spec, updater)
         if trainer.is_global_zero:
             write_results(spec, metrics, remove_checkpoints=False)
             if module.lane_loggers:

@@ -1,4 +1,17 @@
-"""ClassificationModule: the LightningModule that trains any classifier for one IMP level."""
+"""ClassificationModule: the LightningModule that trains any classifier, one run alone or K runs as lanes of one
+network (a LaneNet, lottery.lanes), with one training step, one evaluation and one way of logging for both.
+
+A run alone is `ClassificationModule(model, ...)`; K runs are `ClassificationModule(LaneNet.from_models(models), ...)`
+with their data from lottery.training.lane_data (each training batch [K, B, ...], lane k in its own data order):
+
+    module = ClassificationModule(net, num_classes, optim)
+    trainer = pl.Trainer(max_steps=steps, callbacks=[MaskCallback(masks)], use_distributed_sampler=False)
+    trainer.fit(module, datamodule=LaneDataModule(data, seeds=[0, 1, 2, 3]))
+    module.histories[k], net.lane_state_dict(k)    # run k's validation history and trained weights
+
+Lane k sees the batches run k sees alone, keeps its own masks, optimizer state, BatchNorm statistics and metrics,
+and ends with the weights run k reaches alone (up to float rounding of the batched kernels).
+"""
 from __future__ import annotations
 
 from typing import Sequence
@@ -7,207 +20,223 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
 
 from lottery.core import seeds
+from lottery.core.schema import OptimConfig
+from lottery.lanes.net import LaneNet, clip_lane_grad_norm_, lane_loss
 from lottery.training.metrics import extra_metrics
-from lottery.training.optimizers import Optim, make_optimizer, set_lr
+from lottery.training.optimizers import make_optimizer, set_lr
 
-EVAL_STAGES = ("val_", "test_")  # ModuleDict keys may not shadow nn.Module attributes such as `train`
+STAGES = ("train", "val", "test")
 
 
-class ScheduledModule(pl.LightningModule):
-    """The training step lottery writes out (Lightning's manual optimization): zero_grad, backward, the
-    learning rate of this step, optimizer step. Lightning's automatic optimization (closures, scheduler
-    stepping) costs a noticeable share of a small model's step (docs/speed.md); the schedule is a pure
-    function of the step, so setting it needs no state. Shared by ClassificationModule and LaneModule.
+class ClassificationModule(pl.LightningModule):
+    """Cross-entropy training of any classifier (or of K lanes of one), written out by hand (Lightning's manual
+    optimization): zero_grad, backward, the learning rate of this step, optimizer step. Lightning's automatic
+    optimization (closures, scheduler stepping) costs a noticeable share of a small model's step (docs/speed.md);
+    the schedule is a pure function of the step, so setting it needs no state.
+
+    Loss and accuracy are running sums on the device per run (no host sync in the loop), reduced once per epoch and
+    logged as `train/*`, `val/*`, `test/*`; with lanes, per lane as `val/acc/lane_k` (and their mean as `val/acc`),
+    each lane's own values going to its own logger (`lane_loggers`). `histories[k]` is run k's list of
+    {step, val/loss, val/acc} (`history`: the first run's), kept in checkpoints.
 
     Args:
-        net: the network trained; only its forward is compiled (`compile`), so its parameters stay the
-            ones the MaskManager's in-place multiply reaches and state_dict keys keep their names.
+        model: the network trained, a model or a LaneNet; only its forward is compiled (`compile`), so its
+            parameters stay the ones the MaskManager's in-place multiply reaches and state_dict keys keep their names.
         optim: the optimizer and its schedule (milestones in steps).
         start_step: schedule position of the first step (k when rewound to iteration k).
         constant_lr: train at this fixed learning rate (fine-tuning) instead of the schedule.
-        seed: the global RNG is reseeded from (seed, epoch) at each epoch start, so that a run
-            resumed from an epoch checkpoint draws the same random numbers as an uninterrupted one
-            (lottery.core.seeds.epoch).
-        gradient_clip: clip the gradient norm to this before each step (trainer.gradient_clip_val; None: off).
+        seed: the global RNG is reseeded from (seed, epoch) at each epoch start, so that a run resumed from an epoch
+            checkpoint draws the same random numbers as an uninterrupted one (lottery.core.seeds.epoch); lanes share
+            it, so models that draw from it while training (dropout) differ from runs alone.
+        metrics: names in lottery.training.metrics evaluated beside accuracy, e.g. ("f1", "mcc") for text.
+        gradient_clip: clip each run's gradient norm to this before each step (trainer.gradient_clip_val; None: off).
             MaskCallback zeroes the pruned weights' gradients first, so the norm is the sparse network's.
     """
 
-    def __init__(self, net: nn.Module, optim: Optim, start_step: int = 0, constant_lr: float | None = None,
-                 seed: int = 0, compile: bool = False, gradient_clip: float | None = None):
+    HISTORY_KEY = "lottery_histories"  # where a checkpoint keeps `histories`
+
+    def __init__(self, model: nn.Module, num_classes: int, optim: OptimConfig, start_step: int = 0,
+                 constant_lr: float | None = None, seed: int = 0, compile: bool = False, metrics: Sequence[str] = (),
+                 gradient_clip: float | None = None):
         super().__init__()
-        self.optim, self.start_step, self.constant_lr, self.seed = optim, start_step, constant_lr, seed
-        self.gradient_clip = gradient_clip
+        self.model, self.num_classes, self.optim = model, num_classes, optim
+        self.start_step, self.constant_lr, self.seed, self.gradient_clip = start_step, constant_lr, seed, gradient_clip
+        self.lanes = model.lanes if isinstance(model, LaneNet) else None  # None: a run alone
+        runs = self.lanes or 1
         # A plain __dict__ entry, not a submodule: the weights are not listed twice.
-        self.__dict__["_forward"] = torch.compile(net) if compile else net
+        self.__dict__["_forward"] = torch.compile(model) if compile else model
         self.automatic_optimization = False
+        for stage in STAGES:  # per-run running sums on the device; reduced to the host once per epoch
+            self.register_buffer(f"{stage}_loss_sum", torch.zeros(runs), persistent=False)
+            self.register_buffer(f"{stage}_correct", torch.zeros(runs), persistent=False)
+        self.seen = dict.fromkeys(STAGES, 0)
+        # Metrics beside accuracy, one set per run and evaluation stage (off the hot path: torchmetrics).
+        self.extra = nn.ModuleDict({s: nn.ModuleList(extra_metrics(metrics, num_classes) for _ in range(runs))
+                                    for s in STAGES[1:]}) if metrics else None
+        self.histories: list[list[dict]] = [[] for _ in range(runs)]
+        self.results: dict[str, list[dict]] = {}  # stage -> per-run {stage/loss, stage/acc, ...} of the last epoch
+        self.lane_loggers: list = []  # with lanes: one Lightning logger per lane, which gets lane k's epoch values
+        self._log_every = 0  # set at on_train_start
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._forward(x)
+
+    @property
+    def history(self) -> list[dict]:
+        """The (first) run's validation history: one {step, val/loss, val/acc} per validation."""
+        return self.histories[0]
 
     @property
     def schedule_step(self) -> int:
         """Position in the whole training schedule: the rewind step k plus the steps taken in this level."""
         return self.start_step + self.global_step
 
-    # -- the validation history of each run trained (one; K for lanes), kept in checkpoints -------------
-    HISTORY_KEY = "lottery_history"  # where a checkpoint keeps `history`
-
-    def run_histories(self) -> list[list[dict]]:
-        """One list of {step, val/loss, val/acc} per run this module trains."""
-        raise NotImplementedError
-
     @property
     def validated_step(self) -> int | None:
         """The schedule step of the last validation (None before the first)."""
-        first = self.run_histories()[0]
-        return first[-1]["step"] if first else None
+        return self.history[-1]["step"] if self.history else None
 
-    def record_validation(self, values: list[dict]) -> None:
-        """Add this validation's values (one dict per run) to each run's history at the current schedule step."""
-        for history, run_values in zip(self.run_histories(), values):
-            entry = {"step": self.schedule_step, **run_values}
-            if history and history[-1]["step"] == entry["step"]:
-                history[-1] = entry  # the closing validation repeats the last epoch's
-            else:
-                history.append(entry)
+    # -- a step ----------------------------------------------------------------------------------------
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(the loss to minimise, each run's mean loss [K], logits [K, B, C], targets [K, B]) of a batch."""
+        if self.lanes is None:
+            loss = F.cross_entropy(logits, y)
+            return loss, loss.detach()[None], logits[None], y[None]
+        loss, per_lane = lane_loss(logits, y)  # the sum of the lanes' mean losses: each lane's gradient its own
+        return loss, per_lane, logits, y
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[self.HISTORY_KEY] = self.history
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if self.HISTORY_KEY in checkpoint:
-            self.history = checkpoint[self.HISTORY_KEY]
-
-    def optimize(self, loss: torch.Tensor):
-        """One optimizer step on `loss` at this step's learning rate; returns the optimizer."""
+    def training_step(self, batch, batch_idx):
+        x, y = batch  # lanes: [K, B, ...], [K, B]
+        loss, per_run, logits, y = self._loss(self(x), y)
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if self.constant_lr is None:
             set_lr(optimizer, self.optim, self.schedule_step)
         optimizer.step()
-        return optimizer
+        self._accumulate("train", logits.detach(), y, per_run)
+        if self._log_every and self.global_step % self._log_every == 0:
+            self._log_step(optimizer.param_groups[0]["lr"])
+        return loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        # Here rather than in `optimize`: under fp16 mixed precision Lightning unscales the gradients just before.
+        # Here rather than in the step: under fp16 mixed precision Lightning unscales the gradients just before.
         if self.gradient_clip is not None:
-            self.clip_gradient_norm(self.gradient_clip)
-
-    def clip_gradient_norm(self, max_norm: float) -> None:
-        """Scale the gradients so that their norm is at most `max_norm` (torch.nn.utils.clip_grad_norm_)."""
-        torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm)
+            if self.lanes is None:
+                torch.nn.utils.clip_grad_norm_(self.parameters(), self.gradient_clip)
+            else:  # each lane's gradient norm clipped on its own, as its run alone clips it
+                clip_lane_grad_norm_(list(self.model.parameters()), self.gradient_clip, self.lanes)
 
     def on_train_batch_start(self, batch, batch_idx):
         # Not on_train_epoch_start: Lightning skips that hook for an epoch it restarts from a checkpoint.
         if batch_idx == 0:
             torch.manual_seed(seeds.epoch(self.seed, self.start_step, self.current_epoch))
 
-
-class ClassificationModule(ScheduledModule):
-    """Cross-entropy training of any classifier; loss and accuracy logged per epoch as `train/*`, `val/*`,
-    `test/*` (arguments: ScheduledModule's; `metrics`: names in lottery.training.metrics evaluated beside
-    accuracy, e.g. ("f1", "mcc") for text)."""
-
-    def __init__(self, model: nn.Module, num_classes: int, optim: Optim, start_step: int = 0,
-                 constant_lr: float | None = None, seed: int = 0, compile: bool = False, metrics: Sequence[str] = (),
-                 gradient_clip: float | None = None):
-        super().__init__(model, optim, start_step, constant_lr, seed, compile, gradient_clip)
-        self.model = model
-        # Training loss and accuracy as running sums on the device: two in-place adds per step and no
-        # host sync, where a torchmetrics update per step costs more Python than the optimizer step itself.
-        self.register_buffer("train_loss_sum", torch.zeros(()), persistent=False)
-        self.register_buffer("train_correct", torch.zeros((), dtype=torch.long), persistent=False)
-        self.train_seen = 0
-        self._log_every = 0  # set at on_train_start
-        # Evaluation is off the hot path: torchmetrics, with argument checks and NaN scans off.
-        self.acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-                                  for s in EVAL_STAGES})
-        self.loss = nn.ModuleDict({s: MeanMetric(nan_strategy="disable") for s in EVAL_STAGES})
-        self.extra = nn.ModuleDict({s: extra_metrics(metrics, num_classes) for s in EVAL_STAGES}) if metrics else None
-        self.history: list[dict] = []  # one entry per validation: step, val/loss, val/acc
-
-    def run_histories(self) -> list[list[dict]]:
-        return [self.history]
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        optimizer = self.optimize(loss)
+    def _accumulate(self, stage: str, logits: torch.Tensor, y: torch.Tensor, per_run_loss: torch.Tensor) -> None:
         with torch.no_grad():
-            self.train_loss_sum.add_(loss, alpha=len(y))
-            self.train_correct.add_((logits.argmax(1) == y).sum())
-        self.train_seen += len(y)
-        if self._log_every and self.global_step % self._log_every == 0:
-            self._log_step(optimizer.param_groups[0]["lr"])
-        return loss
+            batch = y.shape[1]
+            getattr(self, f"{stage}_loss_sum").add_(per_run_loss * batch)
+            getattr(self, f"{stage}_correct").add_((logits.argmax(-1) == y).sum(1))
+        self.seen[stage] += batch
 
-    def _log_step(self, lr: float) -> None:
-        """step/lr and the epoch's running step/train_loss, step/train_acc, straight to the loggers: one host sync."""
-        running = torch.stack((self.train_loss_sum, self.train_correct.to(self.train_loss_sum))) / max(self.train_seen, 1)
-        loss, acc = running.tolist()
-        for logger in self.loggers:
-            logger.log_metrics({"step/lr": lr, "step/train_loss": loss, "step/train_acc": acc}, step=self.global_step)
-
-    def on_train_start(self):
-        # Per-step logging only with a logger, on the writing process, every log_every_n_steps (Lightning's, 50).
-        self._log_every = self.trainer.log_every_n_steps if self.loggers and self.trainer.is_global_zero else 0
-
+    # -- evaluation ------------------------------------------------------------------------------------
     def _eval_step(self, batch, stage: str) -> None:
-        x, y = batch
-        logits = self(x)
-        self.acc[stage].update(logits, y)
-        self.loss[stage].update(F.cross_entropy(logits, y), weight=y.numel())
+        x, y = batch  # shared by the lanes
+        if self.lanes is not None:
+            x = x.expand(self.lanes, *x.shape)
+        _, per_run, logits, ys = self._loss(self(x), y if self.lanes is None else y.expand(self.lanes, *y.shape))
+        self._accumulate(stage, logits, ys, per_run)
         if self.extra is not None:
-            predicted = logits.argmax(1)
-            for metric in self.extra[stage].values():
-                metric.update(predicted, y)
+            predicted = logits.argmax(-1)
+            for k, run in enumerate(self.extra[stage]):
+                for metric in run.values():
+                    metric.update(predicted[k], y)
 
     def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, "val_")
+        self._eval_step(batch, "val")
 
     def test_step(self, batch, batch_idx):
-        self._eval_step(batch, "test_")
+        self._eval_step(batch, "test")
 
-    def _log(self, stage: str, loss: torch.Tensor, acc: torch.Tensor) -> dict[str, torch.Tensor]:
-        # Reduced once per epoch (across processes too), not per step: no host sync in the loop.
-        values = {f"{stage}/loss": loss, f"{stage}/acc": acc}
-        self.log_dict(values, prog_bar=True, sync_dist=False)
-        return values
+    def _epoch_end(self, stage: str) -> list[dict]:
+        """Each run's mean loss and accuracy of the epoch (and its extra metrics), logged; the sums reset."""
+        loss_sum, correct = getattr(self, f"{stage}_loss_sum"), getattr(self, f"{stage}_correct")
+        sums = torch.cat((loss_sum, correct, loss_sum.new_tensor([self.seen[stage]])))
+        if self.trainer.world_size > 1:  # every process saw its share of the examples
+            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        runs = len(loss_sum)
+        means = (sums[:-1] / sums[-1].clamp(min=1)).tolist()  # one host sync per epoch
+        loss_sum.zero_(), correct.zero_()
+        self.seen[stage] = 0
+        results = [{f"{stage}/loss": means[k], f"{stage}/acc": means[runs + k]} for k in range(runs)]
+        if self.extra is not None and stage in self.extra:
+            for k, run in enumerate(self.extra[stage]):
+                results[k] |= {f"{stage}/{name}": float(metric.compute()) for name, metric in run.items()}
+                for metric in run.values():
+                    metric.reset()
+        self._log_epoch(stage, results)
+        self.results[stage] = results
+        return results
 
-    def _log_eval(self, stage: str) -> dict[str, torch.Tensor]:
-        values = self._log(stage, self.loss[f"{stage}_"].compute(), self.acc[f"{stage}_"].compute())
-        self.loss[f"{stage}_"].reset()
-        self.acc[f"{stage}_"].reset()
-        if self.extra is not None:
-            extra = {f"{stage}/{name}": metric.compute() for name, metric in self.extra[f"{stage}_"].items()}
-            self.log_dict(extra, sync_dist=False)
-            values |= extra
-            for metric in self.extra[f"{stage}_"].values():
-                metric.reset()
-        return values
+    # -- logging ---------------------------------------------------------------------------------------
+    def _log_epoch(self, stage: str, results: list[dict]) -> None:
+        """A run alone: its values to the Trainer's loggers. Lanes: per lane and their mean to the Trainer, and each
+        lane's own values to its own logger."""
+        if self.lanes is None:
+            self.log_dict(results[0], prog_bar=True, sync_dist=False)
+            return
+        values = {f"{key}/lane_{k}": v for k, r in enumerate(results) for key, v in r.items()}
+        values |= {key: sum(r[key] for r in results) / len(results) for key in results[0]}
+        self.log_dict(values, sync_dist=False)
+        if not self.trainer.sanity_checking and self.trainer.is_global_zero:
+            for logger, r in zip(self.lane_loggers, results):
+                logger.log_metrics({f"{stage}/loss": r[f"{stage}/loss"], f"{stage}/acc": r[f"{stage}/acc"]},
+                                   step=self.global_step)
 
+    def _run_loggers(self) -> list[tuple[int, object]]:
+        """(run, logger) pairs for the per-step values: a run alone's go to every Trainer logger, lane k's to its own."""
+        return [(0, logger) for logger in self.loggers] if self.lanes is None else list(enumerate(self.lane_loggers))
+
+    def on_train_start(self):
+        # Per-step values only with loggers, on the writing process, every log_every_n_steps (Lightning's, 50).
+        self._log_every = self.trainer.log_every_n_steps if self._run_loggers() and self.trainer.is_global_zero else 0
+
+    def _log_step(self, lr: float) -> None:
+        """Each run's step/lr and the epoch's running step/train_loss, step/train_acc: one host sync."""
+        running = (torch.cat((self.train_loss_sum, self.train_correct)) / max(self.seen["train"], 1)).tolist()
+        runs = len(self.train_loss_sum)
+        for k, logger in self._run_loggers():
+            logger.log_metrics({"step/lr": lr, "step/train_loss": running[k], "step/train_acc": running[runs + k]},
+                               step=self.global_step)
+
+    # -- the epoch's ends ------------------------------------------------------------------------------
     def on_train_epoch_end(self):
-        totals = torch.stack((self.train_loss_sum, self.train_correct.to(self.train_loss_sum),
-                              torch.tensor(float(self.train_seen), device=self.device)))
-        loss_sum, correct, seen = self.trainer.strategy.reduce(totals, reduce_op="sum")  # over processes
-        self._log("train", loss_sum / seen, correct / seen)
-        self.train_loss_sum.zero_()
-        self.train_correct.zero_()
-        self.train_seen = 0
+        self._epoch_end("train")
 
     def on_validation_epoch_end(self):
-        values = self._log_eval("val")
+        results = self._epoch_end("val")
         if self.trainer.sanity_checking:
             return
-        self.record_validation([{k: float(v) for k, v in values.items()}])
+        for history, values in zip(self.histories, results):
+            entry = {"step": self.schedule_step, **values}
+            if history and history[-1]["step"] == entry["step"]:
+                history[-1] = entry  # the closing validation repeats the last epoch's
+            else:
+                history.append(entry)
 
     def on_test_epoch_end(self):
-        self._log_eval("test")
+        self._epoch_end("test")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[self.HISTORY_KEY] = self.histories
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.HISTORY_KEY in checkpoint:
+            self.histories = checkpoint[self.HISTORY_KEY]
 
     def configure_optimizers(self):
-        return make_optimizer(self.parameters(), self.optim, lr=self.constant_lr)
+        # Adam, AdamW and SGD (momentum, weight decay) act elementwise: one optimizer over stacked lanes' parameters
+        # is K optimizers over the lanes' own parameters (tests/lanes/test_net.py checks it).
+        return make_optimizer(self.model.parameters(), self.optim, lr=self.constant_lr)

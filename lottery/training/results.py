@@ -12,7 +12,8 @@ from lottery.training.spec import RunSpec
 
 def training_metrics(history: list[dict], test: dict, spec: RunSpec, updater=None) -> dict:
     """The metrics.json of a training: its validation history, test result, density, schedule position and cost;
-    with a method that changed the masks while it trained, the densities it aimed at (and an early-bird report)."""
+    with a method that changed the masks while it trained, the densities it aimed at; with watchers (the early-bird
+    detector), what each recorded, under `watched`."""
     best = max(history, key=lambda h: h["val/acc"]) if history else {}
     lowest = min(history, key=lambda h: h["val/loss"]) if history else {}
     layers = layer_density(spec.masks.masks)
@@ -30,8 +31,8 @@ def training_metrics(history: list[dict], test: dict, spec: RunSpec, updater=Non
     }
     if getattr(updater, "density", None) is not None:
         metrics["target_density"] = dict(updater.density)
-    if hasattr(updater, "report"):
-        metrics["earlybird"] = updater.report()
+    if hasattr(updater, "watched"):
+        metrics["watched"] = updater.watched()
     return metrics
 
 

@@ -27,10 +27,18 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from lottery.core.errors import LotteryError, installed, missing
+from lottery.core.errors import LotteryError, Registry, installed, missing
 
-KINDS = ("csv", "tensorboard", "wandb", "mlflow", "none")
-_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",)}
+# trainer.logger: each kind -> the packages that provide it (any one of them)
+LOGGERS: Registry[tuple[str, ...]] = Registry("trainer.logger", {
+    "csv": (), "tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",), "none": (),
+}, summaries={
+    "csv": "metrics.csv in each level and branch folder (the default)",
+    "tensorboard": "event files in each level folder: `tensorboard --logdir runs/<name>` (the tensorboard extra)",
+    "wandb": "one W&B run per level and branch, grouped by experiment (the wandb extra; offline: WANDB_MODE=offline)",
+    "mlflow": "one MLflow run per level and branch in the experiment <name> (the mlflow extra)",
+    "none": "nothing beyond metrics.json",
+})
 
 # A level folder already holds the mask when its logger starts, and digits epochs are shorter than 50 steps.
 warnings.filterwarnings("ignore", message=r".*Experiment logs directory .* exists and is not empty.*")
@@ -39,9 +47,9 @@ warnings.filterwarnings("ignore", message=r".*is smaller than the logging interv
 
 def check_logger(kind: str) -> None:
     """An unknown logger, or one whose package is missing, is an error before anything runs."""
-    if kind not in KINDS:
-        raise LotteryError(f"unknown trainer.logger {kind!r}; choose one of: {', '.join(KINDS)}")
-    packages = _PACKAGES.get(kind, ())
+    if kind not in LOGGERS:
+        raise LotteryError(f"unknown trainer.logger {kind!r}; choose one of: {', '.join(LOGGERS)}")
+    packages = LOGGERS[kind]
     if packages and not any(installed(p) for p in packages):
         raise LotteryError(f"{missing(packages[0], f'trainer.logger={kind}', kind)}, or choose trainer.logger=csv")
 
@@ -80,7 +88,7 @@ def make_logger(kind: str, out: Path, experiment: str, run: str, hparams: dict |
 class Tracking:
     """Where an experiment's trainings log: the logger kind, the experiment's name and folder, its config."""
 
-    kind: str  # one of KINDS
+    kind: str  # a name in LOGGERS
     experiment: str
     root: Path  # the experiment folder: a training's run name is its folder relative to this one
     hparams: dict = field(default_factory=dict)  # the resolved config, for loggers that show hyperparameters

@@ -21,8 +21,8 @@ from lottery.training.callbacks import (
     MaskCallback,
     Resumed,
 )
-from lottery.training.module import ScheduledModule
-from lottery.training.settings import TrainerConfig
+from lottery.training.module import ClassificationModule
+from lottery.core.schema import TrainerConfig
 
 
 @contextlib.contextmanager
@@ -69,7 +69,7 @@ def propagate_interrupt(trainer):
         raise KeyboardInterrupt
 
 
-def fit_and_test(module: ScheduledModule, data: pl.LightningDataModule, settings: TrainerConfig, steps: int,
+def fit_and_test(module: ClassificationModule, data: pl.LightningDataModule, settings: TrainerConfig, steps: int,
                  masks: MaskManager, checkpoint: Path, label: str, capture: list[pl.Callback] = (), logger=False,
                  updater=None) -> tuple[pl.Trainer, list[dict]]:
     """Train `module` for `steps` optimizer steps under one Lightning Trainer, validating every epoch and

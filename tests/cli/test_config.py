@@ -1,10 +1,11 @@
-"""Loading a config: YAML, overrides, typed keys, renamed keys, checks."""
+"""Loading a config: YAML, overrides, typed keys, renamed keys; the rules of the keys (lottery.cli.keys)."""
 
 import pytest
 
 from lottery.cli.config import from_yaml, load_config, to_yaml
+from lottery.cli.keys import check_keys
 from lottery.core.errors import LotteryError
-from lottery.imp.hparams import ExperimentConfig
+from lottery.core.schema import ExperimentConfig
 from tests.cli.helpers import DEMO
 
 
@@ -28,4 +29,4 @@ def test_a_renamed_key_names_its_new_name(tmp_path):
 ])
 def test_values_out_of_range(override, message):
     with pytest.raises(LotteryError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        load_config(DEMO, [override])
+        check_keys(load_config(DEMO, [override]))

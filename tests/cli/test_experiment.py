@@ -63,7 +63,10 @@ BAD_CONFIGS = [
     ("sparse.distribution=erx", "unknown sparsity distribution 'erx'"),
     (["prune.distribution=erk", "prune.strategy=global_magnitude"], "prune.strategy=global_magnitude ranks all tensors"),
     (["sparse.dense_layers=[fc1.weight,fc2.weight]", "branches=[set]", "prune.levels=12"], "cannot be met"),
-    ("sparse.earlybird_window=1", "sparse.earlybird_window=1 must be >= 2"),
+    (["branches=[earlybird]", "methods.earlybird.window=1"], "methods.earlybird.window=1 must be a whole number >= 2"),
+    ("sparse.earlybird_window=3", "`sparse.earlybird_window` in the command line is now called `methods.earlybird.window`"),
+    ("methods.rigl.drop=0.1", "methods.rigl: 'rigl' is a sparse-training method this run does not use"),
+    (["branches=[earlybird]", "methods.earlybird.windw=3"], "methods.earlybird.windw: earlybird has no option 'windw' (did you mean 'window'?)"),
     ("branches=[rigl_plus]", "unknown branch 'rigl_plus'"),
 ]
 
@@ -103,7 +106,7 @@ def test_a_runs_folder_that_cannot_be_written(tmp_path, capsys, where, phrase):
     (b"train:\n\t- steps\n", "is not valid YAML"),
     (b"\xff\xfe\x00\x01\x89PNG", "is not a text file"),
     (b"- name: demo\n- seed: 1\n", "holds a list, not a mapping of keys"),
-    (b"trian:\n  steps: 5\n", "Key 'trian' not in 'ExperimentConfig'"),
+    (b"trian:\n  steps: 5\n", "Key 'trian' not in 'CommandConfig'"),
     (None, "is a directory"),
     ("missing", "does not exist"),
 ])

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from lottery.core.errors import LotteryError, Registry
+from lottery.core.methods import Kind
 from lottery.core.pruning import STRATEGIES
 from lottery.core.rewind import POLICIES
 from lottery.data import DATASETS
@@ -25,7 +26,7 @@ REGISTRIES = {"model": MODELS, "dataset": DATASETS, "pruning strategy": STRATEGI
 @pytest.mark.parametrize("kind", REGISTRIES)
 def test_one_lookup_and_one_error_for_every_registry(kind):
     registry = REGISTRIES[kind]
-    assert isinstance(registry, Registry) and registry.kind == kind and len(registry) >= 2
+    assert isinstance(registry, (Registry, Kind)) and registry.kind == kind and len(registry) >= 2
     first = sorted(registry)[0]
     assert registry.lookup(first) is registry[first]
     with pytest.raises(LotteryError, match=f"unknown {kind} 'nope'; choose one of: {first}, "):

@@ -79,5 +79,5 @@ def test_nm_magnitude_keeps_the_largest_two_of_every_four():
     # below it only the pattern's survivors compete: at most 2 of every 4 from then on
     assert nm(w, _ones(w), {"a": 0.25})["a"].int().tolist() == [[0, 1, 0, 0, 0, 0, 1, 0]]
     assert make_nm_magnitude(1, 4)(w, _ones(w), {"a": 0.25})["a"].int().tolist() == [[0, 1, 0, 0, 0, 0, 1, 0]]
-    with pytest.raises(LotteryError, match="0 < N < M, got 4:4"):
+    with pytest.raises(LotteryError, match="0 < N < M, got methods.nm_magnitude.n=4, m=4"):
         make_nm_magnitude(4, 4)

@@ -1,4 +1,5 @@
-"""Branches off an IMP level (controls, rewinding comparisons, pruning at init) and curves over seeds."""
+"""Branches off an IMP level (every registered one: controls, rewinding comparisons, pruning at init, sparse training)
+and curves over seeds."""
 import csv
 import statistics
 
@@ -8,6 +9,7 @@ import torch
 from lottery.cli.config import load_config
 from lottery.cli.experiment import run
 from lottery.core import files
+from lottery.core.methods import SparseTraining
 from lottery.imp.branches import BRANCHES
 
 
@@ -27,11 +29,11 @@ def test_every_branch_trains_at_the_levels_sparsity(tmp_path):
         metrics = files.read_json(folder / "metrics.json")
         final = files.load_tensors(folder / "final.safetensors")
         assert abs(metrics["density"] - sum(kept.values()) / sum(m.numel() for m in ticket.values())) < 0.002, name
-        if name in ("reinit", "lr_rewind", "finetune"):  # the ticket's own mask
+        if BRANCHES[name].same_mask:  # the ticket's own mask
             assert all(((final[n] != 0) <= m).all() for n, m in ticket.items()), name
         if name == "random_prune":  # per-layer counts kept exactly
             assert {n: metrics["layer_density"][n] * m.numel() for n, m in ticket.items()} == pytest.approx(kept)
-        if name in ("gmp", "set", "rigl", "static"):  # the distribution's exact counts, in the mask they ended with
+        if isinstance(BRANCHES[name], SparseTraining):  # the distribution's exact counts, in the mask they ended with
             ended = files.load_tensors(folder / "mask.safetensors")
             assert {n: int(m.sum()) for n, m in ended.items()} == {
                 n: round(m.numel() * metrics["target_density"][n]) for n, m in ended.items()}, name

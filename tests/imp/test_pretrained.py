@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from lottery.cli.config import load_config
-from lottery.cli.experiment import check, run
+from lottery.cli.experiment import run
+from lottery.cli.plan import plan
 from lottery.core import files
 from lottery.core.rewind import REWIND
 from lottery.models.presets import preset_names
@@ -43,7 +44,7 @@ def test_two_levels_rewind_to_the_pretrained_weights_on_the_preset_only(tmp_path
 
     # The training of a next level starts from the checkpoint's weights times its mask, and from level 0's head.
     cfg = load_config(None, [*overrides[:-0 or None], "prune.levels=3"])
-    _, (runner,) = check(cfg)
+    (runner,) = plan(cfg).runners
     spec = runner.specs(3)[0]
     assert spec.plan.weights == REWIND and spec.plan.start_step == 0
     start = spec.model.state_dict()

@@ -6,6 +6,7 @@ import torch
 from lottery.cli.config import load_config
 from lottery.core.files import save_tensors
 from lottery.core.layout import RunLayout
+from lottery.core.pruning import get_strategy
 from lottery.imp.runner import datamodule
 from lottery.imp.seed_models import SeedModels
 
@@ -13,7 +14,7 @@ from lottery.imp.seed_models import SeedModels
 @pytest.fixture
 def models(tmp_path):
     cfg = load_config(None, ["prune.output_rate=0.5", "rewind.policy=step", "rewind.step=5"])
-    return SeedModels(cfg, RunLayout.of(tmp_path, "exp").seed(3), datamodule(cfg.data, 3))
+    return SeedModels(cfg, RunLayout.of(tmp_path, "exp").seed(3), datamodule(cfg.data, 3), get_strategy(cfg.prune.strategy))
 
 
 def test_fresh_models_are_seeded(models):
@@ -35,4 +36,4 @@ def test_masks_cover_the_configured_tensors_with_the_output_rate(models):
     masks = models.masks_for(models.fresh(3))
     assert masks.names == ["fc1.weight", "fc2.weight", "fc3.weight"]
     assert masks.rates == {"fc1.weight": 1.0, "fc2.weight": 1.0, "fc3.weight": 0.5}
-    assert models.strategy == "layer_magnitude"
+    assert models.strategy.name == "layer_magnitude"

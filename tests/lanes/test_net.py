@@ -9,7 +9,8 @@ from lottery import LotteryError, MaskManager
 from lottery.lanes.layers import LaneBatchNorm2d
 from lottery.lanes.net import LaneNet, lane_loss, stack_masks, unstack_masks
 from lottery.models import MODELS, create_model
-from lottery.training.optimizers import Optim, make_optimizer
+from lottery.training.optimizers import make_optimizer
+from lottery.core.schema import OptimConfig
 
 SHAPES = {"lenet_300_100": (1, 12, 12), "conv2": (3, 8, 8), "conv4": (3, 8, 8), "conv6": (3, 8, 8),
           "resnet20": (3, 8, 8), "vgg11": (3, 32, 32), "vgg16": (3, 32, 32)}
@@ -82,7 +83,7 @@ def test_masks_apply_to_every_lane_in_one_manager():
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
 def test_one_optimizer_over_stacked_parameters_is_one_per_lane(optimizer):
-    cfg = Optim(optimizer=optimizer, lr=0.05, momentum=0.9, nesterov=optimizer == "sgd", weight_decay=1e-3)
+    cfg = OptimConfig(optimizer=optimizer, lr=0.05, momentum=0.9, nesterov=optimizer == "sgd", weight_decay=1e-3)
     models = _models("lenet_300_100", 3, (1, 4, 4))
     net = LaneNet.from_models(models)
     stacked, own = make_optimizer(net.parameters(), cfg), [make_optimizer(m.parameters(), cfg) for m in models]

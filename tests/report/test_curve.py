@@ -3,12 +3,13 @@ import csv
 
 import pytest
 
+from lottery.core.schema import ExperimentConfig
 from lottery.report import curve
 from lottery.report.rows import seed_rows
 
 
-def test_write_all_writes_tables_plot_and_a_report_with_both_rules(run):
-    table = curve.write_all(run, seed_rows(run), 0.5, "test")
+def test_write_report_writes_tables_plot_and_a_report_with_both_rules(run):
+    table = curve.write_report(run, ExperimentConfig(matching_tolerance=0.5), seed_rows(run)).table
     assert [r["level"] for r in table] == [0, 1, 2]
     assert table[1]["test_acc"] == pytest.approx((0.955 + 0.94) / 2) and table[1]["reinit_test_acc"] == 0.5
     with open(run.curve("csv")) as f:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from lottery import MaskManager
 from lottery.core.errors import LotteryError
 from lottery.sparsity.schedule import UpdateSchedule
-from lottery.sparsity.updaters import UPDATERS, MethodSpec
+from lottery.sparsity.updaters import GMP, SPARSE_TRAINING, MethodSpec, RigL
 
 SCHEDULE = UpdateSchedule(end_step=30, interval=5, start_step=0, drop_fraction=0.3)
 
@@ -20,11 +20,12 @@ def _setup(mlp, method, seed=0, optimizer="adam"):
     model = mlp(seed)
     masks = MaskManager(model)
     density = {"0.weight": 0.3, "2.weight": 0.5, "4.weight": 0.8}
-    if method != "gmp":
+    record = SPARSE_TRAINING[method]
+    if not record.starts_dense:
         masks.prune_to(density, "layer_random", torch.Generator().manual_seed(seed))
     opt = (torch.optim.Adam(model.parameters(), lr=1e-2) if optimizer == "adam"
            else torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9))
-    return model, masks, opt, UPDATERS[method](SCHEDULE, density, seeds=[seed]), density
+    return model, masks, opt, record.call(record.updater, SCHEDULE, density, [seed]), density
 
 
 def _train(model, masks, opt, updater, steps=40, seed=0, check=None):
@@ -41,7 +42,7 @@ def _train(model, masks, opt, updater, steps=40, seed=0, check=None):
             check(step)
 
 
-@pytest.mark.parametrize("method", sorted(UPDATERS))
+@pytest.mark.parametrize("method", sorted(SPARSE_TRAINING))
 def test_every_method_keeps_exact_counts_zeros_and_is_deterministic(mlp, method):
     model, masks, opt, updater, density = _setup(mlp, method)
     history = []
@@ -49,17 +50,17 @@ def test_every_method_keeps_exact_counts_zeros_and_is_deterministic(mlp, method)
     def check(step):
         for name, mask in masks.masks.items():
             assert not model.get_parameter(name)[~mask].any(), f"{name}: a pruned weight is not zero at step {step}"
-        expected = updater.densities_after(max(u for u in SCHEDULE.updates(step + 1))) if method == "gmp" else density
+        expected = updater.densities_after(max(u for u in SCHEDULE.updates(step + 1)))
         for name, mask in masks.masks.items():
             assert int(mask.sum()) == round(mask.numel() * expected[name]), (name, step)
         history.append({n: m.clone() for n, m in masks.masks.items()})
 
     _train(model, masks, opt, updater, check=check)
-    assert updater.done(31) and (method == "static" or not updater.done(30))  # static never updates
+    assert updater.done(31) and (updater.done(0) or not updater.done(30))  # a static mask never updates
     model2, masks2, opt2, updater2, _ = _setup(mlp, method)
     _train(model2, masks2, opt2, updater2)
     assert all(torch.equal(masks.masks[n], masks2.masks[n]) for n in masks.names)  # same seed, same masks
-    if method in ("set", "rigl"):
+    if not updater.done(0):
         assert any(not torch.equal(history[5][n], history[4][n]) for n in masks.names)  # step 5 changed the masks
         assert all(torch.equal(history[-1][n], history[31][n]) for n in masks.names)  # none after the end step
 
@@ -127,9 +128,9 @@ def test_a_spec_builds_its_method_and_carries_what_lanes_share():
     (lambda: UpdateSchedule(end_step=10, interval=0), r"interval_steps=0 must be >= 1"),
     (lambda: UpdateSchedule(end_step=5, start_step=9), "must satisfy 0 <= start <= end"),
     (lambda: UpdateSchedule(end_step=5, drop_fraction=1.0), r"drop_fraction=1.0 must be in \[0, 1\)"),
-    (lambda: UPDATERS["rigl"](SCHEDULE, {"a": 0.0}), r"must be in \(0, 1\]"),
-    (lambda: UPDATERS["gmp"](SCHEDULE, {"a": 1.5}), r"must be in \(0, 1\]"),
-    (lambda: UPDATERS.lookup("rigl_plus"), "unknown sparse-training method 'rigl_plus'"),
+    (lambda: RigL(SCHEDULE, {"a": 0.0}), r"must be in \(0, 1\]"),
+    (lambda: GMP(SCHEDULE, {"a": 1.5}), r"must be in \(0, 1\]"),
+    (lambda: SPARSE_TRAINING.lookup("rigl_plus"), "unknown sparse-training method 'rigl_plus'"),
 ])
 def test_bad_input_is_one_clear_error(make, message):
     with pytest.raises(LotteryError, match=message):
@@ -139,14 +140,48 @@ def test_bad_input_is_one_clear_error(make, message):
 def test_cost_follows_the_densities_over_time():
     from lottery.core.macs import training_cost
 
-    gmp = UPDATERS["gmp"](UpdateSchedule(end_step=50, interval=10), {"a": 0.1})
+    gmp = GMP(UpdateSchedule(end_step=50, interval=10), {"a": 0.1})
     segments = gmp.segments(0, 100)
     assert segments[0] == (0, {"a": 1.0}) and segments[-1] == (51, {"a": pytest.approx(0.1)})
     cost = training_cost({"a": 100}, segments, 100, 100)
     assert 0.1 < cost < 1.0
-    rigl = UPDATERS["rigl"](UpdateSchedule(end_step=50, interval=10), {"a": 0.1})
+    rigl = RigL(UpdateSchedule(end_step=50, interval=10), {"a": 0.1})
     base = training_cost({"a": 100}, rigl.segments(0, 100), 100, 100)
     assert base == pytest.approx(0.1)
     dense_grads = training_cost({"a": 100}, rigl.segments(0, 100), 100, 100, rigl.dense_gradient_steps(100))
     assert dense_grads == pytest.approx(0.1 + 6 * 0.9 / (3 * 100))  # six updates, each a dense weight gradient
     assert math.isclose(training_cost({"a": 1}, [(0, {"a": 1.0})], 10, 10), 1.0)
+
+
+@pytest.mark.parametrize("method", sorted(SPARSE_TRAINING))
+def test_every_method_as_lanes_makes_each_runs_own_masks(mlp, method):
+    """The one rule for lanes: a method sees every tensor as rows [lanes, n] and treats each row as a run of its own,
+    so K runs as lanes of one network (lottery.lanes) end with the masks each run reaches alone."""
+    from lottery.lanes.net import LaneNet, lane_loss, stack_masks, unstack_masks
+
+    alone = [_setup(mlp, method, seed=s, optimizer="sgd") for s in (0, 1)]
+    record = SPARSE_TRAINING[method]
+    net = LaneNet.from_models([mlp(s) for s in (0, 1)])
+    masks = MaskManager(net)
+    masks.set_masks(stack_masks([a[1].masks for a in alone]))
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    updater = record.call(record.updater, SCHEDULE, alone[0][4], [0, 1])
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    for step in range(12):
+        batches = [(torch.randn(32, 16, generator=g), torch.randint(0, 4, (32,), generator=g)) for g in gens]
+        for (model, run_masks, run_opt, run_updater, _), (x, y) in zip(alone, batches):
+            run_opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            run_updater.before_step(step, run_masks, run_opt)
+            run_opt.step()
+            run_updater.update(step, run_masks, run_opt)
+            run_masks.apply()
+        opt.zero_grad()
+        lane_loss(net(torch.stack([x for x, _ in batches])), torch.stack([y for _, y in batches]))[0].backward()
+        updater.before_step(step, masks, opt)
+        opt.step()
+        updater.update(step, masks, opt)
+        masks.apply()
+    for k, (_, run_masks, *_) in enumerate(alone):
+        lane = unstack_masks(masks.masks, k)
+        assert all(torch.equal(lane[n], run_masks.masks[n]) for n in run_masks.names), (method, k)

@@ -80,14 +80,14 @@ def test_default_callback_masks_the_whole_module(tmp_path):
 def test_an_updater_changes_a_users_masks_while_it_trains(tmp_path):
     """RigL on a user's module (automatic optimization): updates at steps 0, 4, 8, exact counts, zeros throughout."""
     from lottery.sparsity.schedule import UpdateSchedule
-    from lottery.sparsity.updaters import UPDATERS
+    from lottery.sparsity.updaters import RigL
 
     module = UserModule()
     masks = MaskManager(module.net)
     density = {"0.weight": 0.25, "2.weight": 0.5}
     masks.prune_to(density, "layer_random", torch.Generator().manual_seed(0))
     start = {n: m.clone() for n, m in masks.masks.items()}
-    rigl = UPDATERS["rigl"](UpdateSchedule(end_step=8, interval=4), density)
+    rigl = RigL(UpdateSchedule(end_step=8, interval=4), density)
     cb = MaskCallback(masks, updater=rigl)
     check = _CheckZeros(cb)
     _trainer(tmp_path, [cb, check], steps=12).fit(module, _loader())

@@ -1,4 +1,5 @@
-"""LaneModule and LaneDataModule under the real Trainer: K runs as lanes train as they train alone."""
+"""ClassificationModule over a LaneNet and LaneDataModule under the real Trainer: K runs as lanes train as they
+train alone."""
 import copy
 
 import pytest
@@ -12,9 +13,8 @@ from lottery.lanes.net import LaneNet, stack_masks
 from lottery.models import create_model
 from lottery.training.callbacks import MaskCallback
 from lottery.training.lane_data import LaneDataModule
-from lottery.training.lane_module import LaneModule
 from lottery.training.module import ClassificationModule
-from lottery.training.optimizers import Optim
+from lottery.core.schema import OptimConfig
 
 
 def _models(name: str, lanes: int, shape) -> list[nn.Module]:
@@ -58,8 +58,8 @@ class _SmallResNet(nn.Module):
 
 
 @pytest.mark.parametrize("name, shape, optim", [
-    ("lenet_300_100", (1, 8, 8), Optim(optimizer="adam", lr=1e-3)),
-    ("small_resnet", (3, 8, 8), Optim(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4, milestone_steps=(15,))),
+    ("lenet_300_100", (1, 8, 8), OptimConfig(optimizer="adam", lr=1e-3)),
+    ("small_resnet", (3, 8, 8), OptimConfig(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4, milestone_steps=(15,))),
 ])
 def test_lanes_train_like_runs_alone(name, shape, optim):
     seeds, steps = [0, 1, 2], 26  # 12 steps per epoch: two epochs and two steps, cut by max_steps
@@ -73,7 +73,7 @@ def test_lanes_train_like_runs_alone(name, shape, optim):
     net = LaneNet.from_models(start)
     lane_masks = MaskManager(net)
     lane_masks.set_masks(stack_masks([m.masks for m in masks]))
-    module = LaneModule(net, 10, optim)
+    module = ClassificationModule(net, 10, optim)
     trainer = _trainer(steps, lane_masks)
     trainer.fit(module, datamodule=LaneDataModule(_Random(shape, batch_size=8, val_size=16), seeds))
     trainer.test(module, datamodule=LaneDataModule(_Random(shape, batch_size=8, val_size=16), seeds), verbose=False)
@@ -86,8 +86,8 @@ def test_lanes_train_like_runs_alone(name, shape, optim):
         lane = net.lane_state_dict(k)
         for n, value in models[k].state_dict().items():
             torch.testing.assert_close(lane[n], value, rtol=1e-4, atol=1e-5, msg=f"lane {k} {n}")
-        assert [h["step"] for h in module.history[k]] == [h["step"] for h in solo.history] == [12, 24]
-        for mine, theirs in zip(module.history[k], solo.history):
+        assert [h["step"] for h in module.histories[k]] == [h["step"] for h in solo.history] == [12, 24]
+        for mine, theirs in zip(module.histories[k], solo.history):
             assert mine["val/acc"] == theirs["val/acc"]
             assert mine["val/loss"] == pytest.approx(theirs["val/loss"], rel=1e-4)
         assert module.results["test"][k]["test/acc"] == pytest.approx(test["test/acc"])

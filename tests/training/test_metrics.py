@@ -9,9 +9,8 @@ from torch import nn
 from lottery.data.base import TensorDataModule
 from lottery.lanes.net import LaneNet
 from lottery.training.lane_data import LaneDataModule
-from lottery.training.lane_module import LaneModule
 from lottery.training.module import ClassificationModule
-from lottery.training.optimizers import Optim
+from lottery.core.schema import OptimConfig
 
 
 class _Pairs(TensorDataModule):
@@ -43,7 +42,7 @@ def _expected(model, data):
 
 def test_f1_and_mcc_of_a_run_and_of_each_lane_are_scikit_learns():
     data = _Pairs(batch_size=10, val_size=10)
-    module = ClassificationModule(_net(0), 2, Optim(lr=0.05), metrics=("f1", "mcc"))
+    module = ClassificationModule(_net(0), 2, OptimConfig(lr=0.05), metrics=("f1", "mcc"))
     trainer = _trainer()
     trainer.fit(module, datamodule=data)
     test = trainer.test(module, datamodule=data, verbose=False)[0]
@@ -52,12 +51,12 @@ def test_f1_and_mcc_of_a_run_and_of_each_lane_are_scikit_learns():
     assert {"val/f1", "val/mcc"} <= set(module.history[-1])
 
     models = [_net(k) for k in range(2)]
-    lanes = LaneModule(LaneNet.from_models(models), 2, Optim(lr=0.05), metrics=("f1", "mcc"))
+    lanes = ClassificationModule(LaneNet.from_models(models), 2, OptimConfig(lr=0.05), metrics=("f1", "mcc"))
     trainer = _trainer()
     trainer.fit(lanes, datamodule=LaneDataModule(data, [0, 1]))
     trainer.test(lanes, datamodule=LaneDataModule(data, [0, 1]), verbose=False)
     for k, model in enumerate(models):
-        model.load_state_dict(lanes.net.lane_state_dict(k))
+        model.load_state_dict(lanes.model.lane_state_dict(k))
         f1, mcc = _expected(model, data)
         assert lanes.results["test"][k]["test/f1"] == pytest.approx(f1, abs=1e-6)
         assert lanes.results["test"][k]["test/mcc"] == pytest.approx(mcc, abs=1e-6)
@@ -65,7 +64,7 @@ def test_f1_and_mcc_of_a_run_and_of_each_lane_are_scikit_learns():
 
 def test_without_metrics_only_loss_and_accuracy_are_logged():
     data = _Pairs(batch_size=10, val_size=10)
-    module = ClassificationModule(_net(0), 2, Optim(lr=0.05))
+    module = ClassificationModule(_net(0), 2, OptimConfig(lr=0.05))
     trainer = _trainer()
     trainer.fit(module, datamodule=data)
     assert set(trainer.test(module, datamodule=data, verbose=False)[0]) == {"test/loss", "test/acc"}

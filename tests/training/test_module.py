@@ -9,7 +9,7 @@ from torch.utils.data import TensorDataset
 from lottery.data.base import TensorDataModule
 from lottery.training.callbacks import EpochCheckpoint
 from lottery.training.module import ClassificationModule
-from lottery.training.optimizers import Optim, lr_factor
+from lottery.core.schema import OptimConfig, lr_factor
 
 # val_size=0 below (the lr=0 test needs every example in training): Lightning warns of the empty validation set.
 pytestmark = pytest.mark.filterwarnings("ignore:Total length of `DataLoader` across ranks is zero")
@@ -53,14 +53,14 @@ def _fit(module, steps, callbacks=(), ckpt_path=None):
 
 @pytest.mark.parametrize("offset", [0, 5])
 def test_each_step_uses_the_schedules_rate(offset):
-    optim = Optim(optimizer="sgd", lr=0.4, momentum=0.9, warmup_steps=4, milestone_steps=(9, 13))
+    optim = OptimConfig(optimizer="sgd", lr=0.4, momentum=0.9, warmup_steps=4, milestone_steps=(9, 13))
     record = _RecordLR()
     _fit(ClassificationModule(_net(), 3, optim, start_step=offset), steps=15, callbacks=[record])
     assert record.rates == pytest.approx([0.4 * lr_factor(offset + s, optim) for s in range(15)])
 
 
 def test_resumed_run_continues_the_schedule_and_matches_an_uninterrupted_one(tmp_path):
-    optim = Optim(optimizer="sgd", lr=0.4, momentum=0.9, warmup_steps=3, milestone_steps=(8,))
+    optim = OptimConfig(optimizer="sgd", lr=0.4, momentum=0.9, warmup_steps=3, milestone_steps=(8,))
     whole = ClassificationModule(_net(), 3, optim)
     _fit(whole, steps=12)
     # Stopped after the first epoch (6 batches), with the checkpoint lottery writes at each epoch end.
@@ -75,7 +75,7 @@ def test_resumed_run_continues_the_schedule_and_matches_an_uninterrupted_one(tmp
 
 def test_constant_lr_is_used_throughout():
     record = _RecordLR()
-    optim = Optim(optimizer="sgd", lr=0.4, warmup_steps=4, milestone_steps=(2,))
+    optim = OptimConfig(optimizer="sgd", lr=0.4, warmup_steps=4, milestone_steps=(2,))
     _fit(ClassificationModule(_net(), 3, optim, constant_lr=0.01), steps=7, callbacks=[record])
     assert record.rates == [0.01] * 7
 
@@ -84,7 +84,7 @@ def test_logged_train_metrics_are_the_epochs_loss_and_accuracy():
     # At lr = 0 the weights never move, so the epoch's totals must equal one pass over the data
     # (all 48 examples: val_size=0, and 6 batches of 8 are one epoch).
     net = _net()
-    trainer = _fit(ClassificationModule(net, 3, Optim(optimizer="sgd", lr=0.0)), steps=6)
+    trainer = _fit(ClassificationModule(net, 3, OptimConfig(optimizer="sgd", lr=0.0)), steps=6)
     x, y = _data().tensors
     with torch.no_grad():
         logits = net(x)

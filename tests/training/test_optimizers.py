@@ -5,16 +5,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from lottery.core.errors import LotteryError
-from lottery.training.optimizers import OPTIMIZERS, Optim, make_optimizer
+from lottery.training.optimizers import OPTIMIZERS, make_optimizer
+from lottery.core.schema import OptimConfig
 
 
 def test_warmup_then_step_decay():
-    optim = Optim(lr=0.1, warmup_steps=4, milestone_steps=(10, 20), gamma=0.5)
+    optim = OptimConfig(lr=0.1, warmup_steps=4, milestone_steps=(10, 20), gamma=0.5)
     assert [optim.lr_at(s) for s in (0, 1, 3, 9, 10, 19, 20, 1000)] == pytest.approx(
         [0.025, 0.05, 0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
     assert optim.final_lr == pytest.approx(0.025)
     assert optim.finetuning_lr == pytest.approx(0.025)  # no train.optim.finetune_lr: the schedule's last rate
-    assert Optim(finetune_lr=3e-4).finetuning_lr == 3e-4
+    assert OptimConfig(finetune_lr=3e-4).finetuning_lr == 3e-4
 
 
 def _net():
@@ -24,7 +25,7 @@ def _net():
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_optimizers_are_fused_and_step_as_torchs_default_does(name):
-    optim = Optim(optimizer=name, lr=0.1, momentum=0.9, nesterov=name == "sgd", weight_decay=1e-3)
+    optim = OptimConfig(optimizer=name, lr=0.1, momentum=0.9, nesterov=name == "sgd", weight_decay=1e-3)
     fused_net, plain_net = _net(), _net()
     fused = make_optimizer(fused_net.parameters(), optim)
     reference = {"sgd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
@@ -44,11 +45,11 @@ def test_optimizers_are_fused_and_step_as_torchs_default_does(name):
 
 def test_unknown_optimizer_lists_the_valid_ones():
     with pytest.raises(LotteryError, match="unknown optimizer 'lion'; choose one of: adam, adamw, sgd"):
-        make_optimizer(_net().parameters(), Optim(optimizer="lion"))
+        make_optimizer(_net().parameters(), OptimConfig(optimizer="lion"))
 
 
 def test_linear_schedule_warms_up_then_decays_to_zero_at_the_end():
-    optim = Optim(lr=0.1, warmup_steps=2, schedule="linear", decay_steps=10)
+    optim = OptimConfig(lr=0.1, warmup_steps=2, schedule="linear", decay_steps=10)
     # warm-up as the step schedule's ((step + 1) / warmup), then (T - step) / (T - warmup): BERT's schedule
     assert [optim.lr_at(s) for s in (0, 1, 2, 6, 9, 10, 50)] == pytest.approx(
         [0.05, 0.1, 0.1, 0.05, 0.0125, 0.0, 0.0])
@@ -56,9 +57,9 @@ def test_linear_schedule_warms_up_then_decays_to_zero_at_the_end():
 
 
 def test_linear_decay_ends_with_the_training_unless_told():
-    from lottery.imp.hparams import TrainConfig
+    from lottery.core.schema import TrainConfig
 
-    resolved = TrainConfig(steps=None, epochs=3, optim=Optim(schedule="linear")).resolve(steps_per_epoch=7)
+    resolved = TrainConfig(steps=None, epochs=3, optim=OptimConfig(schedule="linear")).resolve(steps_per_epoch=7)
     assert resolved.decay_steps == 21
     assert TrainConfig(epochs=3).resolve(7) == TrainConfig(epochs=3).resolve(7)  # the step schedule: as before
     assert TrainConfig(epochs=3).resolve(7).decay_steps is None

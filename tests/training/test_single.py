@@ -9,8 +9,8 @@ from lottery.core.layout import TrainingDir
 from lottery.core.masks import MaskManager
 from lottery.core.rewind import TrainingPlan
 from lottery.data.base import TensorDataModule
-from lottery.imp.hparams import TrainerConfig
-from lottery.training.optimizers import Optim
+from lottery.core.schema import TrainerConfig
+from lottery.core.schema import OptimConfig
 from lottery.training.single import train
 from lottery.training.spec import RunSpec
 
@@ -37,7 +37,7 @@ def _spec(out, steps=12, capture=None) -> RunSpec:
 
 def test_a_spec_trains_writes_its_files_and_is_not_trained_twice(tmp_path):
     spec = _spec(tmp_path / "t", capture={5: tmp_path / "t" / "step5.safetensors"})
-    metrics = train(spec, SETTINGS, Optim(optimizer="sgd", lr=0.1))
+    metrics = train(spec, SETTINGS, OptimConfig(optimizer="sgd", lr=0.1))
     out = spec.out
     assert out.done and out.final.exists() and not out.checkpoints.exists()  # the resume checkpoint is gone
     assert read_json(out.metrics) == metrics and metrics["steps"] == 12 and metrics["start_step"] == 0
@@ -47,7 +47,7 @@ def test_a_spec_trains_writes_its_files_and_is_not_trained_twice(tmp_path):
     assert load_tensors(tmp_path / "t" / "step5.safetensors").keys() == final.keys()  # the rewind point of step 5
     mtime = out.final.stat().st_mtime_ns
     again = _spec(tmp_path / "t")
-    assert train(again, SETTINGS, Optim(optimizer="sgd", lr=0.1)) == metrics  # read, not retrained
+    assert train(again, SETTINGS, OptimConfig(optimizer="sgd", lr=0.1)) == metrics  # read, not retrained
     assert out.final.stat().st_mtime_ns == mtime
 
 
@@ -55,7 +55,7 @@ def test_constant_learning_rate_and_start_step_are_taken_from_the_plan(tmp_path)
     spec = _spec(tmp_path / "t")
     plan = TrainingPlan(weights="trained", start_step=4, steps=8, constant_lr=0.0)  # lr 0: the weights never move
     before = {k: v.clone() for k, v in spec.model.state_dict().items()}
-    metrics = train(RunSpec("ft", spec.model, spec.masks, plan, spec.data, 0, spec.out), SETTINGS, Optim(lr=0.1))
+    metrics = train(RunSpec("ft", spec.model, spec.masks, plan, spec.data, 0, spec.out), SETTINGS, OptimConfig(lr=0.1))
     assert (metrics["start_step"], metrics["steps"]) == (4, 8)
     assert metrics["history"][-1]["step"] == 12  # the schedule position after the last step
     for k, v in spec.model.state_dict().items():

@@ -61,10 +61,10 @@ def test_csv_logger_by_default(tmp_path):
 
 def test_logger_choice_is_checked_before_anything_runs(tmp_path, monkeypatch):
     with pytest.raises(LotteryError, match="unknown trainer.logger 'tb'; choose one of: csv, tensorboard, wandb, mlflow, none"):
-        tiny(tmp_path, "trainer.logger=tb")
+        run(tiny(tmp_path, "trainer.logger=tb"))
     monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed
     with pytest.raises(LotteryError, match=r'trainer.logger=wandb needs the wandb package, which is not installed: pip install -e "\.\[wandb\]".*or choose trainer.logger=csv'):
-        tiny(tmp_path, "trainer.logger=wandb")
+        run(tiny(tmp_path, "trainer.logger=wandb"))
     assert not (tmp_path / "demo").exists()
     assert make_logger("none", tmp_path, "demo", "seed_0/level_00") is False
 
