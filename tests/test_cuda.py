@@ -63,7 +63,7 @@ def _lane_runs(tmp_path, name, *overrides):
     lines = []
     cfg = load_config(None, [f"runs_dir={tmp_path / name}", "train.epochs=2", "prune.levels=1", "branches=[reinit]",
                              "seeds=[0,1,2]", "trainer.progress=false", "trainer.accelerator=gpu", "trainer.devices=1", *overrides])
-    return run(cfg, log=lines.append), "\n".join(lines)
+    return run(cfg, log=lines.append, verbose=True), "\n".join(lines)
 
 
 def test_lanes_auto_on_the_gpu_fit_in_memory_and_match_one_by_one(tmp_path):

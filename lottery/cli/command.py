@@ -33,7 +33,7 @@ def _run(args) -> None:
         print(to_yaml(check_keys(cfg)[0]), end="")
         return
     quiet_libraries()
-    experiment.run(cfg)
+    experiment.run(cfg, verbose=args.verbose)
 
 
 def _export(args) -> None:
@@ -51,18 +51,37 @@ def _export(args) -> None:
 
 
 def _inspect(args) -> None:
+    from lottery.core.files import read_safetensors
+    from lottery.core.layout import RunLayout
     from lottery.core.ticket import load_ticket
+    from lottery.export.compact import FORMAT as COMPACT
+    from lottery.export.compact import load_compact
 
-    ticket = load_ticket(args.file)
-    print(f"ticket {args.file}")
+    path = Path(args.file)
+    if path.is_dir():  # a run folder: its winning ticket
+        if not (RunLayout(path).config.exists() and RunLayout(path).ticket_file.exists()):
+            raise LotteryError(f"{path} is a folder without a ticket.safetensors (a run folder has one once a winning "
+                               "ticket is named: see its report.md); give a ticket or a compact export")
+        path = RunLayout(path).ticket_file
+    try:
+        compact = read_safetensors(path, "file", "", tensors=False)[1].get("format") == COMPACT
+    except LotteryError:  # missing or damaged: the ticket loader says which, and what to do
+        compact = False
+    if compact:
+        compact = load_compact(path)
+        kind, meta, masks = "compact export", compact.metadata, compact.masks
+    else:
+        ticket = load_ticket(path)
+        kind, meta, masks = "ticket", ticket.metadata, ticket.masks
+    print(f"{kind} {path}")
     first = ["architecture", "num_classes", "input_shape", "dataset", "level", "seed", "test_acc", "val_acc"]
-    meta = ticket.metadata
     for k in [k for k in first if k in meta] + sorted(k for k in meta if k not in first and k not in ("density", "sparsity")):
         print(f"  {k:15s} {meta[k]}")
-    print(f"  {'density':15s} {ticket.density:.4%} of prunable weights remain (sparsity {1 - ticket.density:.4%})")
+    kept = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+    print(f"  {'density':15s} {kept:.4%} of prunable weights remain (sparsity {1 - kept:.4%})")
     print("  per-layer sparsity:")
-    for name, s in ticket.sparsity_per_layer().items():
-        print(f"    {name:40s} {tuple(ticket.masks[name].shape)!s:18s} {s:7.2%}")
+    for name, m in masks.items():
+        print(f"    {name:40s} {tuple(m.shape)!s:18s} {1 - int(m.sum()) / m.numel():7.2%}")
 
 
 def _plot(args) -> None:
@@ -142,6 +161,7 @@ def _run_arguments(sub) -> None:
     r.add_argument("--config", help="YAML config (see experiments/configs/); omitted: the built-in defaults")
     r.add_argument("--print-config", action="store_true",
                    help="print the resolved config (defaults, file, overrides: every key) and exit; nothing is written")
+    r.add_argument("--verbose", action="store_true", help="also say how each level's runs are grouped as lanes, and why")
     r.add_argument("overrides", nargs="*", help="key=value overrides, e.g. prune.levels=5 train.optim.lr=0.01")
     r.set_defaults(func=_run)
 
@@ -162,8 +182,8 @@ def _export_arguments(sub) -> None:
 
 
 def _inspect_arguments(sub) -> None:
-    i = sub.add_parser("inspect", help="print a ticket's metadata and per-layer sparsity")
-    i.add_argument("file")
+    i = sub.add_parser("inspect", help="print a ticket's (or a compact export's) metadata and per-layer sparsity")
+    i.add_argument("file", help="a ticket file, a compact export, or a run folder (its ticket.safetensors)")
     i.set_defaults(func=_inspect)
 
 

@@ -51,6 +51,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         cfg = OmegaConf.merge(cfg, _renamed_keys(OmegaConf.from_dotlist(list(overrides)), "the command line"))
         return OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
+        if "Cannot convert 'DictConfig' to string" in str(e) and getattr(e, "full_key", None):
+            raise LotteryError(f"{e.full_key}: its value was read as a mapping ({str(e).split(': ', 1)[1].splitlines()[0]}): "
+                               f"a value ending in ':' is YAML for a key; give what follows, e.g. model.name=hf:bert-base-uncased, "
+                               "or quote the value") from None
         raise LotteryError(f"bad configuration: {first_line(e)}; `lottery run --print-config` lists every key with "
                            "its value (lottery/core/schema.py says what each means)") from None
 
@@ -86,10 +90,23 @@ def load_saved(saved: Path):
     fix = f"restore it from a copy, or delete {saved.parent} to start over"
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(CommandConfig),
-                                                   read_yaml(saved, "the run's config", fix=fix)))
+                                                   _moved_keys(read_yaml(saved, "the run's config", fix=fix))))
     except OmegaConfBaseException as e:
         raise LotteryError(f"the run's config {saved} does not fit this version of lottery "
                            f"({str(e).splitlines()[0]}); {fix}") from None
+
+
+def _moved_keys(saved: DictConfig) -> DictConfig:
+    """A config.yaml written by an earlier version, its renamed keys under their new names (a run folder stays
+    readable and resumable after an upgrade; what a user writes gets the message of `_renamed_keys` instead)."""
+    for old, new in _RENAMED.items():
+        value = OmegaConf.select(saved, old, default=None)
+        if value is not None:
+            parent, _, leaf = old.rpartition(".")
+            (OmegaConf.select(saved, parent) if parent else saved).pop(leaf)
+            if OmegaConf.select(saved, new, default=None) is None:
+                OmegaConf.update(saved, new, value, force_add=True)
+    return saved
 
 
 def _renamed_keys(cfg, where: str):

@@ -34,6 +34,7 @@ def check_keys(cfg: ExperimentConfig) -> tuple[ExperimentConfig, dict[str, objec
     """Every key's name and range, from the configuration alone. Returns the configuration with each method's
     options resolved (methods.<name>: every option of the strategy and the branches, defaults filled in, as
     config.yaml records them), and those options by method (`method_options`)."""
+    _check_lists_and_maps(cfg)
     STRATEGIES.check(cfg.prune.strategy)
     check_model(cfg.model.name)
     DATASETS.check(cfg.data.name)
@@ -44,6 +45,7 @@ def check_keys(cfg: ExperimentConfig) -> tuple[ExperimentConfig, dict[str, objec
     _check_pretrained(cfg)
     _check_ranges(cfg)
     _check_sparse(cfg)
+    _check_read(cfg)
     check_logger(cfg.trainer.logger)
     options = method_options(cfg)
     return replace(cfg, methods={name: asdict(o) for name, o in options.items() if o is not None}), options
@@ -91,6 +93,56 @@ def _closest(name: str, names) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+# Keys that only some methods or settings read, with what else reads them than the methods whose records name them.
+_READ_ALSO = {
+    "train.optim.finetune_lr": lambda cfg: cfg.rewind.policy == "finetune",
+    "sparse.dense_layers": lambda cfg: cfg.prune.distribution is not None,
+    "train.optim.decay_steps": lambda cfg: cfg.train.optim.schedule == "linear",
+}
+
+
+def _check_read(cfg: ExperimentConfig) -> None:
+    """Every key takes effect: one that only some methods or settings read (the records' `reads`, _READ_ALSO),
+    given a value other than its default while nothing of the run reads it, is refused, naming who would."""
+    readers: dict[str, list[str]] = {}
+    for name, method in METHODS.items():
+        for key in method.reads:
+            readers.setdefault(key, []).append(name)
+    used = set(used_methods(cfg))
+    defaults, given = type(cfg)().flat(), cfg.flat()
+    for key in sorted(set(readers) | set(_READ_ALSO)):
+        if given.get(key) == defaults.get(key):
+            continue
+        if used & set(readers.get(key, ())) or _READ_ALSO.get(key, lambda c: False)(cfg):
+            continue
+        who = ", ".join(sorted(readers.get(key, ())))
+        also = {"train.optim.finetune_lr": "rewind.policy=finetune", "sparse.dense_layers": "prune.distribution",
+                "train.optim.decay_steps": "train.optim.schedule=linear"}.get(key)
+        needs = " or ".join(x for x in (f"the branches {who}" if who else "", also or "") if x)
+        raise LotteryError(f"{key}={given[key]} has no effect on this run: only {needs} read it; remove it, or add "
+                           "what reads it")
+    if cfg.prune.distribution is not None and cfg.prune.rates:
+        raise LotteryError(f"prune.rates={cfg.prune.rates} has no effect with prune.distribution={cfg.prune.distribution}, "
+                           "which sets every tensor's density itself; remove one of them")
+
+
+def _check_lists_and_maps(cfg: ExperimentConfig) -> None:
+    """No list key names an entry twice (it would take effect once, but be recorded twice), and no mapping holds a
+    `key:value` that YAML read as a key without a value (a flow mapping needs a space after the colon)."""
+    for key, value in cfg.flat().items():
+        if isinstance(value, list):
+            twice = sorted({str(v) for v in value if value.count(v) > 1})
+            if twice:
+                raise LotteryError(f"{key}={value} names {', '.join(twice)} more than once; list each once")
+    for key, mapping in (("prune.rates", cfg.prune.rates), ("data.options", cfg.data.options),
+                         ("model.options", cfg.model.options), *((f"methods.{n}", o) for n, o in cfg.methods.items())):
+        bad = [k for k, v in (mapping or {}).items() if v is None and ":" in str(k)]
+        if bad:
+            key_, value_ = bad[0].split(":", 1)
+            raise LotteryError(f"{key}: {bad[0]!r} was read as one key without a value; write {{{key_}: {value_}}} "
+                               "with a space after the colon")
+
+
 def _fail(key: str, value, rule: str) -> LotteryError:
     return LotteryError(f"{key}={value} {rule}")
 
@@ -122,8 +174,9 @@ def _check_ranges(cfg) -> None:
         if any(v < 0 for v in values):
             raise _fail(key, values, "must all be >= 0")
     _check_optim(cfg.train.optim)
-    if not math.isfinite(cfg.matching_tolerance) or cfg.matching_tolerance < 0:
-        raise _fail("matching_tolerance", cfg.matching_tolerance, "must be >= 0 accuracy points")
+    if not math.isfinite(cfg.matching_tolerance) or not 0 <= cfg.matching_tolerance < 100:
+        raise _fail("matching_tolerance", cfg.matching_tolerance, "must be in [0, 100) accuracy points: at 100 every "
+                    "level would match the dense network")
     _check_rates(cfg.prune)
     _check_trainer(cfg.trainer)
 

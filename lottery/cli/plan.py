@@ -27,6 +27,7 @@ from lottery.core.layout import RunLayout
 from lottery.core.methods import METHODS, Context
 from lottery.core.schema import ExperimentConfig
 from lottery.imp.runner import SeedRunner, runners
+from lottery.models import output_layer
 from lottery.sparsity.updaters import SPARSE_TRAINING
 from lottery.training.optimizers import make_optimizer
 
@@ -110,6 +111,9 @@ def _check_build(runner: SeedRunner, world_size: int, options: dict) -> None:
     lrs = [optim.lr_at(s) for s in {0, runner.total_steps - 1, *optim.milestone_steps}] + [optim.finetuning_lr]
     if not all(math.isfinite(lr) for lr in lrs):
         raise LotteryError(f"train.optim gives a learning rate that is not finite ({lrs}); lower train.optim.gamma or lr")
+    _check_schedule(runner)
+    _check_classes(cfg, data)
+    _check_levels(cfg, model, masks)
     _check_sparse_training(runner, masks)
     context = Context(model, masks, data, runner.total_steps, optim)
     for name in used_methods(cfg):
@@ -118,12 +122,77 @@ def _check_build(runner: SeedRunner, world_size: int, options: dict) -> None:
             method.call(method.check, context, options=options[name])
 
 
+ZERO_LR_SHARE = 0.05  # the share of a training's steps at learning rate 0 that still counts as training
+
+
+def _check_schedule(runner: SeedRunner) -> None:
+    """The learning-rate schedule fits the training: every milestone inside it, the warm-up shorter than it (and
+    than a linear decay), and a learning rate of 0 for at most ZERO_LR_SHARE of its steps."""
+    cfg, total, optim = runner.cfg, runner.total_steps, runner.optim
+    given, spe = cfg.train.optim, runner.data.steps_per_epoch()
+    past = [m for m in given.milestone_steps if m >= total]
+    past_epochs = [e for e in cfg.train.milestone_epochs if e * spe >= total]
+    if past or past_epochs:
+        key, values = ("train.optim.milestone_steps", past) if past else ("train.milestone_epochs", past_epochs)
+        raise LotteryError(f"{key}: {values} {'is' if len(values) == 1 else 'are'} past the end of the training "
+                           f"({total} steps, {-(-total // spe)} epochs of {spe}): the learning rate would never change "
+                           "there; remove it or train longer")
+    if given.warmup_steps and given.warmup_steps >= total:
+        raise LotteryError(f"train.optim.warmup_steps={given.warmup_steps} is not shorter than the training ({total} "
+                           f"steps): the learning rate would never reach train.optim.lr={given.lr}; choose fewer steps")
+    if optim.schedule == "linear" and optim.decay_steps <= given.warmup_steps:
+        raise LotteryError(f"train.optim.warmup_steps={given.warmup_steps} is not shorter than the linear decay "
+                           f"(train.optim.decay_steps={optim.decay_steps}): the learning rate would fall before it rose")
+    zero = sum(1 for s in range(total) if optim.lr_at(s) == 0)
+    if zero > ZERO_LR_SHARE * total:
+        raise LotteryError(f"the learning rate is 0 for {zero} of the {total} steps of the training ({zero / total:.0%}; "
+                           f"train.optim.decay_steps={optim.decay_steps}): those steps train nothing; set "
+                           f"train.optim.decay_steps to the training length or leave it null")
+
+
+def _check_levels(cfg: ExperimentConfig, model, masks) -> None:
+    """Every prunable tensor keeps a weight at the last level (unless prune.allow_empty_layers), and the output
+    layer's rate, when given, applies to a prunable output layer."""
+    p = cfg.prune
+    if p.output_rate != type(p)().output_rate and output_layer(model) not in masks.names:
+        raise LotteryError(f"prune.output_rate={p.output_rate} has no effect: the output layer {output_layer(model)!r} "
+                           "is not among the prunable tensors; remove it or make the layer prunable")
+    if p.distribution is not None or p.allow_empty_layers or p.levels == 0:
+        return
+    for name, mask in masks.masks.items():
+        if round(mask.numel() * (1 - min(1.0, p.fraction * masks.rates[name])) ** p.levels) < 1:
+            raise LotteryError(f"prune.levels={p.levels} of prune.fraction={p.fraction} leave {name} "
+                               f"({mask.numel()} weights) without a weight by the last level; run fewer levels, or set "
+                               "prune.allow_empty_layers=true if that is what you want")
+
+
+def _check_classes(cfg: ExperimentConfig, data) -> None:
+    """The data can train a classifier: two classes or more in the training split, and none in the test split that
+    training never sees (a test accuracy that counts them would mean nothing)."""
+    if not hasattr(data, "class_counts"):
+        return  # a datamodule of the user's own, without tensors to count
+    train, test = data.class_counts("train"), data.class_counts("test")
+    if len(train) < 2:
+        raise LotteryError(f"the training split of {cfg.data.name} holds examples of {len(train)} class"
+                           f"{'es' if len(train) != 1 else ''} ({sorted(train)}): a classifier needs two or more; "
+                           "check the labels of the data")
+    if unseen := sorted(set(test) - set(train)):
+        raise LotteryError(f"the test split of {cfg.data.name} holds classes {unseen} that the training split never has "
+                           f"({sum(test[c] for c in unseen)} examples): the test accuracy would count them as errors; "
+                           "split the data so that training sees every class")
+
+
 def _check_sparse_training(runner: SeedRunner, masks) -> None:
     """The sparse-training schedule fits the training, and the distributions can share out the sparsest level's
     density: the density IMP's pruning reaches there (fraction x each tensor's rate, per level)."""
     cfg, total = runner.cfg, runner.total_steps
     sparse = [name for name in cfg.branches if name in SPARSE_TRAINING]
     if sparse:
+        s = cfg.sparse
+        if s.end_step is None and s.start_step > s.last_update(total):
+            raise LotteryError(f"sparse.start_step={s.start_step} is after the last update, sparse.end_step="
+                               f"{s.last_update(total)} (the default: 75% of the training's {total} steps); choose an "
+                               "earlier start or set sparse.end_step")
         end = runner.models.schedule(total).end_step
         if end >= total:
             raise LotteryError(f"sparse.end_step={end} is past the training ({total} steps: 0 .. {total - 1}); choose "

@@ -15,7 +15,7 @@ from lottery.core.errors import LotteryError, require
 from lottery.core.layout import RunLayout
 from lottery.core.ticket import Ticket, save_ticket
 from lottery.core.schema import ExperimentConfig
-from lottery.report.matching import winning_level
+from lottery.report.matching import at_chance, winning_level
 from lottery.report.rows import IMP_METHOD, seed_rows
 
 
@@ -35,6 +35,10 @@ def export(run_dir: Path, level: int | None, out: Path, seed: int | None = None)
     where = run_layout.seed(seed).path
     if not rows:
         raise LotteryError(f"{where} has no finished level to export; run `lottery run` first")
+    if level is None and at_chance(dense := next(r for r in rows if r["level"] == 0)):
+        raise LotteryError(f"{where} has no winning ticket: its dense network is at chance (test acc "
+                           f"{dense['test_acc']:.2%}, the most frequent class {dense['chance_acc']:.2%}); export a "
+                           "level of it with --level N if you want it anyway")
     row = winning_level(rows, cfg.matching_tolerance) if level is None else next((r for r in rows if r["level"] == level), None)
     if row is None:
         raise LotteryError(f"level {level} is not finished in {where}; finished levels: {[r['level'] for r in rows]}")

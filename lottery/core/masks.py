@@ -53,6 +53,10 @@ def _matches(name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
+def _matches_any(pattern: str, names: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(n, pattern) for n in names)
+
+
 # Parameters registered anywhere (`setattr(module, name, nn.Parameter(...))`, `load_state_dict(..., assign=True)`,
 # building a model) since import: when it moves, `apply` checks that its cached parameters are still the model's.
 # Reading it costs one list lookup per step, where comparing every cached parameter would cost ~1 us per tensor.
@@ -101,6 +105,10 @@ class MaskManager:
             raise LotteryError(f"include={list(include)} matches no parameter of {type(model).__name__}; "
                                f"names look like {list(params)[:4]}")
         exclude = _patterns(exclude, "exclude")
+        for pattern in exclude:  # a pattern that matches nothing is a typo, not a choice
+            if not _matches_any(pattern, names):
+                raise LotteryError(f"exclude pattern {pattern!r} matches no prunable parameter of {type(model).__name__}; "
+                                   f"prunable: {names[:6]}{' ...' if len(names) > 6 else ''}")
         self.names = [n for n in names if not _matches(n, exclude)]
         if not self.names:
             raise LotteryError(f"no prunable parameters left in {type(model).__name__} after exclude={exclude}")

@@ -32,6 +32,10 @@ from typing import Any, Callable, Iterator, Mapping
 from lottery.core.errors import LotteryError
 
 ENTRY_POINTS = "lottery.methods"  # the entry-point group of installed packages that add methods
+# What every sparse-training method reads of the sparse.* section (SparseTraining.reads; a method adds what else it
+# reads, such as sparse.drop_fraction, or reads less: a static mask never updates).
+SCHEDULE_KEYS = ("sparse.distribution", "sparse.dense_layers", "sparse.interval_steps", "sparse.start_step",
+                 "sparse.end_step")
 BUILDS_ON = {  # what a branch's mask needs besides its own training: the cost of reaching it (lottery.report.cost)
     "imp": "the IMP levels before it",
     "dense": "the dense level",
@@ -47,6 +51,8 @@ class Method:
     options: a dataclass of the method's keys with their defaults (the paper's); None: it has none.
     check: `check(context[, options])` raises a LotteryError when the method cannot work with the model and data of
         a run (a `Context`), before anything is written; None: it works with any.
+    reads: the configuration keys outside its options that it reads (shared ones, such as sparse.interval_steps):
+        a run that sets one of them with no method or setting to read it is refused (lottery.cli.keys).
     """
 
     name: str
@@ -54,6 +60,7 @@ class Method:
     label: str = ""
     options: type | None = None
     check: Callable[..., None] | None = None
+    reads: tuple[str, ...] = ()
 
     kind = "method"  # what the records of a kind are called in messages
 
@@ -149,6 +156,7 @@ class SparseTraining(Branch):
 
     updater: type
     starts_dense: bool = False
+    reads: tuple[str, ...] = SCHEDULE_KEYS
 
     kind = "sparse-training method"
 

@@ -132,6 +132,10 @@ class SparseConfig:
     end_step: int | None = None  # the last update; null: 75% of the training (Evci et al. 2020)
     drop_fraction: float = 0.3  # α: share of active weights SET and RigL replace at the first update, cosine to 0
 
+    def last_update(self, total_steps: int) -> int:
+        """The end step of a training of `total_steps` steps: end_step, or 75% of the training (Evci et al. 2020)."""
+        return self.end_step if self.end_step is not None else int(0.75 * total_steps)
+
 
 @dataclass
 class TrainerConfig:

@@ -162,6 +162,17 @@ class TensorDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", self.eval_batch_size, shuffle=False)
 
+    def class_counts(self, split: str) -> dict[int, int]:
+        """{class: examples} of a split ("train", "val", "test")."""
+        self.setup()
+        labels = self._sets[split].tensors[1]
+        return {int(c): int(n) for c, n in zip(*torch.unique(labels.cpu(), return_counts=True))}
+
+    def majority_share(self, split: str = "test") -> float:
+        """The accuracy of always predicting the most frequent class of `split`: chance, for a classifier."""
+        counts = self.class_counts(split)
+        return max(counts.values()) / sum(counts.values()) if counts else 0.0
+
     def train_size(self) -> int:
         """Examples in the training split: the training set less the validation examples."""
         self.setup()

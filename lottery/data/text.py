@@ -88,6 +88,9 @@ class TextDataModule(TensorDataModule):
             if name not in columns:
                 raise LotteryError(f"{where} has no column {name!r} (data.options.{role}); its columns are "
                                    f"{sorted(columns)}: set data.options.{role}=<one of them>")
+        if not columns[self.label]:
+            raise LotteryError(f"{where} holds no examples (its columns {sorted(columns)}, no rows); give a file with "
+                               "one example per row")
         for name in self.columns:
             bad = next((i for i, v in enumerate(columns[name]) if not isinstance(v, str)), None)
             if bad is not None:

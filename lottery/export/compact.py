@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from lottery.core.errors import LotteryError
-from lottery.core.files import atomic_path, read_safetensors
+from lottery.core.files import read_safetensors, save_tensors
 from lottery.core.ticket import pack_bits, unpack_bits
 
 FORMAT = "lottery.compact/1"
@@ -60,11 +60,8 @@ def save_compact(model: nn.Module, path: str | os.PathLike, masks=None, dtype: s
             tensors[f"dense/{name}"] = tensor.clone().contiguous()  # cloned: tied tensors may share memory
     meta = {k: json.dumps(v) for k, v in (metadata or {}).items()}
     meta.update(format=FORMAT, dtype=dtype, shapes=json.dumps({n: list(m.shape) for n, m in masks.items()}))
-    from safetensors.torch import save_file
-
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
-    return Path(path)
+    # save_tensors writes with open()'s permissions (safetensors' save_file would make the file 0600)
+    return save_tensors(path, tensors, meta)
 
 
 @dataclass

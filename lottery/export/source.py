@@ -27,9 +27,16 @@ def model_from_ticket(path: str | os.PathLike, weights: str = "final"):
     return model.eval(), masks, meta
 
 
-def example_batch(input_shape, batch: int = 4) -> torch.Tensor:
-    """A fixed random batch of inputs: the shapes matter to the exports, the values do not."""
-    return torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(0))
+def example_batch(input_shape, batch: int = 4, model: torch.nn.Module | None = None) -> torch.Tensor:
+    """A fixed random batch of inputs the model takes: the shapes matter to the exports, the values only where they
+    must be valid: text ([3, length]: token ids below the model's vocabulary, an attention mask of ones, token types 0,
+    as lottery.data.text packs them); images and the rest, random values."""
+    generator = torch.Generator().manual_seed(0)
+    if len(input_shape) == 2 and input_shape[0] == 3:
+        vocab = getattr(getattr(model, "config", None), "vocab_size", None) or 2
+        ids = torch.randint(0, vocab, (batch, input_shape[1]), generator=generator)
+        return torch.stack([ids, torch.ones_like(ids), torch.zeros_like(ids)], dim=1).float()
+    return torch.randn(batch, *input_shape, generator=generator)
 
 
 def export_ticket(ticket: str | os.PathLike, fmt: str, out: str | os.PathLike, dtype: str = "fp32", log=print) -> Path:
@@ -38,7 +45,7 @@ def export_ticket(ticket: str | os.PathLike, fmt: str, out: str | os.PathLike, d
 
     model, masks, meta = model_from_ticket(ticket)
     keep = ("architecture", "num_classes", "input_shape", "dataset", "level", "density", "test_acc", "seed")
-    path = export(model, fmt, out, masks, example_batch(meta["input_shape"]), dtype,
+    path = export(model, fmt, out, masks, example_batch(meta["input_shape"], model=model), dtype,
                   {k: meta[k] for k in keep if k in meta}, log=log, tokenizer=meta.get("tokenizer"))
     dense = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     size = sum(f.stat().st_size for f in path.iterdir()) if path.is_dir() else path.stat().st_size

@@ -194,6 +194,7 @@ for _record in (
     Branch(name="lr_rewind", build=lr_rewind, builds_on="imp", same_mask=True, label="learning-rate rewinding",
            summary="the ticket's mask on the previous level's trained weights, schedule replayed (Renda et al. 2020)"),
     Branch(name="finetune", build=finetune, builds_on="imp", same_mask=True, label="fine-tuning",
+           reads=("train.optim.finetune_lr",),
            summary="the ticket's mask on the previous level's trained weights, at the final learning rate"),
     Branch(name="earlybird", build=earlybird, builds_on="watch", watch=watch_earlybird, options=EarlyBirdOptions,
            label="early-bird ticket",

@@ -18,6 +18,7 @@ import torch
 from lottery.core import rewind, seeds
 from lottery.core.files import load_masks, read_json, save_masks, save_tensors
 from lottery.core.layout import SeedDir
+from lottery.core.progress import Estimate
 from lottery.core.rewind import REWIND, Rewinding
 from lottery.core.pruning import get_strategy
 from lottery.core.schema import DataConfig, ExperimentConfig, ModelConfig
@@ -84,12 +85,12 @@ class SeedRunner:
         outs = [files, *(files.branch(name) for name in self.cfg.branches)]
         return [read_json(out.metrics) for out in outs] if all(out.done for out in outs) else None
 
-    def report(self, level: int, results: list[dict]) -> dict:
-        """The level's metrics (the pruned level's, with its branches'), logged in one line."""
+    def report(self, level: int, results: list[dict], note: str = "") -> dict:
+        """The level's metrics (the pruned level's, with its branches'), logged in one line ending in `note`."""
         metrics, *branch_metrics = results
         if level > 0:
             metrics["branches"] = dict(zip(self.cfg.branches, branch_metrics))
-        self._report(level, metrics)
+        self._report(level, metrics, note)
         return metrics
 
     def dense(self) -> RunSpec:
@@ -144,10 +145,11 @@ class SeedRunner:
         return RunSpec(f"level {point.level} {name}", b.model, b.masks, b.plan, self.data,
                        seeds.branch_training(self.seed), self.files.level(point.level).branch(name), updater=b.updater)
 
-    def _report(self, level: int, m: dict) -> None:
-        branches = "  ".join(f"{k} {c['test_acc']:.2%}" for k, c in m.get("branches", {}).items())
-        self.log(f"level {level:2d}  weights remaining {m['density']:7.2%}  test acc {m['test_acc']:.2%}  "
-                 f"best val acc {m['best_val_acc']:.2%} @ step {m['best_val_step']}  {branches}".rstrip())
+    def _report(self, level: int, m: dict, note: str) -> None:
+        parts = [f"level {level:2d}", f"weights remaining {m['density']:7.2%}", f"test acc {m['test_acc']:.2%}",
+                 f"val acc {m['final_val_acc']:.2%}", f"early stop @ {m['early_stop_step']}",
+                 *(f"{k} {c['test_acc']:.2%}" for k, c in m.get("branches", {}).items()), note]
+        self.log("  ".join(p for p in parts if p))
 
 
 def runners(cfg: ExperimentConfig, seed_dirs: Sequence[SeedDir], options: Mapping[str, object] | None = None,
@@ -159,20 +161,25 @@ def runners(cfg: ExperimentConfig, seed_dirs: Sequence[SeedDir], options: Mappin
             for i, d in enumerate(seed_dirs)]
 
 
-def run_levels(seed_runners: list[SeedRunner], log=None) -> list[list[dict]]:
+def run_levels(seed_runners: list[SeedRunner], detail=None) -> list[list[dict]]:
     """IMP for one or several seeds of an experiment, level by level: train, prune, rewind, repeat.
 
     All trainings of a level (every seed's pruned network and branches) are independent of each other; a level
-    needs only the previous level's results. Returns each seed's metrics per level. log: where lines about
-    all seeds go (how runs were grouped as lanes); default the first seed's.
+    needs only the previous level's results. Returns each seed's metrics per level; each level's line says the time
+    spent and about how long is left (or that the level was read from disk). detail: where lines on how runs were
+    grouped as lanes go (None: nowhere).
     """
     first = seed_runners[0]
+    cfg = first.cfg
+    clock = Estimate(len(seed_runners) * (1 + cfg.prune.levels * (1 + len(cfg.branches))))
     results: list[list[dict]] = [[] for _ in seed_runners]
-    for level in range(first.cfg.prune.levels + 1):
+    for level in range(cfg.prune.levels + 1):
         finished = [r.finished(level) for r in seed_runners]
         specs = [r.specs(level) if done is None else [] for r, done in zip(seed_runners, finished)]
-        trained = iter(train_all([spec for group in specs for spec in group], first.cfg.trainer, first.optim,
-                                 first.tracking, log or first.log))
+        todo = [spec for group in specs for spec in group]
+        trained = iter(train_all(todo, cfg.trainer, first.optim, first.tracking, detail))
+        clock.done(len(todo), sum(len(done) for done in finished if done is not None))
         for runner, done, group, out in zip(seed_runners, finished, specs, results):
-            out.append(runner.report(level, done if done is not None else [next(trained) for _ in group]))
+            note = "(read from disk)" if done is not None else f"[{clock}]"
+            out.append(runner.report(level, done if done is not None else [next(trained) for _ in group], note))
     return results

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from lottery.core import rewind
+from lottery.core.errors import LotteryError
 from lottery.core.files import load_tensors
 from lottery.core.layout import SeedDir
 from lottery.core.masks import MaskManager
@@ -78,7 +79,11 @@ class SeedModels:
         keep = set()
         for pattern in self.cfg.sparse.dense_layers:
             chosen = {"first": names[:1], "output": names[-1:]}.get(pattern)
-            keep |= set(chosen if chosen is not None else (n for n in names if fnmatch.fnmatchcase(n, pattern)))
+            chosen = chosen if chosen is not None else [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+            if not chosen:
+                raise LotteryError(f"sparse.dense_layers pattern {pattern!r} matches no prunable tensor; prunable: "
+                                   f"{names[:6]}{' ...' if len(names) > 6 else ''} (or first, output)")
+            keep |= set(chosen)
         return keep
 
     def layer_densities(self, masks: MaskManager, density: float, distribution: str | None = None) -> dict[str, float]:
@@ -89,7 +94,7 @@ class SeedModels:
     def schedule(self, total_steps: int) -> UpdateSchedule:
         """When masks change in a training of `total_steps` steps (sparse.*; the end at 75% of it by default)."""
         s = self.cfg.sparse
-        end = s.end_step if s.end_step is not None else int(0.75 * total_steps)
+        end = s.last_update(total_steps)
         return UpdateSchedule(end_step=end, interval=s.interval_steps, start_step=s.start_step, drop_fraction=s.drop_fraction)
 
     def sparse_training(self, method: str, density: dict[str, float], total_steps: int, seed: int,

@@ -18,6 +18,8 @@ weights and HF_HUB_OFFLINE is unset does `from_pretrained` download them.
 from __future__ import annotations
 
 import contextlib
+import difflib
+import inspect
 from pathlib import Path
 
 import torch
@@ -78,16 +80,36 @@ def _forward_arguments(model: nn.Module) -> set[str]:
     return set(inspect.signature(model.forward).parameters)
 
 
+LAYER_FIELDS = ("num_hidden_layers", "n_layer", "num_layers")  # a configuration's count of blocks, by model family
+
+
 def _config(transformers, source: str, weights: str, fields: dict):
+    """The configuration `source` names, with `fields` (model.options) set: each one a field it has (a misspelt
+    name would be kept as a new attribute that nothing reads), and blocks left to prune."""
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     try:
         if weights == "random" and source in CONFIG_MAPPING and not Path(source).exists():
-            return transformers.AutoConfig.for_model(source, **fields)
-        return from_hub(transformers.AutoConfig.from_pretrained, source, "model.name=hf:", **fields)
+            config = transformers.AutoConfig.for_model(source)
+        else:
+            config = from_hub(transformers.AutoConfig.from_pretrained, source, "model.name=hf:")
+        known = set(config.to_dict()) | set(inspect.signature(type(config).__init__).parameters) - {"self", "kwargs"}
+        for name in fields:
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                raise LotteryError(f"model.options.{name}: {type(config).__name__} (hf:{source}) has no field {name!r}"
+                                   f"{f' (did you mean {close[0]!r}?)' if close else ''}; the options are fields of its "
+                                   "configuration (num_hidden_layers, hidden_size, ...) or weights")
+        config = type(config).from_dict({**config.to_dict(), **fields})
     except (TypeError, ValueError) as error:
         raise LotteryError(f"model.options for hf:{source}: {str(error).splitlines()[0]}; "
                            "the options are fields of its configuration (num_hidden_layers, hidden_size, ...)") from None
+    layers = next((getattr(config, f) for f in LAYER_FIELDS if getattr(config, f, None) is not None), None)
+    if layers is not None and layers < 1:
+        field = next(f for f in LAYER_FIELDS if getattr(config, f, None) is not None)
+        raise LotteryError(f"model.options.{field}={layers} leaves hf:{source} without blocks: only its embeddings and "
+                           "head would train; choose 1 or more")
+    return config
 
 
 def _fit_inputs(config, source: str, input_shape: tuple, kind: str, weights: str) -> None:
@@ -127,9 +149,12 @@ def create_hf_model(source: str, num_classes: int, input_shape: tuple, weights: 
                 model = auto.from_config(config)
             else:
                 model = from_hub(auto.from_pretrained, source, "model.name=hf:", config=config, ignore_mismatched_sizes=True)
-    except ValueError as error:  # a configuration without such a head
-        raise LotteryError(f"model hf:{source} has no {'sequence' if kind == 'text' else 'image'}-classification head "
-                           f"in transformers ({str(error).splitlines()[0][:160]}); choose another model") from None
+    except ValueError as error:
+        first = str(error).splitlines()[0][:200]
+        if "Unrecognized configuration class" in first:  # a configuration without such a head
+            raise LotteryError(f"model hf:{source} has no {'sequence' if kind == 'text' else 'image'}-classification "
+                               f"head in transformers ({first[:160]}); choose another model") from None
+        raise LotteryError(f"model hf:{source} cannot be built with model.options={fields}: {first}") from None
     return HFClassifier(model, kind)
 
 

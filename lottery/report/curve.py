@@ -24,9 +24,9 @@ from lottery.core.layout import RunLayout
 from lottery.core.schema import ExperimentConfig
 from lottery.imp.branches import BRANCHES
 from lottery.report.cost import cheapest_matching, with_reach_cost
-from lottery.report.markdown import exported_levels, markdown_report
+from lottery.report.markdown import markdown_report, summary
 from lottery.report.masks import overlap_section
-from lottery.report.matching import aggregate, sparsest_matching, winning_level
+from lottery.report.matching import aggregate, at_chance, sparsest_matching, winning_level
 from lottery.report.plots import plot_curve, plot_watched
 from lottery.report.rows import IMP_METHOD, VALUES, table_fields
 
@@ -55,13 +55,27 @@ class Report:
     rows: list[dict]
     aggregated: list[dict]
     table: list[dict]  # curve.csv's rows: one per level
-    winners: dict[int, dict]  # seed -> its winning ticket's row (lottery.report.matching.winning_level)
+    winners: dict[int, dict]  # seed -> its winning ticket's row (lottery.report.matching.winning_level); a seed whose
+    # dense network is at chance (lottery.report.matching.at_chance) has none
+    dense: dict[int, dict]  # seed -> its dense level's row
 
-    def ticket(self, seed: int) -> dict:
-        return self.winners[seed]
+    def ticket(self, seed: int) -> dict | None:
+        return self.winners.get(seed)
 
-    def dense(self, seed: int) -> dict:
-        return next(r for r in self.rows if r["seed"] == seed and r["method"] == IMP_METHOD and r["level"] == 0)
+    def verdict(self, seed: int, of_seed: bool = False) -> str:
+        """The console's one line on `seed`'s winning ticket, by the rule report.md states: the ticket beside the
+        dense network and the branches at its level; or why there is none."""
+        best, dense, of = self.ticket(seed), self.dense[seed], f" of seed {seed}" if of_seed else ""
+        if best is None:
+            return (f"no winning ticket{of}: the dense network is at chance (test acc {dense['test_acc']:.2%}; always "
+                    f"predicting the most frequent class scores {dense['chance_acc']:.2%}); train longer, or check the "
+                    "data and the model")
+        level = best["level"]
+        beside = "  ".join(f"{r['method']} {r['test_acc']:.2%}" for r in self.rows
+                           if r["seed"] == seed and r["level"] == level and r["method"] != IMP_METHOD)
+        return (f"winning ticket{of}: level {level}, {best['density']:.2%} of weights remaining, validation "
+                f"{best['final_val_acc']:.2%}, test {best['test_acc']:.2%} (dense: {dense['final_val_acc']:.2%}, "
+                f"{dense['test_acc']:.2%}{f'; at level {level}: {beside}' if beside else ''})")
 
 
 def labels() -> dict[str, str]:
@@ -80,7 +94,8 @@ def write_report(run: RunLayout, cfg: ExperimentConfig, rows: list[dict]) -> Rep
     aggregated = aggregate(rows, by=("method", "level"), values=(*VALUES, "reach_cost"))
     aggregated.sort(key=lambda r: r["method"] != IMP_METHOD)  # IMP first, the branches after (stable sort)
     seeds = sorted({r["seed"] for r in rows})
-    winners = {s: winning_level([r for r in rows if r["seed"] == s], tolerance) for s in seeds}
+    dense = {s: next(r for r in rows if r["seed"] == s and r["method"] == IMP_METHOD and r["level"] == 0) for s in seeds}
+    winners = {s: winning_level([r for r in rows if r["seed"] == s], tolerance) for s in seeds if not at_chance(dense[s])}
     write_csv(run.curve_seeds, table_fields(rows))
     table = level_table(aggregated)
     write_csv(run.curve("csv"), table)
@@ -88,11 +103,21 @@ def write_report(run: RunLayout, cfg: ExperimentConfig, rows: list[dict]) -> Rep
     for name in sorted({n for r in rows if r["level"] == 0 for n, w in (r.get("watched") or {}).items() if "distances" in w}):
         plot_watched(rows, name, run.watch_plot(name), f"{title}: {labels().get(name, name)}")
     matching = sparsest_matching(aggregated, tolerance, dense_method=IMP_METHOD)
-    report = (f"# {title}\n\nSeeds: {seeds}. Test accuracy, mean ± sample std over seeds. A level *matches* when its "
-              f"mean test accuracy is within {tolerance:g} points of the dense network's.\n\n"
-              + markdown_report(aggregated, matching, tolerance) + "\n" + exported_levels(winners, tolerance)
-              + "\n### the cheapest matching network at each sparsity\n\nCost: the multiply-accumulates spent to reach it, "
-              "in dense trainings (IMP pays for every level up to it; lottery.report.cost).\n\n"
-              + cheapest_matching(aggregated, tolerance) + "\n" + overlap_section(run, rows))
+    warning = "".join(f"**No winning ticket for seed {s}: its dense network is at chance** (test accuracy "
+                      f"{100 * r['test_acc']:.2f}%; always predicting the most frequent class scores "
+                      f"{100 * r['chance_acc']:.2f}%). Train longer, or check the data and the model.\n\n"
+                      for s, r in dense.items() if s not in winners)
+    exported = next((s for s in cfg.seeds or [cfg.seed] if s in dense), seeds[0])
+    spread = "mean ± sample std over seeds" if len(seeds) > 1 else "one seed"
+    report = (f"# {title}\n\n{warning}"
+              + (summary(rows, winners, exported, matching[IMP_METHOD], tolerance, labels()) if exported in winners else "")
+              + f"\n## Every method, level by level\n\nSeeds: {seeds} ({spread}). For comparing methods, a level here "
+              f"*matches* when its mean **test** accuracy is within {tolerance:g} points of the dense network's (the "
+              "winning ticket above is chosen on validation accuracy instead).\n\n"
+              + markdown_report(aggregated, matching, tolerance, labels=labels())
+              + "\n### the cheapest network matching on test accuracy, at each sparsity\n\nCost: the multiply-accumulates "
+              "spent to reach it, in dense trainings (IMP pays for every level up to it; lottery.report.cost).\n\n"
+              + cheapest_matching(aggregated, tolerance) + "\n"
+              + overlap_section(run, rows, {n for n, m in BRANCHES.items() if m.same_mask}))
     write_text(run.report, report)
-    return Report(rows, aggregated, table, winners)
+    return Report(rows, aggregated, table, winners, dense)

@@ -6,6 +6,8 @@ branch folder's, the mask that branch ended with), so that a report stays quick 
 """
 from __future__ import annotations
 
+from typing import Collection
+
 import torch
 
 from lottery.core.files import load_tensors
@@ -30,15 +32,17 @@ def _overall(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     return iou(torch.cat([a[n].flatten() for n in a]), torch.cat([b[n].flatten() for n in a]))
 
 
-def overlap_section(run: RunLayout, rows: list[dict]) -> str:
+def overlap_section(run: RunLayout, rows: list[dict], same_mask: Collection[str] = ()) -> str:
     """report.md's mask section: per-layer IoU with IMP's mask and the pairwise overall IoU at the sparsest level,
-    then the layer densities reached against those asked for (the sparse-training branches')."""
+    then the layer densities reached against those asked for (the sparse-training branches'). same_mask: the methods
+    that train the ticket's own mask (an IoU of 1 by construction, said in one line rather than tabled)."""
     imp = [r for r in rows if r["method"] == IMP_METHOD and r["level"] > 0]
     if not imp:
         return ""
     seed, level = min(r["seed"] for r in imp), max(r["level"] for r in imp)
     masks = level_masks(run, seed, level)
-    methods = [m for m in masks if m != IMP_METHOD]
+    own = [m for m in masks if m in same_mask]
+    methods = [m for m in masks if m != IMP_METHOD and m not in same_mask]
     if not methods:
         return ""
     layers = list(masks[IMP_METHOD])
@@ -51,6 +55,9 @@ def overlap_section(run: RunLayout, rows: list[dict]) -> str:
     every = [IMP_METHOD, *methods]
     lines += ["", "Pairwise, over all prunable weights:", "", "| | " + " | ".join(every) + " |", "|---|" + "---:|" * len(every)]
     lines += [f"| {a} | " + " | ".join(f"{_overall(masks[a], masks[b]):.3f}" for b in every) + " |" for a in every]
+    if own:
+        lines += ["", f"{', '.join(own)} train{'s' if len(own) == 1 else ''} the ticket's own mask (an IoU of 1 by "
+                  "construction), left out above."]
     return "\n".join(lines) + "\n\n" + _densities(rows, seed, level, layers)
 
 

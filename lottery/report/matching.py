@@ -105,6 +105,16 @@ def sparsest_matching(aggregated: Sequence[Row], tolerance_points: float = 1.0, 
     return out
 
 
+CHANCE_MARGIN_POINTS = 1.0  # a dense network within this of chance has learnt nothing worth a ticket
+
+
+def at_chance(dense: Row) -> bool:
+    """Whether the dense network's test accuracy is within CHANCE_MARGIN_POINTS of always predicting the most frequent
+    class of the test set (`chance_acc`, recorded by every training): then no level of it is a winning ticket."""
+    chance = dense.get("chance_acc")
+    return chance is not None and (float(dense["test_acc"]) - float(chance)) * 100 <= CHANCE_MARGIN_POINTS
+
+
 def winning_level(rows: list[dict], tolerance_points: float) -> dict:
     """The row of the ticket to export from one seed's `rows`: the sparsest IMP level whose final validation accuracy
     is within `tolerance_points` of the dense level's (the test set stays untouched by the choice); the dense level 0

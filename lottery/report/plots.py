@@ -3,6 +3,7 @@ weights remaining" the papers use, and PNG files written atomically."""
 from __future__ import annotations
 
 import io
+import textwrap
 from pathlib import Path
 from typing import Mapping
 
@@ -20,13 +21,22 @@ def pyplot():
 
 
 def save_figure(fig, path: Path) -> Path:
-    """Write a matplotlib figure as PNG, atomically, and close it."""
+    """Write a matplotlib figure as PNG, atomically, and close it; nothing of it cut off (titles and labels that
+    reach past the figure's edge widen the picture instead)."""
     plt = pyplot()
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
     return write_bytes(path, buf.getvalue())
+
+
+def level_ticks(percents: list[float], most: int = 12) -> list[float]:
+    """Ticks at the levels run (% remaining, one decimal), every k-th where there are more than `most`, the sparsest
+    always among them."""
+    levels = sorted({round(p, 1) for p in percents}, reverse=True)
+    step = -(-len(levels) // most)
+    return sorted(set(levels[::step]) | {levels[-1]}, reverse=True)
 
 
 def _remaining_axis(ax, ticks: list[float], ylabel: str) -> None:
@@ -60,7 +70,7 @@ def plot_curve(aggregated: list[dict], path: Path, title: str, labels: Mapping[s
         rows = sorted((r for r in aggregated if r["method"] == method), key=lambda r: r["level"])
         x = [100 * r["density_mean"] for r in rows]
         style = "o-" if method == IMP_METHOD else "s--"
-        for ax, key, scale in ((acc_ax, "test_acc", 100), (stop_ax, "early_stop_step", 1)):
+        for ax, key, scale in ((acc_ax, "test_acc", 100), (stop_ax, "early_stop_step", 1)):  # the step of lowest val loss
             mean = [scale * r[f"{key}_mean"] for r in rows]
             std = [scale * (r[f"{key}_std"] or 0) for r in rows]
             _band(ax, x, mean, std, style, colors[i], labels.get(method, method))
@@ -70,20 +80,30 @@ def plot_curve(aggregated: list[dict], path: Path, title: str, labels: Mapping[s
                          color=colors[i], label=labels.get(method, method), markersize=4)
     dense = next(r for r in aggregated if r["method"] == IMP_METHOD and r["level"] == 0)
     acc_ax.axhline(100 * dense["test_acc_mean"], color="gray", linestyle=":", label="dense network")
-    xs = [100 * r["density_mean"] for r in aggregated]
-    ticks = [t for t in (100, 51.2, 26.2, 13.4, 6.9, 3.5, 1.8, 0.9, 0.5, 0.2, 0.1) if min(xs) * 0.9 <= t]
-    for ax, label in ((acc_ax, "test accuracy (%)"), (stop_ax, "early-stopping iteration (lowest val. loss)")):
+    ticks = level_ticks([100 * r["density_mean"] for r in aggregated if r["method"] == IMP_METHOD])
+    for ax, label in ((acc_ax, "test accuracy (%)"), (stop_ax, "early-stopping step (lowest validation loss)")):
         _remaining_axis(ax, ticks, label)
     if with_cost:
-        cost_ax = axes[2]
-        cost_ax.axhline(100 * dense["test_acc_mean"], color="gray", linestyle=":")
-        cost_ax.set_xscale("log")
-        cost_ax.set(xlabel="training cost to reach it (dense trainings, multiply-accumulates)",
-                    ylabel="test accuracy (%)", title="what each network cost")
-        cost_ax.grid(True, which="both", alpha=0.3)
+        _cost_axis(axes[2], [r["reach_cost_mean"] for r in aggregated if r.get("reach_cost_mean")])
+        axes[2].axhline(100 * dense["test_acc_mean"], color="gray", linestyle=":")
     acc_ax.legend(fontsize=8)
-    fig.suptitle(title)
+    fig.suptitle(textwrap.fill(title, 140))
     return save_figure(fig, path)
+
+
+def _cost_axis(ax, costs: list[float]) -> None:
+    """The cost of reaching a network, in dense trainings, labelled in plain numbers: linear where the costs span less
+    than a factor of 10 (IMP's levels alone: 1 to a few trainings), else a log axis (beside them, one training of a
+    sparse method costs a fraction of one)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    if costs and max(costs) > 10 * min(costs):
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.set(xlabel="cost to reach it (dense trainings)", ylabel="test accuracy (%)", title="what each network cost")
+    ax.grid(True, which="both", alpha=0.3)
 
 
 def plot_watched(rows: list[dict], method: str, path: Path, title: str) -> Path | None:
@@ -102,8 +122,8 @@ def plot_watched(rows: list[dict], method: str, path: Path, title: str) -> Path 
         if report["epoch"] is not None:
             ax.axvline(report["epoch"], color=line.get_color(), linestyle="--", alpha=0.6)
     ax.axhline(watched[0][1]["threshold"], color="gray", linestyle=":", label="threshold")
-    ax.set(xlabel="epoch of the dense training", ylabel="largest mask distance in the window (Hamming, normalised)",
-           title=title)
+    ax.set(xlabel="epoch of the dense training", ylabel="largest mask distance\nin the window (normalised Hamming)")
+    ax.set_title(textwrap.fill(title, 70), fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig, path)
@@ -122,9 +142,7 @@ def plot_sweep(rows: list[dict], path: Path, title: str) -> Path:
         std = [100 * float(r["test_acc_std"] or 0) for r in pts]
         label = name.split(",", 1)[1] if "," in name else name
         _band(ax, x, mean, std, "o-", colors[i % len(colors)], label)
-    smallest = min(float(r["percent_remaining"]) for r in rows)
-    ticks = [t for t in (100, 50, 25, 12.5, 6.25, 3.1, 1.6, 0.8, 0.4, 0.2, 0.1) if t >= smallest * 0.9]
-    _remaining_axis(ax, ticks, "test accuracy (%)")
+    _remaining_axis(ax, level_ticks([float(r["percent_remaining"]) for r in rows]), "test accuracy (%)")
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
     return save_figure(fig, path)

@@ -13,7 +13,7 @@ from lottery.core.layout import RunLayout
 IMP_METHOD = "ticket"
 VALUES = ("density", "test_acc", "final_val_acc", "best_val_acc", "best_val_step", "early_stop_step", "cost", "steps")
 # Kept with a row for the report, not written to the CSV tables (they are not one number).
-DETAILS = ("layer_density", "target_density", "watched")
+DETAILS = ("layer_density", "target_density", "watched", "chance_acc")
 
 
 def row(seed: int, method: str, level: int, metrics: Mapping) -> dict:

@@ -36,7 +36,7 @@ import torch
 from lottery.core import seeds as seeding
 from lottery.core.errors import LotteryError
 from lottery.core.masks import MaskManager
-from lottery.core.methods import METHODS, SparseTraining, register
+from lottery.core.methods import METHODS, SCHEDULE_KEYS, SparseTraining, register
 from lottery.sparsity.schedule import UpdateSchedule
 
 Masks = dict[str, torch.Tensor]
@@ -242,11 +242,11 @@ class RigL(SET):
 for _record in (
     SparseTraining(name="gmp", updater=GMP, starts_dense=True, label="gradual magnitude pruning",
                    summary="gradual magnitude pruning from dense to the level's density, cubic schedule (Zhu & Gupta 2017)"),
-    SparseTraining(name="set", updater=SET, label="SET",
+    SparseTraining(name="set", updater=SET, label="SET", reads=(*SCHEDULE_KEYS, "sparse.drop_fraction"),
                    summary="drop the smallest weights, regrow at random, every ΔT steps (Mocanu et al. 2018)"),
-    SparseTraining(name="rigl", updater=RigL, label="RigL",
+    SparseTraining(name="rigl", updater=RigL, label="RigL", reads=(*SCHEDULE_KEYS, "sparse.drop_fraction"),
                    summary="drop the smallest weights, regrow where the dense gradient is largest (Evci et al. 2020)"),
-    SparseTraining(name="static", updater=Static, label="static sparse",
+    SparseTraining(name="static", updater=Static, label="static sparse", reads=("sparse.distribution", "sparse.dense_layers"),
                    summary="a fixed random mask with the distribution's per-layer counts, trained as it is"),
 ):
     register(_record)

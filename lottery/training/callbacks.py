@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -14,6 +15,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from lottery.core.files import atomic_path, damaged, save_tensors
+from lottery.core.progress import duration
 from lottery.core.masks import MaskManager
 
 
@@ -159,26 +161,34 @@ class CaptureRewindPoints(pl.Callback):
             save_tensors(path, self.state(pl_module), {"step": str(pl_module.schedule_step)})
 
 
-class LevelProgress(pl.Callback):
-    """One status line, rewritten each epoch: level, epoch and validation accuracy.
+PROGRESS_SECONDS = 30.0  # where output is not a terminal, at most one progress line per this many seconds
 
-    Printed only to a terminal; logs and CI get the one summary line per level the runner prints,
-    and with mode "log" (trainer.progress=log) one line per epoch, terminal or not.
+
+class LevelProgress(pl.Callback):
+    """Where a training is: level, epoch, validation accuracy and the time it has taken.
+
+    On a terminal, one status line rewritten each epoch. Elsewhere (output piped or redirected: a log file, CI,
+    a SLURM job), a line at an epoch's end at most every PROGRESS_SECONDS; with mode "log" (trainer.progress=log)
+    a line at every epoch's end, terminal or not.
     """
 
-    def __init__(self, label: str, mode: bool | str = True):
-        self.label, self.lines = label, mode == "log"
+    def __init__(self, label: str, mode: bool | str = True, clock: Callable[[], float] = time.monotonic):
+        self.label, self.lines, self.clock = label, mode == "log", clock
         self.tty = sys.stderr.isatty() and not self.lines
+        self.start = self.last = clock()
 
     def on_train_epoch_end(self, trainer, pl_module):
-        m = trainer.callback_metrics
-        if not ((self.tty or self.lines) and trainer.is_global_zero) or (self.lines and "val/acc" not in m):
+        m, now = trainer.callback_metrics, self.clock()
+        if not trainer.is_global_zero or (not self.tty and "val/acc" not in m):
             return  # (an epoch restarted from its end-of-epoch checkpoint ends again, without validation)
+        if not (self.tty or self.lines or now - self.last >= PROGRESS_SECONDS):
+            return
+        self.last = now
         total = -(-trainer.max_steps // max(1, trainer.num_training_batches))
         # Validation has run by now; train/acc is logged after this hook, so it is left out.
         accs = f"val/acc {float(m['val/acc']):.2%}" if "val/acc" in m else ""
-        line = f"{self.label}  epoch {trainer.current_epoch + 1}/{total}  {accs}"
-        sys.stderr.write(f"{line.rstrip()}\n" if self.lines else f"\r\033[K{line}")
+        line = f"{self.label}  epoch {trainer.current_epoch + 1}/{total}  {accs}  ({duration(now - self.start)})"
+        sys.stderr.write(f"\r\033[K{line}" if self.tty else f"{line}\n")
         sys.stderr.flush()
 
     def on_fit_end(self, trainer, pl_module):

@@ -29,6 +29,8 @@ def training_metrics(history: list[dict], test: dict, spec: RunSpec, updater=Non
         # metrics a dataset asks for beside accuracy (lottery.training.metrics), e.g. test_f1, test_mcc for text
         **{f"test_{k.removeprefix('test/')}": float(v) for k, v in test.items() if k not in ("test/acc", "test/loss")},
     }
+    if hasattr(spec.data, "majority_share"):  # the test accuracy of always predicting the most frequent class
+        metrics["chance_acc"] = spec.data.majority_share("test")
     if getattr(updater, "density", None) is not None:
         metrics["target_density"] = dict(updater.density)
     if hasattr(updater, "watched"):

@@ -1,6 +1,7 @@
 """Bad inputs and faults: each is one line and exit code 2 (130 for Ctrl-C), no traceback, nothing written,
 and the corrected command (or the one the message gives) then succeeds in the same folder. Every registry
 looks names up the same way and names the valid ones when a name is unknown."""
+import re
 import shutil
 from pathlib import Path
 
@@ -39,7 +40,7 @@ BAD_CONFIGS = [
     ("train.optim.optimizer=lion", "unknown optimizer 'lion'"),
     ("train.milestone_epochs=[-3]", "train.milestone_epochs=[-3] must all be >= 0"),
     ("seed=-1", "seed=-1 must be >= 0"),
-    ("matching_tolerance=-5", "matching_tolerance=-5.0 must be >= 0"),
+    ("matching_tolerance=-5", "matching_tolerance=-5.0 must be in [0, 100)"),
     ("data.val_size=0", "data.val_size=0 must be >= 1"),
     ("data.val_size=5000", "data.val_size=5000 must be in [0, 1437)"),
     ("data.options={colour: true}", "unexpected keyword argument 'colour'"),
@@ -68,6 +69,34 @@ BAD_CONFIGS = [
     ("methods.rigl.drop=0.1", "methods.rigl: 'rigl' is a sparse-training method this run does not use"),
     (["branches=[earlybird]", "methods.earlybird.windw=3"], "methods.earlybird.windw: earlybird has no option 'windw' (did you mean 'window'?)"),
     ("branches=[rigl_plus]", "unknown branch 'rigl_plus'"),
+    # every key takes effect or is refused (issue 27): patterns that match nothing, repeats, keys nothing reads
+    ("prune.exclude=[fc9.weight]", "exclude pattern 'fc9.weight' matches no prunable parameter"),
+    (["branches=[rigl]", "prune.levels=1", "sparse.dense_layers=[conv*]"], "sparse.dense_layers pattern 'conv*' matches no prunable tensor"),
+    ("prune.rates={fc9.weight: 0.5}", "rate for 'fc9.weight' matches no prunable parameter"),
+    ("prune.rates={fc1.weight:0.5}", "'fc1.weight:0.5' was read as one key without a value; write {fc1.weight: 0.5} with a space"),
+    (["branches=[reinit,reinit]", "prune.levels=1"], "branches=['reinit', 'reinit'] names reinit more than once"),
+    ("prune.exclude=[fc3.weight,fc3.weight]", "names fc3.weight more than once"),
+    ("train.optim.milestone_steps=[3,3]", "train.optim.milestone_steps=[3, 3] names 3 more than once"),
+    ("sparse.end_step=3", "sparse.end_step=3 has no effect on this run: only the branches gmp, rigl, set read it"),
+    (["branches=[gmp]", "prune.levels=1", "sparse.drop_fraction=0.5"], "sparse.drop_fraction=0.5 has no effect on this run: only the branches rigl, set"),
+    (["branches=[static]", "prune.levels=1", "sparse.interval_steps=5"], "sparse.interval_steps=5 has no effect"),
+    ("sparse.dense_layers=[first]", "sparse.dense_layers=['first'] has no effect on this run"),
+    ("train.optim.finetune_lr=0.5", "train.optim.finetune_lr=0.5 has no effect on this run: only the branches finetune or rewind.policy=finetune"),
+    ("train.optim.decay_steps=5", "train.optim.decay_steps=5 has no effect on this run: only train.optim.schedule=linear"),
+    (["prune.distribution=erk", "prune.rates={fc1.weight: 0.5}"], "prune.rates={'fc1.weight': 0.5} has no effect with prune.distribution=erk"),
+    (["prune.exclude=[fc3.weight]", "prune.output_rate=0.3"], "prune.output_rate=0.3 has no effect: the output layer 'fc3.weight' is not among"),
+    ("matching_tolerance=100", "matching_tolerance=100.0 must be in [0, 100) accuracy points"),
+    # schedules that do not fit the training (6 steps here)
+    ("train.optim.warmup_steps=6", "train.optim.warmup_steps=6 is not shorter than the training (6 steps)"),
+    (["train.optim.schedule=linear", "train.optim.warmup_steps=4", "train.optim.decay_steps=3"], "is not shorter than the linear decay"),
+    (["train.optim.schedule=linear", "train.optim.decay_steps=2"], "the learning rate is 0 for 4 of the 6 steps of the training (67%"),
+    ("train.optim.milestone_steps=[100]", "train.optim.milestone_steps: [100] is past the end of the training (6 steps"),
+    ("train.milestone_epochs=[50]", "train.milestone_epochs: [50] is past the end of the training"),
+    (["prune.levels=40", "prune.fraction=0.5"], "leave fc1.weight (19200 weights) without a weight by the last level"),
+    (["branches=[rigl]", "prune.levels=1", "sparse.start_step=5"], "sparse.start_step=5 is after the last update, sparse.end_step=4 (the default: 75% of the training's 6 steps)"),
+    # messages that name what happened
+    ("model.name=hf:", "model.name: its value was read as a mapping"),
+    ("data.options={root:data}", "data.options: 'root:data' was read as one key without a value"),
 ]
 
 
@@ -195,3 +224,36 @@ def test_a_damaged_run_config_names_the_fix(tmp_path, capsys, finished):
     assert _run(capsys, tmp_path / "runs", "prune.levels=1")[0] == 0
 
 
+
+
+# -- progress anywhere ------------------------------------------------------------------------------------------
+def test_progress_shows_when_output_is_not_a_terminal_and_finished_levels_say_they_were_read(tmp_path, capsys,
+                                                                                            monkeypatch):
+    import lottery.training.callbacks as callbacks
+
+    monkeypatch.setattr(callbacks, "PROGRESS_SECONDS", 0.0)  # the 30 s between lines, shortened for a short test
+    args = ["train.steps=40", "prune.levels=1", "branches=[reinit]", "trainer.progress=true"]
+    code, out, err = _run(capsys, tmp_path / "runs", *args)  # pytest's capture: stderr is no terminal
+    assert code == 0, err
+    assert "level 1 reinit  epoch 2/3  val/acc" in err and "\r" not in err  # lines, not a rewritten status
+    level_lines = [line for line in out.splitlines() if line.startswith("level ")]
+    assert all(re.search(r"\[\d+ s(, about .* left)?\]$", line) for line in level_lines), level_lines
+    assert "about" in level_lines[0] and re.search(r"^done in [\d a-z]+; curve:", out.splitlines()[-1])
+    code, out, err = _run(capsys, tmp_path / "runs", *args)
+    assert code == 0 and all(line.endswith("(read from disk)") for line in out.splitlines() if line.startswith("level "))
+    assert "epoch" not in err
+
+
+def test_the_console_report_and_ticket_name_one_winning_ticket_by_one_rule(tmp_path, capsys):
+    from lottery.core.ticket import load_ticket
+
+    code, out, err = _run(capsys, tmp_path / "runs", "train.steps=40", "prune.levels=3", "branches=[reinit]")
+    assert code == 0, err
+    said = int(re.search(r"^winning ticket: level (\d+), .* at level \1: reinit [\d.]+%\) -> ", out, re.M).group(1))
+    report = (tmp_path / "runs" / "demo" / "report.md").read_text()
+    summary = report.split("## Every method")[0]
+    assert f"**level {said}, " in summary and "validation accuracy" in summary
+    assert re.search(rf"\| random re-initialisation \| {said} \|", summary)  # the control beside it, same level
+    assert "*a second rule:* the sparsest IMP level matching on mean **test** accuracy" in summary
+    assert load_ticket(tmp_path / "runs" / "demo" / "ticket.safetensors").metadata["level"] == said
+    assert " ± " not in report  # one seed: no spread to show

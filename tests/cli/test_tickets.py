@@ -102,6 +102,17 @@ def test_a_crafted_or_truncated_ticket(tmp_path, capsys, finished, edit, phrase)
     one_line_error(err, phrase)
 
 
+def test_inspect_takes_a_run_folder_and_a_compact_export(tmp_path, capsys, finished):
+    code, out, _ = run_main(capsys, "inspect", finished)
+    assert code == 0 and out.startswith(f"ticket {finished / 'ticket.safetensors'}") and "per-layer sparsity" in out
+    assert run_main(capsys, "export", finished, "--format", "compact", "--out", tmp_path / "c.safetensors")[0] == 0
+    code, out, _ = run_main(capsys, "inspect", tmp_path / "c.safetensors")
+    assert code == 0 and out.startswith("compact export") and "architecture    lenet_300_100" in out
+    code, _, err = run_main(capsys, "inspect", tmp_path)
+    assert code == 2
+    one_line_error(err, "is a folder without a ticket.safetensors")
+
+
 @pytest.mark.parametrize("out, phrase", [("folder", "is a folder"), ("/proc/ticket.safetensors", "cannot write the ticket")])
 def test_export_to_a_folder_or_an_unwritable_place_leaves_nothing(tmp_path, capsys, finished, out, phrase):
     target = tmp_path / "folder" if out == "folder" else Path(out)
@@ -116,7 +127,9 @@ def test_export_to_a_folder_or_an_unwritable_place_leaves_nothing(tmp_path, caps
 
 def test_exported_files_have_the_permissions_of_the_other_run_files(tmp_path, capsys, finished):
     assert run_main(capsys, "export", finished, "--out", tmp_path / "t.safetensors")[0] == 0
+    assert run_main(capsys, "export", finished, "--format", "compact", "--out", tmp_path / "c.safetensors")[0] == 0
     (tmp_path / "plain").write_text("x")
     mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
     assert mode(tmp_path / "t.safetensors") == mode(tmp_path / "plain") == mode(finished / "curve.csv")
+    assert mode(tmp_path / "c.safetensors") == mode(tmp_path / "plain")  # not safetensors' own 0600
     assert mode(finished / "ticket.safetensors") == mode(finished / "config.yaml")

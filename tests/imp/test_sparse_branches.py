@@ -31,7 +31,7 @@ def test_rigl_and_gmp_as_lanes_equal_runs_alone(tmp_path):
     alone = RunLayout(run(load_config(DEMO, [f"runs_dir={tmp_path / 'alone'}", *common, "trainer.lanes=1"]),
                           log=lambda *_: None))
     lanes = RunLayout(run(load_config(DEMO, [f"runs_dir={tmp_path / 'lanes'}", *common, "trainer.lanes=4"]),
-                          log=lines.append))
+                          log=lines.append, verbose=True))
     assert "2 runs like 'level 1 rigl': 2 lanes (trainer.lanes=4)" in "\n".join(lines)  # one group per method
     for seed in (0, 1):
         for method in ("rigl", "gmp"):

@@ -56,7 +56,7 @@ SCRIPT = textwrap.dedent('''
     cfg = load_config(None, [f"runs_dir={out / 'runs'}", f"prune.strategy={sys.argv[2]}", "train.epochs=1",
                              "prune.levels=2", "branches=[]", "trainer.progress=false", "trainer.accelerator=cpu",
                              "trainer.devices=2", "trainer.strategy=ddp", "data.val_size=200", *sys.argv[3:]])
-    run(cfg)
+    run(cfg, verbose=True)
 ''')
 
 

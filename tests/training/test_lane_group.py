@@ -22,7 +22,7 @@ def _files(run_dir: Path) -> set[str]:
 def test_seeds_and_branches_as_lanes_match_one_by_one(tmp_path):
     lines = []
     alone = run(load_config(DEMO, [f"runs_dir={tmp_path / 'alone'}", *TINY, "trainer.lanes=1"]), log=lambda *_: None)
-    lanes = run(load_config(DEMO, [f"runs_dir={tmp_path / 'lanes'}", *TINY, "trainer.lanes=8"]), log=lines.append)
+    lanes = run(load_config(DEMO, [f"runs_dir={tmp_path / 'lanes'}", *TINY, "trainer.lanes=8"]), log=lines.append, verbose=True)
     assert "6 runs like 'level 1': 6 lanes (trainer.lanes=8)" in "\n".join(lines)  # 2 tickets + 4 branches
     assert _files(alone) == _files(lanes)
     a, b = RunLayout(alone), RunLayout(lanes)
@@ -77,7 +77,7 @@ def test_late_rewinding_captures_each_lanes_rewind_point_and_resumes_with_anothe
     lines = []
     alone = run(load_config(DEMO, [f"runs_dir={tmp_path / 'alone'}", *late, "trainer.lanes=1"]), log=lambda *_: None)
     mixed = tmp_path / "mixed"
-    run(load_config(DEMO, [f"runs_dir={mixed}", *late, "prune.levels=0", "trainer.lanes=2"]), log=lines.append)
+    run(load_config(DEMO, [f"runs_dir={mixed}", *late, "prune.levels=0", "trainer.lanes=2"]), log=lines.append, verbose=True)
     assert "2 runs like 'level 0': 2 lanes (trainer.lanes=2)" in "\n".join(lines)
     mixed = run(load_config(DEMO, [f"runs_dir={mixed}", *late, "trainer.lanes=1"]), log=lambda *_: None)
     assert _files(alone) == _files(mixed)
@@ -105,7 +105,7 @@ def test_on_a_gpu_lane_counts_follow_the_free_memory(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (int(2.5 * one / 0.9), 80 * 2**30))  # 2 lanes fit
     args = [*TINY[:2], "prune.levels=0", "branches=[]", "seeds=[0,1,2]", *TINY[4:]]
     lines = []
-    run(load_config(DEMO, [f"runs_dir={tmp_path / 'auto'}", *args, "trainer.lanes=auto"]), log=lines.append)
+    run(load_config(DEMO, [f"runs_dir={tmp_path / 'auto'}", *args, "trainer.lanes=auto"]), log=lines.append, verbose=True)
     assert "3 runs like 'level 0': 2 lanes: the most that fit" in "\n".join(lines)
     with pytest.raises(LotteryError, match=r"trainer.lanes=3: 3 lanes of ~.* do not fit .*; 2 fit: set trainer.lanes=2"):
         run(load_config(DEMO, [f"runs_dir={tmp_path / 'three'}", *args, "trainer.lanes=3"]), log=lambda *_: None)
