@@ -35,8 +35,11 @@ $(VENV)/.installed: pyproject.toml
 	@echo "make: building $(VENV) with $(PYTHON): $$($(PYTHON) -c 'import sys; print(sys.executable, sys.version.split()[0])')"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e ".[test]"
+	@echo "make: installing $(TORCH) (pip's default build of torch is the CUDA one: ~5.5 GB in $(VENV); for a CPU-only"
+	@echo "      machine see README.md, Install)"
+	$(PY) -m pip install --progress-bar on $(TORCH)
+	@echo "make: installing lottery and what its tests use (the test extra)"
+	$(PY) -m pip install --progress-bar on -e ".[test]"
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv and install lottery with its dependencies

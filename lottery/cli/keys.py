@@ -93,11 +93,12 @@ def _closest(name: str, names) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-# Keys that only some methods or settings read, with what else reads them than the methods whose records name them.
+# Keys that only some methods or settings read: besides the methods whose records name them, the setting that reads
+# each one, and when it is on.
 _READ_ALSO = {
-    "train.optim.finetune_lr": lambda cfg: cfg.rewind.policy == "finetune",
-    "sparse.dense_layers": lambda cfg: cfg.prune.distribution is not None,
-    "train.optim.decay_steps": lambda cfg: cfg.train.optim.schedule == "linear",
+    "train.optim.finetune_lr": ("rewind.policy=finetune", lambda cfg: cfg.rewind.policy == "finetune"),
+    "sparse.dense_layers": ("prune.distribution", lambda cfg: cfg.prune.distribution is not None),
+    "train.optim.decay_steps": ("train.optim.schedule=linear", lambda cfg: cfg.train.optim.schedule == "linear"),
 }
 
 
@@ -113,12 +114,11 @@ def _check_read(cfg: ExperimentConfig) -> None:
     for key in sorted(set(readers) | set(_READ_ALSO)):
         if given.get(key) == defaults.get(key):
             continue
-        if used & set(readers.get(key, ())) or _READ_ALSO.get(key, lambda c: False)(cfg):
+        also, reads = _READ_ALSO.get(key, ("", lambda c: False))
+        if used & set(readers.get(key, ())) or reads(cfg):
             continue
         who = ", ".join(sorted(readers.get(key, ())))
-        also = {"train.optim.finetune_lr": "rewind.policy=finetune", "sparse.dense_layers": "prune.distribution",
-                "train.optim.decay_steps": "train.optim.schedule=linear"}.get(key)
-        needs = " or ".join(x for x in (f"the branches {who}" if who else "", also or "") if x)
+        needs = " or ".join(x for x in (f"the branches {who}" if who else "", also) if x)
         raise LotteryError(f"{key}={given[key]} has no effect on this run: only {needs} read it; remove it, or add "
                            "what reads it")
     if cfg.prune.distribution is not None and cfg.prune.rates:
