@@ -25,7 +25,7 @@ from lottery.core import files
 from lottery.core.errors import LotteryError
 from lottery.core.layout import RunLayout
 from lottery.core.methods import METHODS, Context
-from lottery.core.schema import ExperimentConfig
+from lottery.core.schema import ExperimentConfig, SparseConfig
 from lottery.imp.runner import SeedRunner, runners
 from lottery.sparsity.updaters import SPARSE_TRAINING
 from lottery.training.optimizers import make_optimizer
@@ -110,17 +110,18 @@ def _check_build(runner: SeedRunner, world_size: int, options: dict) -> None:
     lrs = [optim.lr_at(s) for s in {0, runner.total_steps - 1, *optim.milestone_steps}] + [optim.finetuning_lr]
     if not all(math.isfinite(lr) for lr in lrs):
         raise LotteryError(f"train.optim gives a learning rate that is not finite ({lrs}); lower train.optim.gamma or lr")
-    _check_sparse_training(runner, masks)
     context = Context(model, masks, data, runner.total_steps, optim)
     for name in used_methods(cfg):
         method = METHODS[name]
         if method.check is not None:
             method.call(method.check, context, options=options[name])
+    _check_sparse_training(runner, masks, options)
 
 
-def _check_sparse_training(runner: SeedRunner, masks) -> None:
-    """The sparse-training schedule fits the training, and the distributions can share out the sparsest level's
-    density: the density IMP's pruning reaches there (fraction x each tensor's rate, per level)."""
+def _check_sparse_training(runner: SeedRunner, masks, options: dict) -> None:
+    """The sparse-training schedule fits the training; each method whose options fix its densities says them in one
+    line; the distributions can share out the sparsest level's density (the density IMP's pruning reaches there:
+    fraction x each tensor's rate, per level); and a distribution given where no branch reads it is an error."""
     cfg, total = runner.cfg, runner.total_steps
     sparse = [name for name in cfg.branches if name in SPARSE_TRAINING]
     if sparse:
@@ -128,8 +129,10 @@ def _check_sparse_training(runner: SeedRunner, masks) -> None:
         if end >= total:
             raise LotteryError(f"sparse.end_step={end} is past the training ({total} steps: 0 .. {total - 1}); choose "
                                f"sparse.end_step < {total}, or null for 75% of it")
+    readers = [name for name in sparse if _reads_distribution(runner, name, masks, options.get(name))]
+    _check_unread_distribution(cfg, sparse, readers)
     p, levels = cfg.prune, cfg.prune.levels
-    checks = ([(cfg.sparse.distribution, f"branches {sorted(sparse)}")] if sparse else []) + (
+    checks = ([(cfg.sparse.distribution, f"branches {sorted(readers)}")] if readers else []) + (
         [(p.distribution, "prune.distribution")] if p.distribution is not None else [])
     if levels == 0 or not checks:
         return
@@ -142,6 +145,38 @@ def _check_sparse_training(runner: SeedRunner, masks) -> None:
         except LotteryError as e:
             raise LotteryError(f"{what}: level {levels} ({density:.2%} of the weights) with distribution "
                                f"{distribution}: {e}") from None
+
+
+def _reads_distribution(runner: SeedRunner, name: str, masks, options) -> bool:
+    """Whether branch `name` shares a density out by sparse.distribution; a method whose options fix its densities
+    (SR-STE's N:M) says them in one line, which layers it keeps dense among them."""
+    method = SPARSE_TRAINING[name]
+    if method.densities is None:
+        return True
+    shared = []
+
+    def share(density):
+        shared.append(density)
+        return runner.models.layer_densities(masks, density)
+
+    own = method.call(method.densities, masks, share, options=options)
+    if own is None:
+        return True
+    dense = [n for n, d in own.items() if d >= 1.0]
+    pruned = ", ".join(f"{n} {100 * d:.1f}%" for n, d in own.items() if d < 1.0)
+    runner.log(f"{name}: densities of its own, trained once off level 1: {pruned}; dense: {', '.join(dense) or 'none'}")
+    return bool(shared)
+
+
+def _check_unread_distribution(cfg, sparse: list[str], readers: list[str]) -> None:
+    """sparse.distribution and sparse.dense_layers set where no branch of the run reads them: refused, not ignored."""
+    default, given = SparseConfig(), cfg.sparse
+    set_keys = [f"sparse.{k}={getattr(given, k)}" for k in ("distribution", "dense_layers")
+                if getattr(given, k) != getattr(default, k)]
+    if sparse and not readers and set_keys:
+        raise LotteryError(f"{' '.join(set_keys)} applies to no branch of this run: {', '.join(sparse)} fix their "
+                           "densities by their own options (N:M fixes every layer's density); remove it, or set the "
+                           "method's options (methods.<name>.*, `lottery list branches`)")
 
 
 def _check_batch_size(cfg: ExperimentConfig, data: pl.LightningDataModule) -> None:
