@@ -82,7 +82,7 @@ class ShadowUpdater(MaskUpdater):
             self.shadow[name] = self.first_shadow(index, name, param.detach().clone(), shape)
             new[name] = self.new_mask(0, self._rows(index, name, masks, lanes or 1)).view_as(param)
             param.copy_(self.effective(name, new[name]))
-        masks.replace_masks(new)
+        masks.replace_masks(new, self.density)  # the targets with the masks: a resumed run checks the two
 
     @torch.no_grad()
     def before_step(self, step: int, masks: MaskManager, optimizer: torch.optim.Optimizer) -> None:
@@ -114,7 +114,7 @@ class ShadowUpdater(MaskUpdater):
             self._on(name, param).copy_(param)
             new[name] = self.new_mask(step, self._rows(index, name, masks, lanes)).view_as(param)
             param.copy_(self.effective(name, new[name]))
-        masks.replace_masks(new)
+        masks.replace_masks(new, self.density)  # the targets with the masks: a resumed run checks the two
 
     def _rows(self, index: int, name: str, masks: MaskManager, lanes: int) -> Rows:
         mask, density = masks.masks[name], self.density[name]
