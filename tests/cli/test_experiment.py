@@ -68,6 +68,13 @@ BAD_CONFIGS = [
     ("methods.rigl.drop=0.1", "methods.rigl: 'rigl' is a sparse-training method this run does not use"),
     (["branches=[earlybird]", "methods.earlybird.windw=3"], "methods.earlybird.windw: earlybird has no option 'windw' (did you mean 'window'?)"),
     ("branches=[rigl_plus]", "unknown branch 'rigl_plus'"),
+    (["branches=[srste]", "methods.srste.n=4", "methods.srste.m=4"], "methods.srste.n=4, m=4: an N:M pattern keeps N"),
+    (["branches=[srste]", "methods.srste.m=8"],
+     "methods.srste.m=8 does not divide the 300 input weights of each row of fc2.weight (100, 300)"),
+    (["branches=[srste]", "sparse.distribution=uniform"], "sparse.distribution=uniform applies to no branch of this run"),
+    (["branches=[edgepopup]", "methods.edgepopup.density=1.5"], "methods.edgepopup.density=1.5 must be in (0, 1)"),
+    (["branches=[edgepopup]", "methods.edgepopup.density=0"], "methods.edgepopup.density=0.0 must be in (0, 1)"),
+    (["branches=[rigl]", "methods.rigl.update_step=twice"], "update_step='twice' must be one of: skip"),
 ]
 
 
