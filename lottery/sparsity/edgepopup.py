@@ -108,6 +108,14 @@ class EdgePopup(ShadowUpdater):
     def dense_gradient_steps(self, total_steps: int) -> int:
         return total_steps  # every step takes the gradient of every weight: the scores' straight-through gradient
 
+    @staticmethod
+    def regenerate(init: Mapping[str, torch.Tensor], density: Mapping[str, float],
+                   options: EdgePopupOptions) -> dict[str, torch.Tensor]:
+        """The weights a strong ticket keeps, from the initial weights of one run it was drawn from: what its mask
+        selects from (lottery.export.supermask writes a seed and the mask, and regenerates them)."""
+        return {n: frozen_weights(init[n], tuple(init[n].shape), d, options) if d < 1.0 else init[n].clone()
+                for n, d in density.items()}
+
     def _frozen(self, name: str, like: torch.Tensor) -> torch.Tensor:
         frozen = self.frozen[name]
         if frozen.device != like.device or frozen.dtype != like.dtype:
