@@ -22,7 +22,7 @@ RUN     = $(VENV)/bin/lottery run --config $(1) "seeds=$(SEED_LIST)" trainer.lan
 	  $(if $(LEVELS),prune.levels=$(LEVELS)) $(ARGS)
 PRESET  = $(call RUN,experiments/configs/$(1).yaml)
 
-.PHONY: help install demo sparse-demo bench-sparse vit-digits bert-rte bench-bert sweep-demo test test-fast bench bench-data bench-level bench-lanes bench-memory bench-export gpu-check curves stability clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
+.PHONY: help install demo sparse-demo strong-tickets update-step bench-sparse vit-digits bert-rte bench-bert sweep-demo test test-fast bench bench-data bench-level bench-lanes bench-memory bench-export gpu-check curves stability clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -49,6 +49,15 @@ demo: install  ## the demo: IMP on LeNet-300-100 / digits, 12 levels + control, 
 
 sparse-demo: install  ## IMP beside GMP, SET, RigL, static ERK and early-bird tickets on digits, with their cost (~2 min)
 	$(VENV)/bin/lottery run --config experiments/configs/sparse_demo.yaml trainer.lanes=$(LANES)
+
+strong-tickets: install  ## strong tickets (edge-popup) and SR-STE 2:4 beside IMP and reinit on digits, LeNet and 4x as wide (~25 min)
+	$(VENV)/bin/lottery run --config experiments/configs/strong_tickets.yaml trainer.lanes=$(LANES)
+	$(VENV)/bin/lottery run --config experiments/configs/strong_tickets.yaml trainer.lanes=$(LANES) \
+	  model.name=lenet_1200_400 name=strong_tickets_wide
+	$(PY) experiments/nm_compare.py runs/strong_tickets
+
+update-step: install  ## SET and RigL: what an update step does with its gradient (skip, apply, extra), 10 seeds (~15 min)
+	$(PY) experiments/update_step.py --seeds 10
 
 bench-sparse: install  ## the cost of a mask update (GMP, SET, RigL) amortised over ΔT = 100 steps vs dense steps
 	$(PY) experiments/bench_sparse.py

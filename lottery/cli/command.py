@@ -5,6 +5,7 @@
     lottery export runs/demo [--level N] --out ticket.safetensors
     lottery export runs/demo --format compact|shrunk|onnx --out model.safetensors|.pt2|.onnx
     lottery export runs/bert_rte --format hf --out folder       # a folder from_pretrained loads
+    lottery export runs/strong --branch edgepopup --format supermask --out strong.safetensors   # seed + packed mask
     lottery inspect ticket.safetensors
     lottery plot runs/demo
     lottery list [models|datasets|strategies|branches|presets|distributions|optimizers|policies|loggers|configs]
@@ -40,12 +41,13 @@ def _export(args) -> None:
     from lottery.cli import tickets
 
     if args.format != "ticket":  # the deployable formats go through the ticket, see lottery/export
-        path = tickets.export_as(args.run_dir, args.format, args.out, args.level, args.seed, args.dtype)
+        path = tickets.export_as(args.run_dir, args.format, args.out, args.level, args.seed, args.dtype,
+                                 branch=args.branch)
         print(f"wrote {path}")
         return
     if args.dtype != "fp32":
         raise LotteryError(f"--dtype {args.dtype} applies to --format compact only")
-    path = tickets.export(Path(args.run_dir), args.level, Path(args.out), seed=args.seed)
+    path = tickets.export(Path(args.run_dir), args.level, Path(args.out), seed=args.seed, branch=args.branch)
     print(f"wrote {path}")
     _inspect(argparse.Namespace(file=path))
 
@@ -169,13 +171,16 @@ def _run_arguments(sub) -> None:
 def _export_arguments(sub) -> None:
     e = sub.add_parser("export", help="export a winning ticket from a run folder, as a research ticket or for deployment")
     e.add_argument("run_dir", help="a run folder (or, for the deployable formats, a ticket file)")
-    e.add_argument("--format", default="ticket", choices=["ticket", "compact", "shrunk", "onnx", "hf"],
+    e.add_argument("--format", default="ticket", choices=["ticket", "compact", "shrunk", "onnx", "hf", "supermask"],
                    help="ticket: masks + rewind + final weights (research); compact: surviving values + bit-packed "
                         "mask (safetensors); shrunk: dead units removed (torch.export .pt2); onnx: the shrunk model; "
-                        "hf: a folder from_pretrained loads (hf: models), masks in masks.safetensors")
+                        "hf: a folder from_pretrained loads (hf: models), masks in masks.safetensors; supermask: a "
+                        "strong ticket (--branch edgepopup) as its seed and packed mask, ~1 bit per weight")
     e.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="values of --format compact")
     e.add_argument("--level", type=int, help="level to export (default: the sparsest matching level)")
     e.add_argument("--seed", type=int, help="seed folder to export from (default: the run's seed)")
+    e.add_argument("--branch", help="a branch's network instead of IMP's ticket (e.g. edgepopup, srste; default "
+                                    "level: its sparsest that matches the dense network)")
     e.add_argument("--out", required=True, help="output file: .safetensors (ticket, compact), .pt2 (shrunk), .onnx; "
                                                 "a new folder for hf")
     e.set_defaults(func=_export)

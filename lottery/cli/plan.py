@@ -114,12 +114,12 @@ def _check_build(runner: SeedRunner, world_size: int, options: dict) -> None:
     _check_schedule(runner)
     _check_classes(cfg, data)
     _check_levels(cfg, model, masks)
-    _check_sparse_training(runner, masks)
     context = Context(model, masks, data, runner.total_steps, optim)
     for name in used_methods(cfg):
         method = METHODS[name]
         if method.check is not None:
             method.call(method.check, context, options=options[name])
+    _check_sparse_training(runner, masks, options)
 
 
 ZERO_LR_SHARE = 0.05  # the share of a training's steps at learning rate 0 that still counts as training
@@ -182,9 +182,10 @@ def _check_classes(cfg: ExperimentConfig, data) -> None:
                            "split the data so that training sees every class")
 
 
-def _check_sparse_training(runner: SeedRunner, masks) -> None:
-    """The sparse-training schedule fits the training, and the distributions can share out the sparsest level's
-    density: the density IMP's pruning reaches there (fraction x each tensor's rate, per level)."""
+def _check_sparse_training(runner: SeedRunner, masks, options: dict) -> None:
+    """The sparse-training schedule fits the training; each method whose options fix its densities says them in one
+    line; the distributions can share out the sparsest level's density (the density IMP's pruning reaches there:
+    fraction x each tensor's rate, per level)."""
     cfg, total = runner.cfg, runner.total_steps
     sparse = [name for name in cfg.branches if name in SPARSE_TRAINING]
     if sparse:
@@ -197,8 +198,9 @@ def _check_sparse_training(runner: SeedRunner, masks) -> None:
         if end >= total:
             raise LotteryError(f"sparse.end_step={end} is past the training ({total} steps: 0 .. {total - 1}); choose "
                                f"sparse.end_step < {total}, or null for 75% of it")
+    readers = [name for name in sparse if _reads_distribution(runner, name, masks, options.get(name))]
     p, levels = cfg.prune, cfg.prune.levels
-    checks = ([(cfg.sparse.distribution, f"branches {sorted(sparse)}")] if sparse else []) + (
+    checks = ([(cfg.sparse.distribution, f"branches {sorted(readers)}")] if readers else []) + (
         [(p.distribution, "prune.distribution")] if p.distribution is not None else [])
     if levels == 0 or not checks:
         return
@@ -211,6 +213,27 @@ def _check_sparse_training(runner: SeedRunner, masks) -> None:
         except LotteryError as e:
             raise LotteryError(f"{what}: level {levels} ({density:.2%} of the weights) with distribution "
                                f"{distribution}: {e}") from None
+
+
+def _reads_distribution(runner: SeedRunner, name: str, masks, options) -> bool:
+    """Whether branch `name` shares a density out by sparse.distribution; a method whose options fix its densities
+    (SR-STE's N:M) says them in one line, which layers it keeps dense among them."""
+    method = SPARSE_TRAINING[name]
+    if method.densities is None:
+        return True
+    shared = []
+
+    def share(density):
+        shared.append(density)
+        return runner.models.layer_densities(masks, density)
+
+    own = method.call(method.densities, masks, share, options=options)
+    if own is None:
+        return True
+    dense = [n for n, d in own.items() if d >= 1.0]
+    pruned = ", ".join(f"{n} {100 * d:.1f}%" for n, d in own.items() if d < 1.0)
+    runner.log(f"{name}: densities of its own, trained once off level 1: {pruned}; dense: {', '.join(dense) or 'none'}")
+    return bool(shared)
 
 
 def _check_batch_size(cfg: ExperimentConfig, data: pl.LightningDataModule) -> None:

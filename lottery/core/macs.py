@@ -47,14 +47,16 @@ def layer_macs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
 
 
 def training_cost(macs: Mapping[str, int], segments: Sequence[tuple[int, Mapping[str, float]]], end_step: int,
-                  full_steps: int, dense_gradient_steps: int = 0) -> float:
+                  full_steps: int, dense_gradient_steps: int = 0, extra_iterations: int = 0) -> float:
     """A training's multiply-accumulates as a multiple of a dense training of `full_steps` iterations (dense = 1x).
 
     Each iteration costs a forward and a backward pass: 3 x the layers' MACs scaled by their densities (a sparse
     layer costs its density; layers without a mask are dense), as RigL accounts FLOPs (Evci et al. 2020, Appendix H).
     segments: (first iteration, density per masked tensor) in order, each lasting to the next one, the last to
-    `end_step`. dense_gradient_steps: iterations that take the gradient of every weight (RigL's updates): their
-    weight gradient is dense.
+    `end_step`. dense_gradient_steps: iterations that take the gradient of every weight (RigL's updates, every step
+    of edge-popup, whose scores need it): their weight gradient is dense. extra_iterations: iterations beyond the
+    schedule's steps (RigL's updates taken as iterations of their own), a forward and backward each at the last
+    densities.
     """
     dense = 3 * sum(macs.values())
     if not dense or full_steps < 1:
@@ -66,4 +68,6 @@ def training_cost(macs: Mapping[str, int], segments: Sequence[tuple[int, Mapping
         last = density
     if dense_gradient_steps and last is not None:
         total += dense_gradient_steps * sum(m * (1 - last.get(n, 1.0)) for n, m in macs.items())
+    if extra_iterations and last is not None:
+        total += extra_iterations * sum(3 * m * last.get(n, 1.0) for n, m in macs.items())
     return total / (dense * full_steps)

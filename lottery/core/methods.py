@@ -152,11 +152,20 @@ class SparseTraining(Branch):
     """A branch that finds a sparse network within one training, from the dense level's initial weights, at the
     level's density shared out by `sparse.distribution`: `updater` (a lottery.sparsity.updaters.MaskUpdater class)
     changes the masks while it trains, on the `sparse.*` schedule. starts_dense: from the dense network (gradual
-    magnitude pruning), else from a random mask with the distribution's per-layer counts."""
+    magnitude pruning; the methods that compute their first mask themselves), else from a random mask with the
+    distribution's per-layer counts.
+
+    densities: `densities(masks, share[, options])` -> {tensor: density} for a method whose options fix its
+        densities instead of the level (SR-STE: N/M in every layer its pattern prunes), or None where they do not;
+        `masks` is a MaskManager of the prunable tensors, `share(d)` the density d shared out by sparse.distribution.
+        A method with densities of its own trains once, off the first pruned level: its network is the same at every
+        level. None (the field): always the level's.
+    """
 
     updater: type
     starts_dense: bool = False
     reads: tuple[str, ...] = SCHEDULE_KEYS
+    densities: Callable | None = None
 
     kind = "sparse-training method"
 

@@ -12,16 +12,17 @@ from lottery.export.compact import save_compact
 from lottery.export.onnx import save_onnx
 from lottery.export.shrink import save_shrunk
 
-FORMATS = ("compact", "shrunk", "onnx", "hf")
+FORMATS = ("compact", "shrunk", "onnx", "hf", "supermask")
 
 
 def export(model: nn.Module, fmt: str, out: str | os.PathLike, masks=None, example_input: torch.Tensor | None = None,
            dtype: str = "fp32", metadata: dict | None = None, log=print, tokenizer: str | None = None) -> Path:
-    """Write `model` (pruned by `masks`) to `out` in format `fmt` ("compact", "shrunk", "onnx" or "hf").
+    """Write `model` (pruned by `masks`) to `out` in format `fmt` ("compact", "shrunk", "onnx", "hf" or "supermask").
 
     `example_input` (a batch of the model's inputs) is needed by "shrunk" and "onnx"; `dtype`
     ("fp32", "fp16", "bf16") by "compact" only; "hf" (a save_pretrained folder, lottery.export.hf) takes the
-    `tokenizer` (name or folder) to save beside the model.
+    `tokenizer` (name or folder) to save beside the model; "supermask" (a strong ticket's seed and mask,
+    lottery.export.supermask) the recipe of its weights in `metadata`.
     """
     if fmt not in FORMATS:
         raise LotteryError(f"unknown export format {fmt!r}; choose one of: ticket, {', '.join(FORMATS)}")
@@ -29,6 +30,10 @@ def export(model: nn.Module, fmt: str, out: str | os.PathLike, masks=None, examp
         raise LotteryError(f"dtype={dtype!r} applies to the compact format only, not to {fmt!r}")
     if fmt == "compact":
         return save_compact(model, out, masks, dtype, metadata)
+    if fmt == "supermask":
+        from lottery.export.supermask import save_supermask
+
+        return save_supermask(model, out, masks, metadata or {})
     if fmt == "hf":
         from lottery.export.hf import save_hf
 

@@ -44,7 +44,8 @@ def export_ticket(ticket: str | os.PathLike, fmt: str, out: str | os.PathLike, d
     from lottery.export.formats import export
 
     model, masks, meta = model_from_ticket(ticket)
-    keep = ("architecture", "num_classes", "input_shape", "dataset", "level", "density", "test_acc", "seed")
+    keep = ("architecture", "num_classes", "input_shape", "dataset", "level", "density", "test_acc", "seed", "branch",
+            "options", "target_density")
     path = export(model, fmt, out, masks, example_batch(meta["input_shape"], model=model), dtype,
                   {k: meta[k] for k in keep if k in meta}, log=log, tokenizer=meta.get("tokenizer"))
     dense = sum(t.numel() * t.element_size() for t in model.state_dict().values())

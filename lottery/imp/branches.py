@@ -32,7 +32,7 @@ from lottery.core.files import read_json
 from lottery.core.masks import MaskManager, layer_density
 from lottery.core.methods import METHODS, Branch, Calibration, OneShot, SparseTraining, register
 from lottery.core.rewind import Rewinding, TrainingPlan
-from lottery.sparsity import pruning_at_init, updaters, wanda  # noqa: F401  (their modules register those branches)
+from lottery.sparsity import edgepopup, pruning_at_init, srste, updaters, wanda  # noqa: F401  (their records)
 from lottery.sparsity.earlybird import EarlyBirdOptions, EarlyBirdSpec
 
 if TYPE_CHECKING:
@@ -77,15 +77,33 @@ def training(method: Branch, point: LevelPoint, models: SeedModels, rewinding: R
 
 def _sparse_training(method: SparseTraining, point: LevelPoint, models: SeedModels, rewinding: Rewinding,
                      options) -> Training:
-    """One training from the dense level's initialisation to the level's density, shared out by sparse.distribution;
-    from dense (starts_dense) or from a random mask with the distribution's per-layer counts."""
+    """One training from the dense level's initialisation to the level's density, shared out by sparse.distribution
+    (or to the method's own densities); from dense (starts_dense) or from a random mask with those per-layer counts."""
     model = models.with_weights(models.files.rewind(0))
     masks = models.masks_for(model)
-    density = models.layer_densities(masks, 1.0 - point.masks.sparsity())
+    density = own_densities(method, models, options, masks) or models.layer_densities(masks, 1.0 - point.masks.sparsity())
     if not method.starts_dense:
         masks.prune_to(density, "layer_random", point.generator())
     updater = models.sparse_training(method.name, density, rewinding.total_steps, point.branch_seed, options)
     return Training(model, masks, rewinding.dense_plan, updater)
+
+
+def own_densities(method: SparseTraining, models: SeedModels, options, masks: MaskManager | None = None):
+    """The densities a sparse-training method's options fix (its record's `densities`), or None: the level's. masks:
+    the prunable tensors (default: those of the seed's architecture)."""
+    if method.densities is None:
+        return None
+    masks = masks if masks is not None else models.masks_for(models.fresh(models.seed, pretrained=False))
+    share = lambda density: models.layer_densities(masks, density)  # noqa: E731
+    return method.call(method.densities, masks, share, options=options)
+
+
+def trains_at(method: Branch, level: int, models: SeedModels, options) -> bool:
+    """Whether branch `method` trains off `level`: every branch at every pruned level, but a method whose densities
+    are its own trains once, off level 1 (its network would be the same at every level)."""
+    if level == 1 or not isinstance(method, SparseTraining) or method.densities is None:
+        return True
+    return models.own_density_of(method.name, lambda: own_densities(method, models, options)) is None
 
 
 def _one_shot(method: OneShot, point: LevelPoint, models: SeedModels, rewinding: Rewinding, options) -> Training:

@@ -23,7 +23,7 @@ from lottery.core.rewind import REWIND, Rewinding
 from lottery.core.pruning import get_strategy
 from lottery.core.schema import DataConfig, ExperimentConfig, ModelConfig
 from lottery.data import create_datamodule
-from lottery.imp.branches import BRANCHES, LevelPoint, training
+from lottery.imp.branches import BRANCHES, LevelPoint, trains_at, training
 from lottery.imp.seed_models import SeedModels
 from lottery.models import HF
 from lottery.sparsity.watch import watching
@@ -73,7 +73,11 @@ class SeedRunner:
             return [self.dense()]
         pruned = self.pruned(level)
         point = LevelPoint(level, pruned.masks, seeds.branch(self.seed, level))
-        return [pruned, *(self.branch(point, name) for name in self.cfg.branches)]
+        return [pruned, *(self.branch(point, name) for name in self.branches(level))]
+
+    def branches(self, level: int) -> list[str]:
+        """The branches that train off pruned `level`: all of them, but a method with densities of its own once."""
+        return [n for n in self.cfg.branches if trains_at(BRANCHES[n], level, self.models, self.options.get(n))]
 
     def finished(self, level: int) -> list[dict] | None:
         """The metrics of pruned `level`'s trainings (as `specs` orders them) when every one is done, else None: a
@@ -82,14 +86,14 @@ class SeedRunner:
         if level == 0:
             return None
         files = self.files.level(level)
-        outs = [files, *(files.branch(name) for name in self.cfg.branches)]
+        outs = [files, *(files.branch(name) for name in self.branches(level))]
         return [read_json(out.metrics) for out in outs] if all(out.done for out in outs) else None
 
     def report(self, level: int, results: list[dict], note: str = "") -> dict:
         """The level's metrics (the pruned level's, with its branches'), logged in one line ending in `note`."""
         metrics, *branch_metrics = results
         if level > 0:
-            metrics["branches"] = dict(zip(self.cfg.branches, branch_metrics))
+            metrics["branches"] = dict(zip(self.branches(level), branch_metrics))
         self._report(level, metrics, note)
         return metrics
 

@@ -2,7 +2,6 @@
 levels' trained weights. The runner builds every level's model with it, and so does every branch."""
 from __future__ import annotations
 
-import fnmatch
 from pathlib import Path
 
 import torch
@@ -17,7 +16,7 @@ from lottery.core.methods import Strategy
 from lottery.core.schema import ExperimentConfig
 from lottery.models import HF, create_model, output_layer
 from lottery.models.presets import preset_names
-from lottery.sparsity.distributions import layer_densities
+from lottery.sparsity.distributions import dense_layers, layer_densities
 from lottery.sparsity.schedule import UpdateSchedule
 from lottery.sparsity.updaters import MethodSpec
 
@@ -28,6 +27,7 @@ class SeedModels:
 
     def __init__(self, cfg: ExperimentConfig, files: SeedDir, data, strategy: Strategy):
         self.cfg, self.files, self.data, self.seed, self.strategy = cfg, files, data, files.seed, strategy
+        self._own_densities: dict[str, dict | None] = {}
 
     @property
     def fraction(self) -> float:
@@ -76,15 +76,7 @@ class SeedModels:
     # -- the sparse-training branches (lottery.sparsity) ---------------------------------------------------
     def dense_layers(self, names: list[str]) -> set[str]:
         """The tensors sparse.dense_layers keeps dense: patterns, and "first" / "output" for the first and last."""
-        keep = set()
-        for pattern in self.cfg.sparse.dense_layers:
-            chosen = {"first": names[:1], "output": names[-1:]}.get(pattern)
-            chosen = chosen if chosen is not None else [n for n in names if fnmatch.fnmatchcase(n, pattern)]
-            if not chosen:
-                raise LotteryError(f"sparse.dense_layers pattern {pattern!r} matches no prunable tensor; prunable: "
-                                   f"{names[:6]}{' ...' if len(names) > 6 else ''} (or first, output)")
-            keep |= set(chosen)
-        return keep
+        return set(dense_layers(names, self.cfg.sparse.dense_layers))
 
     def layer_densities(self, masks: MaskManager, density: float, distribution: str | None = None) -> dict[str, float]:
         """Each masked tensor's density when `density` of them all is kept, shared by the experiment's distribution."""
@@ -96,6 +88,12 @@ class SeedModels:
         s = self.cfg.sparse
         end = s.last_update(total_steps)
         return UpdateSchedule(end_step=end, interval=s.interval_steps, start_step=s.start_step, drop_fraction=s.drop_fraction)
+
+    def own_density_of(self, name: str, compute) -> dict[str, float] | None:
+        """The densities branch `name` fixes for itself (lottery.imp.branches.own_densities), computed once."""
+        if name not in self._own_densities:
+            self._own_densities[name] = compute()
+        return self._own_densities[name]
 
     def sparse_training(self, method: str, density: dict[str, float], total_steps: int, seed: int,
                         options=None) -> MethodSpec:

@@ -1,4 +1,6 @@
-"""LeNet-300-100, the fully connected network of Frankle & Carbin (2019), Figure 2."""
+"""LeNet-300-100, the fully connected network of Frankle & Carbin (2019), Figure 2; and four times as wide,
+LeNet-1200-400, for strong tickets, which approach the dense network's accuracy only in wide networks (Ramanujan et
+al. 2020)."""
 from __future__ import annotations
 
 import math
@@ -9,13 +11,13 @@ from lottery.models.registry import register
 
 
 class LeNet300100(nn.Module):
-    """Two hidden layers of 300 and 100 ReLU units; 266,610 parameters on 28x28 MNIST."""
+    """Two hidden layers of 300 and 100 ReLU units (or `hidden`); 266,610 parameters on 28x28 MNIST."""
 
-    def __init__(self, num_classes: int, input_shape: tuple[int, int, int]):
+    def __init__(self, num_classes: int, input_shape: tuple[int, int, int], hidden: tuple[int, int] = (300, 100)):
         super().__init__()
-        self.fc1 = nn.Linear(math.prod(input_shape), 300)
-        self.fc2 = nn.Linear(300, 100)
-        self.fc3 = nn.Linear(100, num_classes)
+        self.fc1 = nn.Linear(math.prod(input_shape), hidden[0])
+        self.fc2 = nn.Linear(hidden[0], hidden[1])
+        self.fc3 = nn.Linear(hidden[1], num_classes)
         self.relu = nn.ReLU()
         # Frankle & Carbin (2019), Figure 2: Gaussian Glorot initialisation, biases at zero as in the
         # paper's TensorFlow code (which draws a truncated normal of the same variance).
@@ -31,3 +33,9 @@ class LeNet300100(nn.Module):
 @register("lenet_300_100", summary="LeNet-300-100: fully connected, 300 and 100 hidden units (Frankle & Carbin 2019)")
 def lenet_300_100(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
     return LeNet300100(num_classes, input_shape)
+
+
+@register("lenet_1200_400", summary="LeNet-300-100 four times as wide, 1200 and 400 hidden units (strong tickets: "
+                                    "Ramanujan et al. 2020)")
+def lenet_1200_400(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
+    return LeNet300100(num_classes, input_shape, hidden=(1200, 400))

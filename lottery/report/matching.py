@@ -115,16 +115,21 @@ def at_chance(dense: Row) -> bool:
     return chance is not None and (float(dense["test_acc"]) - float(chance)) * 100 <= CHANCE_MARGIN_POINTS
 
 
-def winning_level(rows: list[dict], tolerance_points: float) -> dict:
-    """The row of the ticket to export from one seed's `rows`: the sparsest IMP level whose final validation accuracy
-    is within `tolerance_points` of the dense level's (the test set stays untouched by the choice); the dense level 0
-    if none matches."""
+def winning_level(rows: list[dict], tolerance_points: float, method: str = IMP_METHOD) -> dict:
+    """The row of the ticket to export from one seed's `rows`: the sparsest IMP level (or training of branch
+    `method`) whose final validation accuracy is within `tolerance_points` of the dense level's (the test set stays
+    untouched by the choice); the dense level 0 if no IMP level matches, an error naming the levels if no branch's does."""
     imp = [r for r in rows if r["method"] == IMP_METHOD]
     dense = next((r for r in imp if r["level"] == 0 and r.get("final_val_acc") is not None), None)
     if dense is None:
         raise LotteryError(f"no dense level (level 0) with a validation accuracy among {len(imp)} IMP rows: "
                            "the winning ticket is chosen against it")
-    matching = [r for r in imp if r["level"] != 0 and r.get("final_val_acc") is not None
+    own = [r for r in rows if r["method"] == method]
+    matching = [r for r in own if r["level"] != 0 and r.get("final_val_acc") is not None
                 and (dense["final_val_acc"] - r["final_val_acc"]) * 100 <= tolerance_points + _EPS_POINTS]
+    if not matching and method != IMP_METHOD:
+        accs = ", ".join(f"level {r['level']} {100 * r['final_val_acc']:.2f}%" for r in own)
+        raise LotteryError(f"no training of {method} matches the dense network (validation {100 * dense['final_val_acc']:.2f}%"
+                           f" within {tolerance_points} points): {accs}; choose one with --level")
     return min(matching, key=lambda r: (r["density"] if r.get("density") is not None else float("inf"), -r["level"]),
                default=dense)

@@ -14,6 +14,7 @@ Shapes are PyTorch's: a Linear weight is [out, in], a Conv weight [out, in, kh, 
 """
 from __future__ import annotations
 
+import fnmatch
 import math
 from typing import Callable, Collection, Mapping, Sequence
 
@@ -88,3 +89,18 @@ DISTRIBUTIONS: Registry[Callable[..., dict[str, float]]] = Registry("sparsity di
 def layer_densities(distribution: str, shapes: Shapes, density: float, dense: Collection[str] = ()) -> dict[str, float]:
     """The density of each tensor when `density` of all their weights is kept, shared out by `distribution`."""
     return DISTRIBUTIONS.lookup(distribution)(shapes, density, dense)
+
+
+def dense_layers(names: Sequence[str], patterns: Sequence[str], key: str = "sparse.dense_layers") -> list[str]:
+    """The tensors of `names` (in the model's order) that `patterns` keep dense: "first" and "output" (the first and
+    the last of them), or parameter-name patterns (sparse.dense_layers, methods.srste.dense_layers: `key`, named when
+    a pattern matches nothing)."""
+    keep = set()
+    for pattern in patterns:
+        chosen = {"first": names[:1], "output": names[-1:]}.get(pattern)
+        chosen = chosen if chosen is not None else [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        if not chosen:
+            raise LotteryError(f"{key} pattern {pattern!r} matches no prunable tensor; prunable: "
+                               f"{list(names[:6])}{' ...' if len(names) > 6 else ''} (or first, output)")
+        keep |= set(chosen)
+    return [n for n in names if n in keep]

@@ -10,7 +10,9 @@ In a plain PyTorch loop (Lightning: `MaskCallback(masks, updater=...)` makes the
 
     updater = RigL(UpdateSchedule(end_step=750), density={name: 0.1, ...})
     loss.backward()
-    updater.before_step(step, masks, optimizer)   # SET/RigL: an update step applies no gradient, as the papers' code
+    updater.start(masks)                          # once, before the first step (the methods that make their own first mask)
+    loss.backward()
+    updater.before_step(step, masks, optimizer)   # SET/RigL: an update step applies no gradient (methods.<m>.update_step)
     optimizer.step()
     updater.update(step, masks, optimizer)        # after the step, the gradients still there; masks.apply() inside
 
@@ -24,9 +26,14 @@ lane's numbers from its own seed) and a method works for a run alone and as lane
 Every update keeps each tensor's exact count of active weights (`rows.count`), zeroes the weights it prunes and
 starts the ones it grows at zero with their optimizer state reset. Draws are seeded from (seed, step), so resumed
 runs, lanes and DDP processes make the same masks.
+
+What an update step does with that step's gradient is `update_step`, one of UPDATE_STEPS; the reference
+implementations differ (google-research/rigl's sparse_optimizers_base.py, jaxpruner's sparse_trainers.py), so SET and
+RigL take it as an option, methods.set.update_step and methods.rigl.update_step (default skip, jaxpruner's).
 """
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
@@ -40,6 +47,15 @@ from lottery.core.methods import METHODS, SCHEDULE_KEYS, SparseTraining, registe
 from lottery.sparsity.schedule import UpdateSchedule
 
 Masks = dict[str, torch.Tensor]
+UPDATE_STEPS = {  # what an update step does with that step's gradient
+    "skip": "the update is one of the training's steps and applies no gradient (jaxpruner: skip_gradients=True, for "
+            "SET and RigL alike)",
+    "apply": "the step's gradient is applied, then the masks change (google-research/rigl's SET: "
+             "SparseSETOptimizerBase.apply_gradients; GMP everywhere)",
+    "extra": "the update is an iteration of its own: a batch whose gradient changes the masks and is not applied, "
+             "after which the training still takes every one of its steps (google-research/rigl's RigL: "
+             "SparseRigLOptimizerBase.apply_gradients, whose mask update does not advance the global step)",
+}
 
 
 def _rows(t: torch.Tensor, lanes: int) -> torch.Tensor:
@@ -96,7 +112,9 @@ class MaskUpdater:
         options: the method's own options (an instance of its record's options class), None when it has none.
     """
 
-    skips_gradient = False  # True: an update step applies no gradient to any parameter (SET, RigL)
+    update_step = "apply"  # what an update step does with the step's gradient: one of UPDATE_STEPS (GMP applies it)
+    trains_pruned = False  # True: the optimizer trains a tensor of the method's own in each weight's place, pruned
+    # entries too (lottery.sparsity.shadow): their gradients are never masked
 
     def __init__(self, schedule: UpdateSchedule, density: Mapping[str, float], seeds: Sequence[int] = (0,),
                  options=None):
@@ -104,27 +122,46 @@ class MaskUpdater:
             raise LotteryError(f"densities {bad} must be in (0, 1]: the fraction of each tensor's weights kept")
         self.schedule, self.density, self.seeds, self.options = schedule, dict(density), list(seeds), options
         self._grads: dict[int, torch.Tensor | None] | None = None  # an update step's gradients, kept aside
+        self._extra_at = -1  # update_step "extra": the last update step whose own iteration was taken
+        self._update_list: list[int] | None = None  # update_step "extra": the iterations of the updates
 
     # -- the interface -------------------------------------------------------------------------------------
+    def start(self, masks: MaskManager) -> None:
+        """Once, before the first step (MaskCallback calls it at setup): nothing here; the methods that compute their
+        first mask from the weights make it (lottery.sparsity.shadow). Called again, it changes nothing."""
+
     def done(self, step: int) -> bool:
         """No update from iteration `step` on."""
         return self.schedule.done(step)
 
+    def is_update(self, step: int) -> bool:
+        """Whether the masks change at iteration `step` (the schedule's update steps)."""
+        return self.schedule.is_update(step)
+
+    def update_steps(self, total_steps: int) -> list[int]:
+        """The update steps of a training of `total_steps` iterations."""
+        return [t for t in self.schedule.updates(total_steps) if self.is_update(t)]
+
     def before_step(self, step: int, masks: MaskManager, optimizer: torch.optim.Optimizer) -> None:
-        """Before `optimizer.step()` of iteration `step`: on an update step of a method that skips the gradient,
-        keep the gradients aside and leave none to the optimizer, which then changes no parameter or state."""
-        if self.skips_gradient and self.schedule.is_update(step):
-            params = [p for group in optimizer.param_groups for p in group["params"]]
-            self._grads = {id(p): p.grad for p in params}
-            for p in params:
-                p.grad = None
+        """Before `optimizer.step()` of iteration `step`: on an update step that applies no gradient (update_step
+        skip, or the own iteration of an extra update), keep the gradients aside and leave none to the optimizer,
+        which then changes no parameter or state."""
+        if not self.is_update(step) or self.update_step == "apply" or self._extra_at == step:
+            return
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        self._grads = {id(p): p.grad for p in params}
+        for p in params:
+            p.grad = None
 
     @torch.no_grad()
     def update(self, step: int, masks: MaskManager, optimizer: torch.optim.Optimizer | None = None) -> None:
         """After `optimizer.step()` of iteration `step`: on an update step, the new masks; weights they grow start at
-        zero with their optimizer state reset; then the masks are applied."""
-        if not self.schedule.is_update(step):
+        zero with their optimizer state reset; then the masks are applied. With update_step extra, the update is
+        made in the first of the two iterations of its step, the step itself taken in the second."""
+        if not self.is_update(step) or self._extra_at == step:
             return
+        if self.update_step == "extra":
+            self._extra_at = step
         grads, self._grads = self._grads, None
         lanes = getattr(masks.model, "lanes", 1)
         new = {}
@@ -164,11 +201,25 @@ class MaskUpdater:
         """Iterations that need the gradient of every weight, pruned ones too (RigL's updates)."""
         return 0
 
+    def extra_iterations(self, total_steps: int) -> int:
+        """Iterations beyond the training's steps: one per update with update_step extra, none otherwise."""
+        return len(self.update_steps(total_steps)) if self.update_step == "extra" else 0
+
+    def extra_before(self, iteration: int) -> int:
+        """Extra iterations taken before iteration `iteration` of a training counted as if there were none (start
+        step + iterations run): the update of step u_j is taken at u_j + j, its step at u_j + j + 1, so the schedule
+        step of an iteration is `iteration - extra_before(iteration)` (lottery.training.module.ClassificationModule)."""
+        if self.update_step != "extra":
+            return 0
+        if self._update_list is None:  # asked at every step: the schedule's updates listed once
+            self._update_list = [u + j for j, u in enumerate(self.update_steps(self.schedule.end_step + 1))]
+        return bisect.bisect_left(self._update_list, iteration)
+
     def state_dict(self) -> dict:
-        return {}
+        return {"extra_at": self._extra_at} if self.update_step == "extra" else {}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        self._extra_at = state.get("extra_at", -1)
 
     # -- helpers --------------------------------------------------------------------------------------------
     def random(self, step: int, rows: Rows) -> torch.Tensor:
@@ -210,11 +261,32 @@ class GMP(MaskUpdater):
         return _keep_top_active(rows.weight.abs().float(), rows.mask, keep)  # masks only shrink
 
 
+@dataclass(frozen=True)
+class DropGrowOptions:
+    """The option of SET and RigL (methods.set.*, methods.rigl.*): what an update step does with its gradient."""
+
+    update_step: str = "skip"  # skip (jaxpruner, the default) | apply (google-research/rigl's SET) | extra (its RigL)
+
+    def __post_init__(self):
+        if self.update_step not in UPDATE_STEPS:
+            raise LotteryError(f"update_step={self.update_step!r} must be one of: " +
+                               "; ".join(f"{k}: {v}" for k, v in UPDATE_STEPS.items()))
+
+
 class SET(MaskUpdater):
     """Sparse Evolutionary Training (Mocanu et al. 2018): replace a fraction α_t of each tensor's active weights,
-    the smallest by magnitude, with connections grown at random (any inactive one, just-dropped ones included)."""
+    the smallest by magnitude, with connections grown at random (any inactive one, just-dropped ones included).
 
-    skips_gradient = True
+    An update whose drop fraction is 0 changes no mask and is not made: the end step, where α's cosine reaches 0
+    (the reference code has no update there; making one would only throw that step's gradient away). Options: an
+    instance with `update_step` (DropGrowOptions; a subclass's options without it: skip)."""
+
+    @property
+    def update_step(self) -> str:
+        return getattr(self.options, "update_step", "skip")
+
+    def is_update(self, step: int) -> bool:
+        return self.schedule.is_update(step) and self.schedule.drop_fraction_at(step) > 0
 
     def grow_scores(self, step: int, rows: Rows) -> torch.Tensor:
         """Where to grow: the highest scores among the weights not kept win."""
@@ -229,22 +301,24 @@ class SET(MaskUpdater):
 
 class RigL(SET):
     """Rigging the Lottery (Evci et al. 2020): SET, but growing where the magnitude of the dense gradient is largest
-    (the gradient of the update step, which is then not applied, as in the reference implementation)."""
+    (the gradient of the update step: not applied with update_step skip or extra, applied first with apply)."""
 
     def grow_scores(self, step: int, rows: Rows) -> torch.Tensor:
         grad = rows.grad if rows.grad is not None else torch.zeros_like(rows.weight)
         return grad.abs().float()
 
     def dense_gradient_steps(self, total_steps: int) -> int:
-        return len(self.schedule.updates(total_steps))
+        return len(self.update_steps(total_steps))
 
 
 for _record in (
     SparseTraining(name="gmp", updater=GMP, starts_dense=True, label="gradual magnitude pruning",
                    summary="gradual magnitude pruning from dense to the level's density, cubic schedule (Zhu & Gupta 2017)"),
-    SparseTraining(name="set", updater=SET, label="SET", reads=(*SCHEDULE_KEYS, "sparse.drop_fraction"),
+    SparseTraining(name="set", updater=SET, label="SET", options=DropGrowOptions,
+                   reads=(*SCHEDULE_KEYS, "sparse.drop_fraction"),
                    summary="drop the smallest weights, regrow at random, every ΔT steps (Mocanu et al. 2018)"),
-    SparseTraining(name="rigl", updater=RigL, label="RigL", reads=(*SCHEDULE_KEYS, "sparse.drop_fraction"),
+    SparseTraining(name="rigl", updater=RigL, label="RigL", options=DropGrowOptions,
+                   reads=(*SCHEDULE_KEYS, "sparse.drop_fraction"),
                    summary="drop the smallest weights, regrow where the dense gradient is largest (Evci et al. 2020)"),
     SparseTraining(name="static", updater=Static, label="static sparse", reads=("sparse.distribution", "sparse.dense_layers"),
                    summary="a fixed random mask with the distribution's per-layer counts, trained as it is"),

@@ -27,6 +27,7 @@ class MaskCallback(pl.Callback):
             `pl_module -> MaskManager` called at setup, e.g. ``lambda m: MaskManager(m.model)``.
             Default: a MaskManager over the whole LightningModule.
         updater: a method that changes the masks while the module trains (lottery.sparsity.updaters, e.g. RigL),
+            started at setup (`start(masks)`: the methods that make their first mask themselves make it there) and
             called around every optimizer step of iteration t: `before_step(t, ...)` before it, `update(t, ...)`
             after it, with the gradients still there.
 
@@ -47,6 +48,8 @@ class MaskCallback(pl.Callback):
         if self._pending is not None:
             self.load_state_dict(self._pending)
             self._pending = None
+        if hasattr(self.updater, "start"):  # before the first forward; nothing on a later setup or after a resume
+            self.updater.start(self.masks)
         self.masks.apply()
 
     @staticmethod
@@ -59,12 +62,16 @@ class MaskCallback(pl.Callback):
         step = self._iteration(trainer, pl_module)
         if self.updater is not None and not self.updater.done(step):
             self.updater.before_step(step, self.masks, optimizer)
-        # A module that clips the gradient norm (after this hook) clips the sparse network's: pruned weights' left out.
-        if getattr(pl_module, "gradient_clip", None) is not None:
+        # A module that clips the gradient norm (after this hook) clips the sparse network's: pruned weights' left out,
+        # but for a method that trains them (its shadow is in the parameters now: lottery.sparsity.shadow).
+        if getattr(pl_module, "gradient_clip", None) is not None and not getattr(self.updater, "trains_pruned", False):
             self.masks.mask_gradients()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = self._iteration(trainer, pl_module) - 1  # the step is taken: the iteration it belonged to is one less
+        # The iteration just taken: lottery's module maps it to its schedule step (an updater's extra iterations take
+        # none), another module's is one less than the step count.
+        step_of = getattr(pl_module, "step_of", None)
+        step = step_of(trainer.global_step - 1) if step_of else self._iteration(trainer, pl_module) - 1
         if self.updater is not None and not self.updater.done(step):
             self.updater.update(step, self.masks, trainer.optimizers[0])
         self.masks.apply()  # right after optimizer.step(): one fused kernel, no host sync

@@ -53,6 +53,10 @@ class ClassificationModule(pl.LightningModule):
         metrics: names in lottery.training.metrics evaluated beside accuracy, e.g. ("f1", "mcc") for text.
         gradient_clip: clip each run's gradient norm to this before each step (trainer.gradient_clip_val; None: off).
             MaskCallback zeroes the pruned weights' gradients first, so the norm is the sparse network's.
+
+    `extra_before` (set by lottery.training.trainer.fit_and_test from a mask updater that takes iterations of its own,
+    RigL with methods.rigl.update_step=extra): iteration -> the extra iterations before it, which take no step of the
+    schedule (`step_of`).
     """
 
     HISTORY_KEY = "lottery_histories"  # where a checkpoint keeps `histories`
@@ -79,6 +83,7 @@ class ClassificationModule(pl.LightningModule):
         self.results: dict[str, list[dict]] = {}  # stage -> per-run {stage/loss, stage/acc, ...} of the last epoch
         self.lane_loggers: list = []  # with lanes: one Lightning logger per lane, which gets lane k's epoch values
         self._log_every = 0  # set at on_train_start
+        self.extra_before = None  # iteration -> extra iterations before it (a mask updater's); None: there are none
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._forward(x)
@@ -91,7 +96,13 @@ class ClassificationModule(pl.LightningModule):
     @property
     def schedule_step(self) -> int:
         """Position in the whole training schedule: the rewind step k plus the steps taken in this level."""
-        return self.start_step + self.global_step
+        return self.step_of(self.global_step)
+
+    def step_of(self, iteration: int) -> int:
+        """The schedule step of iteration `iteration` of this training (0: its first): the rewind step k plus the
+        iterations before it, less the extra ones a mask updater took (its mask updates, which are no step)."""
+        raw = self.start_step + iteration
+        return raw - self.extra_before(raw) if self.extra_before is not None else raw
 
     @property
     def validated_step(self) -> int | None:

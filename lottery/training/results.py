@@ -48,9 +48,10 @@ def cost(spec: RunSpec, updater=None, layers: dict[str, float] | None = None) ->
     changing = segments is not None
     if segments is None:
         segments = [(start, layers if layers is not None else layer_density(spec.masks.masks))]
-    extra = updater.dense_gradient_steps(end) if updater is not None else 0
+    dense_grads = updater.dense_gradient_steps(end) if updater is not None else 0
+    extra = updater.extra_iterations(end) if hasattr(updater, "extra_iterations") else 0
     macs = layer_macs(spec.model, spec.data.input_shape)
-    relative = training_cost(macs, segments, end, end, extra)
+    relative = training_cost(macs, segments, end, end, dense_grads, extra)
     out = {"cost": relative, "macs": relative * 3 * sum(macs.values()) * end * getattr(spec.data, "batch_size", 1)}
     if changing:
         out["density_over_time"] = [[step, density] for step, density in segments]

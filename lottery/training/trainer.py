@@ -76,13 +76,17 @@ def fit_and_test(module: ClassificationModule, data: pl.LightningDataModule, set
     resuming from `checkpoint` (written atomically at each epoch end) when it exists; then test.
 
     Used by a training alone and by lane groups. updater: a method that changes the masks while the module trains
-    (lottery.sparsity.updaters). Returns the Trainer and `trainer.test`'s result.
+    (lottery.sparsity.updaters); one that takes iterations of its own beyond the `steps` (RigL's updates with
+    update_step extra) gets them, and the module counts its schedule without them. Returns the Trainer and
+    `trainer.test`'s result.
     """
+    extra = updater.extra_iterations(module.start_step + steps) if hasattr(updater, "extra_iterations") else 0
+    module.extra_before = updater.extra_before if extra else None
     callbacks = [MaskCallback(masks, updater), EpochCheckpoint(checkpoint), Resumed(label), *capture]
     if settings.progress:
         callbacks.append(LevelProgress(label, settings.progress))
     trainer = pl.Trainer(
-        max_steps=steps, max_epochs=-1, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
+        max_steps=steps + extra, max_epochs=-1, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
         accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes,
         strategy=settings.strategy, precision=settings.precision, logger=logger, enable_checkpointing=False,
         enable_model_summary=False, enable_progress_bar=False, num_sanity_val_steps=0, use_distributed_sampler=False,

@@ -97,6 +97,13 @@ BAD_CONFIGS = [
     # messages that name what happened
     ("model.name=hf:", "model.name: its value was read as a mapping"),
     ("data.options={root:data}", "data.options: 'root:data' was read as one key without a value"),
+    (["branches=[srste]", "methods.srste.n=4", "methods.srste.m=4"], "methods.srste.n=4, m=4: an N:M pattern keeps N"),
+    (["branches=[srste]", "methods.srste.m=8"],
+     "methods.srste.m=8 does not divide the 300 input weights of each row of fc2.weight (100, 300)"),
+    (["branches=[srste]", "sparse.distribution=uniform"], "sparse.distribution=uniform has no effect on this run: only the branches edgepopup, gmp"),
+    (["branches=[edgepopup]", "methods.edgepopup.density=1.5"], "methods.edgepopup.density=1.5 must be in (0, 1)"),
+    (["branches=[edgepopup]", "methods.edgepopup.density=0"], "methods.edgepopup.density=0.0 must be in (0, 1)"),
+    (["branches=[rigl]", "methods.rigl.update_step=twice"], "update_step='twice' must be one of: skip"),
 ]
 
 

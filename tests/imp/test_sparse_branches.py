@@ -1,6 +1,7 @@
 """The sparse-training branches end to end with the real Trainer: as lanes they equal runs alone (the same masks,
-weights within rounding), a run killed with kill -9 resumes to the same masks and curve, and IMP can share each
-level's density out by a distribution."""
+weights within rounding; RigL, GMP, edge-popup, SR-STE), a run killed with kill -9 resumes to the same masks and curve
+(RigL, edge-popup), a strong ticket exports as its seed and mask, and IMP can share each level's density out by a
+distribution."""
 import os
 import signal
 import subprocess
@@ -82,3 +83,74 @@ def test_imp_shares_each_levels_density_by_a_distribution(tmp_path):
             assert int(mask.sum()) == round(mask.numel() * target[name]), (level, name)
             assert previous is None or bool((mask <= previous[name]).all())  # masks only shrink
         previous = masks
+
+
+@pytest.mark.slow
+def test_strong_tickets_and_srste_as_lanes_equal_runs_alone_and_export_as_seed_and_mask(tmp_path):
+    """Edge-popup and SR-STE 2:4 off level 1, two seeds, alone and as lanes: the same masks and weights, their cost
+    (edge-popup: a forward at its density and a dense backward to the scores; SR-STE: dense), their masks beside IMP's
+    in report.md; the strong ticket exported as a seed and its mask loads to the logits it trained to."""
+    from lottery.cli.command import main
+    from lottery.core.macs import layer_macs
+    from lottery.export import load_supermask
+    from lottery.models import create_model
+
+    common = [*FAST, "branches=[edgepopup,srste]", "seeds=[0,1]"]
+    alone = RunLayout(run(load_config(DEMO, [f"runs_dir={tmp_path / 'alone'}", *common, "trainer.lanes=1"]),
+                          log=lambda *_: None))
+    lines = []
+    lanes = RunLayout(run(load_config(DEMO, [f"runs_dir={tmp_path / 'lanes'}", *common, "trainer.lanes=4"]),
+                          log=lines.append))
+    said = "srste: densities of its own, trained once off level 1: fc2.weight 50.0%; dense: fc1.weight, fc3.weight"
+    assert any(line.endswith(said) for line in lines), lines  # which layers stay dense, in one line at the start
+    assert any(line.endswith("2 runs like 'level 1 edgepopup': 2 lanes (trainer.lanes=4)") for line in lines)
+    macs = layer_macs(create_model("lenet_300_100", 10, (1, 8, 8)), (1, 8, 8))
+    for seed in (0, 1):
+        for method in ("edgepopup", "srste"):
+            a, b = alone.seed(seed).level(1).branch(method), lanes.seed(seed).level(1).branch(method)
+            masks_a, masks_b = load_tensors(a.mask), load_tensors(b.mask)
+            assert all(torch.equal(masks_a[n], masks_b[n]) for n in masks_a), (seed, method)
+            wa, wb = load_tensors(a.final), load_tensors(b.final)
+            for name in wa:
+                torch.testing.assert_close(wa[name], wb[name], rtol=1e-4, atol=1e-5, msg=f"{seed} {method} {name}")
+            metrics = read_json(a.metrics)
+            density = metrics["layer_density"]
+            expected = 1.0 if method == "srste" else sum(m * (2 * density[n] + 1) for n, m in macs.items()) / (
+                3 * sum(macs.values()))
+            assert metrics["cost"] == pytest.approx(expected) and read_json(b.metrics)["cost"] == metrics["cost"]
+    report = (lanes.path / "report.md").read_text()
+    assert "| edgepopup |" in report and "| srste |" in report  # their masks' overlap with IMP's ticket
+    out = tmp_path / "strong.safetensors"
+    assert main(["export", str(lanes.path), "--branch", "edgepopup", "--level", "1", "--format", "supermask",
+                 "--out", str(out)]) == 0
+    model, masks, _ = load_supermask(out)
+    trained = create_model("lenet_300_100", 10, (1, 8, 8))
+    trained.load_state_dict(load_tensors(lanes.seed(0).level(1).branch("edgepopup").final))
+    x = torch.randn(32, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(model(x), trained.eval()(x))
+
+
+@pytest.mark.slow
+def test_a_strong_ticket_killed_mid_training_resumes_to_the_same_masks(tmp_path):
+    args = ["train.epochs=8", "prune.levels=1", "branches=[edgepopup]", "trainer.progress=false",
+            "trainer.accelerator=cpu"]
+    cmd = [sys.executable, "-m", "lottery", "run", "--config", str(DEMO)]
+    killed = [*cmd, f"runs_dir={tmp_path / 'killed'}", *args]
+    proc = subprocess.Popen(killed, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    branch = tmp_path / "killed" / "demo" / "seed_0" / "level_01" / "branch_edgepopup"
+    checkpoint = branch / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)  # inside the edge-popup branch, right after its first epoch checkpoint
+    proc.wait()
+    assert checkpoint.exists() and not (branch / "metrics.json").exists(), "not killed mid-training"
+    subprocess.run(killed, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([*cmd, f"runs_dir={tmp_path / 'clean'}", *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    for name in ("mask.safetensors", "final.safetensors"):
+        path = Path("demo", "seed_0", "level_01", "branch_edgepopup", name)
+        a, b = load_tensors(tmp_path / "killed" / path), load_tensors(tmp_path / "clean" / path)
+        assert all(torch.equal(a[n], b[n]) for n in a), name
+    assert (tmp_path / "killed" / "demo" / "curve.csv").read_text() == (tmp_path / "clean" / "demo" / "curve.csv").read_text()

@@ -16,6 +16,7 @@ MNIST = (1, 28, 28)
 # Weights + biases (+ batch norm scales and shifts) for 10 classes, computed from the architectures.
 PARAMETERS = {
     "lenet_300_100": 266_610,  # MNIST; Frankle & Carbin (2019), Figure 2: 266K.
+    "lenet_1200_400": 1_426_410,  # four times as wide: 784 x 1200 + 1200 x 400 + 400 x 10 weights, and the biases
     # CIFAR-10 from here on. Conv-2/4 match the paper's 4.3M and 2.4M. Conv-6 is 2.26M where the
     # paper says 1.7M: its FC layers see 4x4x256 = 4,096 features, not the ~2,048 that 1.7M implies
     # (see lottery/models/conv.py). All three equal OpenLTH's counts.

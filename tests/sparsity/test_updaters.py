@@ -1,7 +1,8 @@
 """Every registered sparse-training method through the same invariants, in a plain PyTorch loop: exact per-layer
 counts after each update, pruned weights zero at every step, deterministic from seed and step, no update after the
-end step; what SET and RigL grow starts at zero with its optimizer state reset, and an update step applies no
-gradient. The cubic and cosine schedules have the papers' values."""
+end step; what SET and RigL grow starts at zero with its optimizer state reset, and what an update step does with
+its gradient (skip, apply, or an extra iteration); no update where the drop fraction is 0. The cubic and cosine
+schedules have the papers' values."""
 import math
 
 import pytest
@@ -11,21 +12,27 @@ import torch.nn.functional as F
 from lottery import MaskManager
 from lottery.core.errors import LotteryError
 from lottery.sparsity.schedule import UpdateSchedule
-from lottery.sparsity.updaters import GMP, SPARSE_TRAINING, MethodSpec, RigL
+from lottery.sparsity import edgepopup, srste  # noqa: F401  (their records, among those every test runs)
+from lottery.sparsity.updaters import GMP, SET, SPARSE_TRAINING, DropGrowOptions, MethodSpec, RigL
 
 SCHEDULE = UpdateSchedule(end_step=30, interval=5, start_step=0, drop_fraction=0.3)
 
 
-def _setup(mlp, method, seed=0, optimizer="adam"):
+def _setup(mlp, method, seed=0, optimizer="adam", options=None):
     model = mlp(seed)
     masks = MaskManager(model)
     density = {"0.weight": 0.3, "2.weight": 0.5, "4.weight": 0.8}
     record = SPARSE_TRAINING[method]
+    if record.densities is not None:  # a method whose options fix its densities (SR-STE's N:M)
+        density = record.call(record.densities, masks, lambda d: dict.fromkeys(masks.names, d), options=options) or density
     if not record.starts_dense:
         masks.prune_to(density, "layer_random", torch.Generator().manual_seed(seed))
     opt = (torch.optim.Adam(model.parameters(), lr=1e-2) if optimizer == "adam"
            else torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9))
-    return model, masks, opt, record.call(record.updater, SCHEDULE, density, [seed]), density
+    updater = record.call(record.updater, SCHEDULE, density, [seed], options=options)
+    masks.initial = {n: m.clone() for n, m in masks.masks.items()}  # what lanes of these runs start from
+    updater.start(masks)
+    return model, masks, opt, updater, density
 
 
 def _train(model, masks, opt, updater, steps=40, seed=0, check=None):
@@ -56,12 +63,13 @@ def test_every_method_keeps_exact_counts_zeros_and_is_deterministic(mlp, method)
         history.append({n: m.clone() for n, m in masks.masks.items()})
 
     _train(model, masks, opt, updater, check=check)
-    assert updater.done(31) and (updater.done(0) or not updater.done(30))  # a static mask never updates
     model2, masks2, opt2, updater2, _ = _setup(mlp, method)
     _train(model2, masks2, opt2, updater2)
     assert all(torch.equal(masks.masks[n], masks2.masks[n]) for n in masks.names)  # same seed, same masks
     if not updater.done(0):
         assert any(not torch.equal(history[5][n], history[4][n]) for n in masks.names)  # step 5 changed the masks
+    if updater.done(31):  # a schedule that ends (a static mask never updates; the shadow methods never stop)
+        assert updater.done(0) or not updater.done(30)
         assert all(torch.equal(history[-1][n], history[31][n]) for n in masks.names)  # none after the end step
 
 
@@ -131,6 +139,7 @@ def test_a_spec_builds_its_method_and_carries_what_lanes_share():
     (lambda: RigL(SCHEDULE, {"a": 0.0}), r"must be in \(0, 1\]"),
     (lambda: GMP(SCHEDULE, {"a": 1.5}), r"must be in \(0, 1\]"),
     (lambda: SPARSE_TRAINING.lookup("rigl_plus"), "unknown sparse-training method 'rigl_plus'"),
+    (lambda: DropGrowOptions("twice"), "update_step='twice' must be one of: skip: .*; apply: .*; extra: "),
 ])
 def test_bad_input_is_one_clear_error(make, message):
     with pytest.raises(LotteryError, match=message):
@@ -149,7 +158,13 @@ def test_cost_follows_the_densities_over_time():
     base = training_cost({"a": 100}, rigl.segments(0, 100), 100, 100)
     assert base == pytest.approx(0.1)
     dense_grads = training_cost({"a": 100}, rigl.segments(0, 100), 100, 100, rigl.dense_gradient_steps(100))
-    assert dense_grads == pytest.approx(0.1 + 6 * 0.9 / (3 * 100))  # six updates, each a dense weight gradient
+    # five updates, each a dense weight gradient: the end step's, where α is 0, would drop nothing and is not made
+    assert rigl.update_steps(100) == [0, 10, 20, 30, 40]
+    assert dense_grads == pytest.approx(0.1 + 5 * 0.9 / (3 * 100))
+    extra = RigL(UpdateSchedule(end_step=50, interval=10), {"a": 0.1}, options=DropGrowOptions("extra"))
+    with_extra = training_cost({"a": 100}, extra.segments(0, 100), 100, 100, extra.dense_gradient_steps(100),
+                               extra.extra_iterations(100))
+    assert with_extra == pytest.approx(0.1 + 5 * 0.9 / (3 * 100) + 5 * 0.1 / 100)  # and five more sparse iterations
     assert math.isclose(training_cost({"a": 1}, [(0, {"a": 1.0})], 10, 10), 1.0)
 
 
@@ -163,9 +178,10 @@ def test_every_method_as_lanes_makes_each_runs_own_masks(mlp, method):
     record = SPARSE_TRAINING[method]
     net = LaneNet.from_models([mlp(s) for s in (0, 1)])
     masks = MaskManager(net)
-    masks.set_masks(stack_masks([a[1].masks for a in alone]))
+    masks.set_masks(stack_masks([a[1].initial for a in alone]))
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     updater = record.call(record.updater, SCHEDULE, alone[0][4], [0, 1])
+    updater.start(masks)
     gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
     for step in range(12):
         batches = [(torch.randn(32, 16, generator=g), torch.randint(0, 4, (32,), generator=g)) for g in gens]
@@ -185,3 +201,50 @@ def test_every_method_as_lanes_makes_each_runs_own_masks(mlp, method):
     for k, (_, run_masks, *_) in enumerate(alone):
         lane = unstack_masks(masks.masks, k)
         assert all(torch.equal(lane[n], run_masks.masks[n]) for n in run_masks.names), (method, k)
+
+
+def _one_step(model, masks, opt, updater, step, seed):
+    """One iteration of the plain loop at schedule step `step`: (did the weights move, did the masks change)."""
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(32, 16, generator=g), torch.randint(0, 4, (32,), generator=g)
+    weights = {n: p.detach().clone() for n, p in model.named_parameters()}
+    before = {n: m.clone() for n, m in masks.masks.items()}
+    opt.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    updater.before_step(step, masks, opt)
+    opt.step()
+    updater.update(step, masks, opt)
+    masks.apply()
+    moved = any(not torch.equal(p, weights[n]) for n, p in model.named_parameters() if n.endswith("bias"))
+    return moved, any(not torch.equal(masks.masks[n], before[n]) for n in masks.names)
+
+
+@pytest.mark.parametrize("method", ["set", "rigl"])
+def test_what_an_update_step_does_with_its_gradient(mlp, method):
+    """skip (jaxpruner): the update step applies no gradient; apply (google-research/rigl's SET): it does, then the
+    masks change; extra (google-research/rigl's RigL): the update takes an iteration of its own, and the step is
+    taken after it, so that the training still takes all its steps: a loop over iterations i runs step
+    i - extra_before(i). The biases, never masked, show whether a gradient was applied."""
+    for mode, applied in (("skip", False), ("apply", True)):
+        model, masks, opt, updater, _ = _setup(mlp, method, options=DropGrowOptions(mode))
+        assert _one_step(model, masks, opt, updater, 0, seed=1) == (applied, True), mode
+        assert _one_step(model, masks, opt, updater, 1, seed=2) == (True, False), mode
+    model, masks, opt, updater, _ = _setup(mlp, method, options=DropGrowOptions("extra"))
+    assert updater.update_steps(40) == [0, 5, 10, 15, 20, 25] and updater.extra_iterations(40) == 6
+    seen = []
+    for i in range(40 + 6):
+        step = i - updater.extra_before(i)
+        seen.append((step, *_one_step(model, masks, opt, updater, step, seed=i)))
+    update_steps = (0, 5, 10, 15, 20, 25)
+    assert [s for s, *_ in seen] == [s for s in range(40) for _ in range(1 + (s in update_steps))]  # updates twice
+    updates = [(s, moved, changed) for s, moved, changed in seen if s in update_steps]
+    assert updates == [(u, moved, changed) for u in update_steps
+                       for moved, changed in ((False, True), (True, False))]  # the update's own iteration, then the step
+    assert sum(moved for _, moved, _ in seen) == 40  # 40 gradient steps, and 6 iterations that changed the masks
+
+
+def test_an_update_whose_drop_fraction_is_zero_is_not_made():
+    set_ = SET(UpdateSchedule(end_step=27, interval=10), {"a": 0.5})
+    assert set_.update_steps(100) == [0, 10, 20]  # not the end step 27, where α's cosine is 0
+    assert GMP(UpdateSchedule(end_step=27, interval=10), {"a": 0.5}).update_steps(100) == [0, 10, 20, 27]
+    assert SET(UpdateSchedule(end_step=27, interval=10, drop_fraction=0.0), {"a": 0.5}).update_steps(100) == []

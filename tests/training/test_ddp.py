@@ -120,3 +120,22 @@ def test_rigl_under_ddp_makes_the_same_update_on_every_process(tmp_path):
 
     metrics = read_json(tmp_path / "runs" / "demo" / "seed_0" / "level_01" / "branch_rigl" / "metrics.json")
     assert metrics["layer_density"] == pytest.approx(metrics["target_density"], abs=1e-4)  # exact counts kept
+
+
+@pytest.mark.slow
+def test_the_shadow_methods_under_ddp_make_the_same_masks_on_every_process(tmp_path):
+    """Edge-popup and SR-STE recompute their masks at every step from shadows the optimizer trains: the gradients
+    are synchronised before the shadows step, so both processes hold the same masks after every one of the steps."""
+    script = tmp_path / "ddp_imp.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path), "layer_magnitude", "prune.levels=1",
+                           "train.epochs=null", "train.steps=12", "branches=[edgepopup,srste]"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for method in ("edgepopup", "srste"):
+        ranks = [json.loads((tmp_path / f"rank{r}_level_1_{method}.json").read_text()) for r in (0, 1)]
+        assert ranks[0] == ranks[1], method
+    from lottery.core.files import read_json
+
+    metrics = read_json(tmp_path / "runs" / "demo" / "seed_0" / "level_01" / "branch_edgepopup" / "metrics.json")
+    assert metrics["layer_density"] == pytest.approx(metrics["target_density"], abs=1e-4)  # exactly k per layer
