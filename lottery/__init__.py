@@ -21,7 +21,7 @@ installed package through the `lottery.methods` entry points (docs/development.m
 """
 from lottery.core.errors import LotteryError
 from lottery.core.masks import MaskManager, default_prunable
-from lottery.core.methods import METHODS, Branch, Method, OneShot, SparseTraining, Strategy, register
+from lottery.core.methods import METHODS, Branch, Method, OneShot, SparseTraining, Strategy, Training, register
 from lottery.core.pruning import STRATEGIES, get_strategy
 from lottery.core.rewind import RewindPoint, capture, restore
 from lottery.core.ticket import Ticket, load_into, load_ticket, save_ticket
@@ -36,7 +36,6 @@ __all__ = [
 ]
 
 _LAZY = {"MaskCallback": "lottery.training.callbacks", "ClassificationModule": "lottery.training.module",
-         "Training": "lottery.imp.branches",
          "create_model": "lottery.models", "create_datamodule": "lottery.data"}
 
 

@@ -85,7 +85,8 @@ def write_report(run: RunLayout, cfg: ExperimentConfig, rows: list[dict]) -> Rep
     table = level_table(aggregated)
     write_csv(run.curve("csv"), table)
     plot_curve(aggregated, run.curve("png"), title, labels())
-    for name in sorted({n for r in rows if r["level"] == 0 for n, w in (r.get("watched") or {}).items() if "distances" in w}):
+    for name in sorted({n for r in rows if r["level"] == 0 for n, w in (r.get("watched") or {}).items()
+                       if "distances" in w or "levels" in w}):
         plot_watched(rows, name, run.watch_plot(name), f"{title}: {labels().get(name, name)}")
     matching = sparsest_matching(aggregated, tolerance, dense_method=IMP_METHOD)
     report = (f"# {title}\n\nSeeds: {seeds}. Test accuracy, mean ± sample std over seeds. A level *matches* when its "

@@ -96,13 +96,18 @@ def plot_watched(rows: list[dict], method: str, path: Path, title: str) -> Path 
         return None
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    for r, report in watched:
-        epochs = [e + 1 for e, d in enumerate(report["distances"]) if d is not None]
-        line, = ax.plot(epochs, [report["distances"][e - 1] for e in epochs], "o-", markersize=3, label=f"seed {r['seed']}")
+    # One detector (its distances at epoch ends: epoch 1, 2, ...), or one per level (at epoch starts: 0 is the init)
+    lines = [(r, f"seed {r['seed']}", rep, 1) for r, rep in watched if "levels" not in rep]
+    lines += [(r, f"seed {r['seed']}, {100 * (1 - d['ratio']):.3g}% kept", d, 0) for r, rep in watched
+              for d in rep.get("levels", {}).values()]
+    for r, label, report, first in lines:
+        epochs = [e + first for e, d in enumerate(report["distances"]) if d is not None]
+        line, = ax.plot(epochs, [report["distances"][e - first] for e in epochs], "o-", markersize=3, label=label)
         if report["epoch"] is not None:
             ax.axvline(report["epoch"], color=line.get_color(), linestyle="--", alpha=0.6)
     ax.axhline(watched[0][1]["threshold"], color="gray", linestyle=":", label="threshold")
-    ax.set(xlabel="epoch of the dense training", ylabel="largest mask distance in the window (Hamming, normalised)",
+    ax.set(xlabel="epoch of the dense training" + (" (0: its initialisation)" if any(not f for *_, f in lines) else ""),
+           ylabel="largest mask distance in the window (Hamming, normalised)",
            title=title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)

@@ -1,0 +1,230 @@
+"""The channel early-bird ticket, in its own setting (You et al. 2020, "Drawing Early-Bird Tickets", Section 3, and
+the `EarlyBird` class and epoch loop of their main.py):
+
+- masks of channels from the BatchNorm scaling factors, as network slimming prunes: every unit of the prunable groups
+  that have a BatchNorm scored by its mean |γ|, ranked all together; at ratio p the mask keeps the units scored
+  above the sorted score at position int(total x p) (their threshold rule);
+- one detector per target ratio: p_L = 1 - (1 - prune.fraction)^L, the units a structured IMP level L keeps, for
+  every level L of the run, each drawing its own ticket;
+- a mask at the start of every epoch, the initialisation included (before the first step, then after every epoch
+  but the last);
+- a FIFO of the last `window` (5) masks: the ticket is drawn when the newest mask's distance (the share of units that
+  differ) to each of the others is at most ε (0.1): their `early_bird_emerge` fails on a distance `> 0.1`;
+- the weights at that moment are kept (one file per level), and the branch at level L prunes them by that mask and
+  retrains: `continue` from the drawn weights or `reinit` from fresh ones (the paper's two choices, Section 4; both
+  for the whole schedule, as their retraining does), or `rewind` to the run's rewind point, as IMP does.
+
+The unstructured detector (lottery.sparsity.earlybird, the `earlybird` branch) is the variant for any model: one
+detector at the first level's fraction of weights, masks at epoch ends. What this one records goes to the dense
+level's metrics.json under `watched.earlybird_channels.levels.<L>`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from lottery.core import rewind
+from lottery.core.errors import LotteryError
+from lottery.core.files import read_json, save_tensors
+from lottery.core.methods import Branch, Training, register
+from lottery.structured.removal import check_removal
+from lottery.structured.units import UnitGroup, unit_groups
+
+NAME = "earlybird_channels"
+RETRAIN = ("continue", "reinit", "rewind")
+
+
+@dataclass(frozen=True)
+class ChannelEarlyBirdOptions:
+    """methods.earlybird_channels.*: the detector's window and ε (the paper's), and how the drawn ticket retrains."""
+
+    window: int = 5  # masks in the FIFO: the newest against the others (You et al. 2020: 5)
+    threshold: float = 0.1  # ε: the largest distance at which the ticket is drawn (You et al. 2020: 0.1)
+    retrain: str = "continue"  # continue (the drawn weights) | reinit (fresh weights) | rewind (the rewind point)
+
+    def __post_init__(self):
+        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 2:
+            raise LotteryError(f"methods.{NAME}.window={self.window!r} must be a whole number >= 2: the masks compared")
+        if not 0 < self.threshold <= 1:
+            raise LotteryError(f"methods.{NAME}.threshold={self.threshold!r} must be in (0, 1]: a share of channels")
+        if self.retrain not in RETRAIN:
+            raise LotteryError(f"methods.{NAME}.retrain={self.retrain!r} must be one of {', '.join(RETRAIN)}")
+
+
+def scaled_groups(model, input_shape, prunable) -> list[UnitGroup]:
+    """The groups of channels that can go and carry BatchNorm scaling factors."""
+    return [g for g in unit_groups(model, input_shape, prunable) if not g.fixed and g.kind == "channel" and g.norms]
+
+
+def unit_scores(groups: list[UnitGroup], model) -> torch.Tensor:
+    """Every unit's mean |γ| over its BatchNorms, the groups one after the other."""
+    params = dict(model.named_parameters())
+    out = []
+    for g in groups:
+        total = torch.zeros(g.units, dtype=torch.float64)
+        for m in g.norms:
+            total.index_add_(0, m.unit, params[m.name].detach().cpu().double().abs()[m.index])
+        out.append(total / len(g.norms))
+    return torch.cat(out)
+
+
+def channel_mask(scores: torch.Tensor, ratio: float) -> torch.Tensor:
+    """bool [units]: the units kept at pruning `ratio`, by You et al.'s rule (kept: above the sorted score at
+    int(total x ratio)), at least one."""
+    threshold = scores.sort().values[min(int(len(scores) * ratio), len(scores) - 1)]
+    kept = scores > threshold
+    if not kept.any():
+        kept[scores.argmax()] = True
+    return kept
+
+
+def apply_mask(groups: list[UnitGroup], masks, kept: torch.Tensor) -> None:
+    """Set `masks` (a MaskManager) to the unit mask `kept` (over `groups`, one after the other)."""
+    new = {n: m.detach().cpu().clone() for n, m in masks.masks.items()}
+    for g, part in zip(groups, kept.split([g.units for g in groups])):
+        g.remove(new, ~part)
+    masks.set_masks(new)
+
+
+class ChannelEarlyBird:
+    """The detectors on one dense training (the updater interface of lottery.sparsity.updaters, changing no mask)."""
+
+    def __init__(self, groups: list[UnitGroup], ratios: Mapping[int, float], steps_per_epoch: int, total_steps: int,
+                 files: Mapping[int, Path], window: int = 5, threshold: float = 0.1, name: str = NAME):
+        self.groups, self.ratios, self.files, self.name = groups, dict(ratios), dict(files), name
+        self.steps_per_epoch, self.total_steps, self.window, self.threshold = steps_per_epoch, total_steps, window, threshold
+        self.recent = {level: [] for level in self.ratios}  # the FIFO of masks per level, oldest first
+        self.distances = {level: [] for level in self.ratios}  # per epoch start: the largest distance in the FIFO
+        self.drawn = {level: None for level in self.ratios}  # the epoch each ticket was drawn at (0: the initialisation)
+
+    def observe(self, model, epoch: int) -> None:
+        """The masks at the start of `epoch` (epochs trained so far); draw the tickets whose FIFO agrees."""
+        scores = unit_scores(self.groups, model)
+        for level, ratio in self.ratios.items():
+            newest = channel_mask(scores, ratio)
+            fifo = (self.recent[level] + [newest])[-self.window:]
+            self.recent[level] = fifo
+            full = len(fifo) == self.window
+            gaps = [float((newest != old).float().mean()) for old in fifo[:-1]] if full else []
+            self.distances[level].append(max(gaps) if gaps else None)
+            if full and self.drawn[level] is None and all(d <= self.threshold for d in gaps):
+                self.drawn[level] = epoch
+                save_tensors(self.files[level], model.state_dict(),
+                             {"epoch": str(epoch), "step": str(epoch * self.steps_per_epoch), "ratio": str(ratio)})
+
+    # -- the updater interface ---------------------------------------------------------------------------------
+    def done(self, step: int) -> bool:
+        return False
+
+    @torch.no_grad()
+    def before_step(self, step: int, masks, optimizer) -> None:
+        if step == 0 and not any(self.distances.values()):  # the initialisation, before the first step
+            self.observe(masks.model, 0)
+
+    @torch.no_grad()
+    def update(self, step: int, masks, optimizer=None) -> None:
+        if (step + 1) % self.steps_per_epoch == 0 and step + 1 < self.total_steps:  # an epoch's end: the next's start
+            self.observe(masks.model, (step + 1) // self.steps_per_epoch)
+
+    def watched(self) -> dict:
+        spe = self.steps_per_epoch
+        levels = {str(level): {"ratio": ratio, "distances": self.distances[level], "epoch": self.drawn[level],
+                               "step": None if self.drawn[level] is None else self.drawn[level] * spe}
+                  for level, ratio in self.ratios.items()}
+        return {self.name: {"levels": levels, "window": self.window, "threshold": self.threshold}}
+
+    def segments(self, start: int, end: int) -> None:
+        return None
+
+    def dense_gradient_steps(self, total_steps: int) -> int:
+        return 0
+
+    def state_dict(self) -> dict:
+        return {"recent": self.recent, "distances": self.distances, "drawn": self.drawn}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("recent", "distances", "drawn"):
+            getattr(self, key).update({int(k): v for k, v in state.get(key, {}).items()})
+
+
+@dataclass(frozen=True)
+class ChannelEarlyBirdSpec:
+    """The detectors as a run spec carries them; the run trains alone."""
+
+    groups: tuple
+    ratios: tuple
+    steps_per_epoch: int
+    total_steps: int
+    files: tuple
+    window: int = 5
+    threshold: float = 0.1
+    name: str = NAME
+    lane_key = None
+
+    def build(self, seeds=None) -> ChannelEarlyBird:
+        return ChannelEarlyBird(list(self.groups), dict(self.ratios), self.steps_per_epoch, self.total_steps,
+                                dict(self.files), self.window, self.threshold, self.name)
+
+
+# -- the branch --------------------------------------------------------------------------------------------------
+def _ratio(fraction: float, level: int) -> float:
+    return 1 - (1 - fraction) ** level
+
+
+def _groups(models, model) -> list[UnitGroup]:
+    return scaled_groups(model, tuple(models.data.input_shape), models.masks_for(model).names)
+
+
+def watch(models, options: ChannelEarlyBirdOptions) -> ChannelEarlyBirdSpec:
+    """One detector per level of the run on the dense training (`models`: the seed's lottery.imp.seed_models.SeedModels)."""
+    groups = _groups(models, models.fresh(models.seed, pretrained=False))
+    steps = models.data.steps_per_epoch()
+    levels = range(1, models.cfg.prune.levels + 1)
+    return ChannelEarlyBirdSpec(tuple(groups), tuple((L, _ratio(models.fraction, L)) for L in levels), steps,
+                                models.cfg.train.total_steps(steps),
+                                tuple((L, models.files.watch_file(NAME, L)) for L in levels),
+                                options.window, options.threshold)
+
+
+def build(point, models, rewinding, options: ChannelEarlyBirdOptions) -> Training:
+    """The ticket the level's detector drew (the dense network's end when it drew none), pruned by its channel mask,
+    retrained as `options.retrain` says."""
+    drawn, dense = models.files.watch_file(NAME, point.level), models.files.level(0)
+    if not drawn.exists():
+        if NAME not in read_json(dense.metrics).get("watched", {}):
+            raise LotteryError(f"the {NAME} branch needs its detectors on level 0, but {dense.path} trained without them "
+                               f"({NAME} was not among the branches then): start the run under another name=...")
+        drawn = dense.final  # the detector never drew a ticket: the dense network's end, as one-shot pruning
+    model = models.with_weights(drawn)
+    masks = models.masks_for(model)
+    groups = _groups(models, model)
+    apply_mask(groups, masks, channel_mask(unit_scores(groups, model), _ratio(models.fraction, point.level)))
+    if options.retrain == "reinit":
+        fresh = models.fresh(point.branch_seed, pretrained=False)
+        kept = masks.masks
+        masks = models.masks_for(fresh)
+        masks.set_masks(kept)
+        return Training(fresh, masks, rewinding.dense_plan)
+    if options.retrain == "rewind":
+        rewind.restore(model, models.rewind_point(), masks)
+        return Training(model, masks, rewinding.branch_plan)
+    return Training(model, masks, rewinding.dense_plan)
+
+
+def check(context, options: ChannelEarlyBirdOptions) -> None:
+    """Before anything trains: the graph follows the model, and some prunable channels carry a BatchNorm."""
+    shape = tuple(context.data.input_shape)
+    groups = unit_groups(context.model, shape, context.masks.names)
+    check_removal(context.model, shape, groups)
+    if not any(not g.fixed and g.kind == "channel" and g.norms for g in groups):
+        raise LotteryError(f"the {NAME} branch ranks channels by their BatchNorm scaling factors, and "
+                           f"{type(context.model).__name__} has no prunable channel with a BatchNorm; use the earlybird "
+                           "branch (unstructured), or a model with BatchNorm (conv4_bn, resnet20, vgg16)")
+
+
+register(Branch(name=NAME, build=build, builds_on="watch", watch=watch, options=ChannelEarlyBirdOptions, check=check,
+                label="early-bird ticket (channels)",
+                summary="channels by BatchNorm scale at the epoch the level's detector agreed (You et al. 2020), retrained"))
