@@ -26,7 +26,8 @@ step bench_export $PY experiments/bench_export.py --device cuda
 step bench_bert  $PY experiments/bench_bert.py --device cuda --steps 50
 step bench_lanes $PY experiments/bench_lanes.py --device cuda --lanes 1 2 4 8 16 --steps 50 --compile --fig3
 step bench_sparse $PY experiments/bench_sparse.py --device cuda --interval 100
+step bench_structured $PY experiments/bench_structured.py --device cuda --batches 1 64 1024
 echo
 echo "== summary (full outputs in $OUT)"
-for name in tests bench_masks bench_level bench_data bench_export bench_bert bench_lanes bench_sparse; do printf '  %-12s %s\n' "$name" "${status[$name]}"; done
+for name in tests bench_masks bench_level bench_data bench_export bench_bert bench_lanes bench_sparse bench_structured; do printf '  %-12s %s\n' "$name" "${status[$name]}"; done
 grep -h -E '^\||^compile|^Frankle|^choose' "$OUT"/bench_*.txt

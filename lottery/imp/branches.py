@@ -35,7 +35,7 @@ from lottery.core.methods import METHODS, Branch, Calibration, OneShot, SparseTr
 from lottery.core.pruning import get_strategy
 from lottery.core.rewind import Rewinding, TrainingPlan
 from lottery.sparsity import pruning_at_init, updaters, wanda  # noqa: F401  (their modules register those branches)
-from lottery.structured import criteria, earlybird as channel_earlybird  # noqa: F401  (structured strategies, branch)
+import lottery.structured  # noqa: F401  (the structured strategies and the channel early-bird branch)
 from lottery.sparsity.earlybird import EarlyBirdOptions, EarlyBirdSpec
 
 if TYPE_CHECKING:

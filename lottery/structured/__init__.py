@@ -12,3 +12,4 @@ heads) with every tensor that shares them, as IMP criteria, and the channel earl
 Torch-Pruning is imported only where a structured method runs: `import lottery` and the unstructured methods never
 need it, and a missing package is one line naming the extra (docs/structured.md).
 """
+from lottery.structured import criteria, earlybird  # noqa: F401  (their records: the strategies and the branch)

@@ -89,6 +89,35 @@ def apply_mask(groups: list[UnitGroup], masks, kept: torch.Tensor) -> None:
     masks.set_masks(new)
 
 
+class Detector:
+    """One target ratio's detector: a FIFO of the last `window` masks; `push` the newest, and the ticket is drawn when
+    its distance (the share of entries that differ) to each of the others is at most `threshold`."""
+
+    def __init__(self, window: int = 5, threshold: float = 0.1):
+        self.window, self.threshold = window, threshold
+        self.recent: list[torch.Tensor] = []  # oldest first
+        self.distances: list[float | None] = []  # per mask pushed: the largest distance in the full FIFO
+        self.drawn: int | None = None  # the index of the mask the ticket was drawn at (its epoch: 0 is the init)
+
+    def push(self, mask: torch.Tensor) -> bool:
+        """Add the newest mask; True when this one draws the ticket."""
+        self.recent = (self.recent + [mask])[-self.window:]
+        full = len(self.recent) == self.window
+        # as their cal_dist: 1 - (entries equal) / entries, in Python floats
+        gaps = [1 - int((mask == old).sum()) / mask.numel() for old in self.recent[:-1]] if full else []
+        self.distances.append(max(gaps) if gaps else None)
+        if full and self.drawn is None and all(d <= self.threshold for d in gaps):  # You et al.: `> 0.1` fails
+            self.drawn = len(self.distances) - 1
+            return True
+        return False
+
+    def state_dict(self) -> dict:
+        return {"recent": self.recent, "distances": self.distances, "drawn": self.drawn}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.recent, self.distances, self.drawn = list(state["recent"]), list(state["distances"]), state["drawn"]
+
+
 class ChannelEarlyBird:
     """The detectors on one dense training (the updater interface of lottery.sparsity.updaters, changing no mask)."""
 
@@ -96,22 +125,13 @@ class ChannelEarlyBird:
                  files: Mapping[int, Path], window: int = 5, threshold: float = 0.1, name: str = NAME):
         self.groups, self.ratios, self.files, self.name = groups, dict(ratios), dict(files), name
         self.steps_per_epoch, self.total_steps, self.window, self.threshold = steps_per_epoch, total_steps, window, threshold
-        self.recent = {level: [] for level in self.ratios}  # the FIFO of masks per level, oldest first
-        self.distances = {level: [] for level in self.ratios}  # per epoch start: the largest distance in the FIFO
-        self.drawn = {level: None for level in self.ratios}  # the epoch each ticket was drawn at (0: the initialisation)
+        self.detectors = {level: Detector(window, threshold) for level in self.ratios}
 
     def observe(self, model, epoch: int) -> None:
-        """The masks at the start of `epoch` (epochs trained so far); draw the tickets whose FIFO agrees."""
+        """The masks at the start of `epoch` (epochs trained so far); keep the weights of the tickets drawn now."""
         scores = unit_scores(self.groups, model)
         for level, ratio in self.ratios.items():
-            newest = channel_mask(scores, ratio)
-            fifo = (self.recent[level] + [newest])[-self.window:]
-            self.recent[level] = fifo
-            full = len(fifo) == self.window
-            gaps = [float((newest != old).float().mean()) for old in fifo[:-1]] if full else []
-            self.distances[level].append(max(gaps) if gaps else None)
-            if full and self.drawn[level] is None and all(d <= self.threshold for d in gaps):
-                self.drawn[level] = epoch
+            if self.detectors[level].push(channel_mask(scores, ratio)):
                 save_tensors(self.files[level], model.state_dict(),
                              {"epoch": str(epoch), "step": str(epoch * self.steps_per_epoch), "ratio": str(ratio)})
 
@@ -121,7 +141,7 @@ class ChannelEarlyBird:
 
     @torch.no_grad()
     def before_step(self, step: int, masks, optimizer) -> None:
-        if step == 0 and not any(self.distances.values()):  # the initialisation, before the first step
+        if step == 0 and not any(d.distances for d in self.detectors.values()):  # the init, before the first step
             self.observe(masks.model, 0)
 
     @torch.no_grad()
@@ -131,9 +151,9 @@ class ChannelEarlyBird:
 
     def watched(self) -> dict:
         spe = self.steps_per_epoch
-        levels = {str(level): {"ratio": ratio, "distances": self.distances[level], "epoch": self.drawn[level],
-                               "step": None if self.drawn[level] is None else self.drawn[level] * spe}
-                  for level, ratio in self.ratios.items()}
+        levels = {str(level): {"ratio": ratio, "distances": d.distances, "epoch": d.drawn,
+                               "step": None if d.drawn is None else d.drawn * spe}
+                  for (level, ratio), d in zip(self.ratios.items(), self.detectors.values())}
         return {self.name: {"levels": levels, "window": self.window, "threshold": self.threshold}}
 
     def segments(self, start: int, end: int) -> None:
@@ -143,11 +163,11 @@ class ChannelEarlyBird:
         return 0
 
     def state_dict(self) -> dict:
-        return {"recent": self.recent, "distances": self.distances, "drawn": self.drawn}
+        return {"detectors": {level: d.state_dict() for level, d in self.detectors.items()}}
 
     def load_state_dict(self, state: dict) -> None:
-        for key in ("recent", "distances", "drawn"):
-            getattr(self, key).update({int(k): v for k, v in state.get(key, {}).items()})
+        for level, d in state.get("detectors", {}).items():
+            self.detectors[int(level)].load_state_dict(d)
 
 
 @dataclass(frozen=True)

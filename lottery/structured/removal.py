@@ -67,12 +67,15 @@ def _differs(model: nn.Module, input_shape, groups: list[UnitGroup]) -> str:
         remove_units(removed, input_shape, groups, {g.root: torch.arange(g.units) == 0 for g in groups})
         got = removed(x)
     except Exception as e:  # a shape the graph got wrong fails anywhere in the forward
-        return f"the model without it fails to run ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]})"
+        return (f"the model without one of its units fails to run ({type(e).__name__}: "
+                f"{(str(e).splitlines() or [''])[0][:120]})")
     want = masked(x)
     got, want = (getattr(t, "logits", t) for t in (got, want))
     if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-4, atol=1e-5 * (1 + want.abs().max().item())):
         gap = (got - want).abs().max().item() if got.shape == want.shape else float("nan")
-        return f"removing it changes the logits (by up to {gap:.3g}): the graph misses a tensor that shares it"
+        return (f"removing one of its units with the tensors the graph couples to it changes the logits (by up to "
+                f"{gap:.3g}) where masking it does not: an operation reorders or mixes its channels (torch.flip, roll, a "
+                "mean over channels), or the graph misses a tensor that reads them")
     return ""
 
 

@@ -114,8 +114,7 @@ class ClassificationModule(pl.LightningModule):
         x, y = batch  # lanes: [K, B, ...], [K, B]
         loss, per_run, logits, y = self._loss(self(x), y)
         if self.penalty is not None:
-            params = [self.model.get_parameter(n) for n in self.penalty.names]
-            loss = loss + self.penalty.weight * torch.stack(torch._foreach_norm(params, 1)).sum()
+            loss = loss + self.penalty_term()
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
@@ -126,6 +125,11 @@ class ClassificationModule(pl.LightningModule):
         if self._log_every and self.global_step % self._log_every == 0:
             self._log_step(optimizer.param_groups[0]["lr"])
         return loss
+
+    def penalty_term(self) -> torch.Tensor:
+        """weight x sum |p| over the penalty's parameters (every lane's: each gets its own gradient, weight x sign p)."""
+        params = [self.model.get_parameter(n) for n in self.penalty.names]
+        return self.penalty.weight * torch.stack(torch._foreach_norm(params, 1)).sum()
 
     def on_before_optimizer_step(self, optimizer) -> None:
         # Here rather than in the step: under fp16 mixed precision Lightning unscales the gradients just before.

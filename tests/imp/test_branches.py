@@ -18,13 +18,18 @@ def _cfg(tmp_path, *overrides):
                               "trainer.accelerator=cpu", "data.val_size=200", *overrides])
 
 
+# The channel early-bird ticket ranks BatchNorm scaling factors, which LeNet-300-100 has none of: its run is
+# tests/structured/test_earlybird.py's.
+ON_LENET = [name for name in BRANCHES if name != "earlybird_channels"]
+
+
 @pytest.mark.slow
 def test_every_branch_trains_at_the_levels_sparsity(tmp_path):
-    run_dir = run(_cfg(tmp_path, f"branches=[{','.join(BRANCHES)}]"), log=lambda *_: None)
+    run_dir = run(_cfg(tmp_path, f"branches=[{','.join(ON_LENET)}]"), log=lambda *_: None)
     level = run_dir / "seed_0" / "level_02"
     ticket = files.load_tensors(level / "mask.safetensors")
     kept = {n: int(m.sum()) for n, m in ticket.items()}
-    for name in BRANCHES:
+    for name in ON_LENET:
         folder = level / f"branch_{name}"
         metrics = files.read_json(folder / "metrics.json")
         final = files.load_tensors(folder / "final.safetensors")
