@@ -11,8 +11,12 @@ the `EarlyBird` class and epoch loop of their main.py):
 - a FIFO of the last `window` (5) masks: the ticket is drawn when the newest mask's distance (the share of units that
   differ) to each of the others is at most ε (0.1): their `early_bird_emerge` fails on a distance `> 0.1`;
 - the weights at that moment are kept (one file per level), and the branch at level L prunes them by that mask and
-  retrains: `continue` from the drawn weights or `reinit` from fresh ones (the paper's two choices, Section 4; both
-  for the whole schedule, as their retraining does), or `rewind` to the run's rewind point, as IMP does.
+  retrains, as `retrain` says: `continue` trains the drawn weights for the rest of the schedule, from the drawn epoch
+  on (their retrain_continue.sh: main_c.py from --start-epoch, so that search and retraining make one schedule;
+  their main_c.py builds the pruned network afresh there, where we keep the drawn weights, as the paper's "EB
+  Train" describes); `reinit` trains fresh weights for the whole schedule (main_scratch.py, "EB Train (re-init)");
+  `rewind` trains from the run's rewind point, as IMP does. The penalty of a bn_scale run applies throughout, as
+  their retraining keeps its sparsity regularisation.
 
 The unstructured detector (lottery.sparsity.earlybird, the `earlybird` branch) is the variant for any model: one
 detector at the first level's fraction of weights, masks at epoch ends. What this one records goes to the dense
@@ -28,8 +32,9 @@ import torch
 
 from lottery.core import rewind
 from lottery.core.errors import LotteryError
-from lottery.core.files import read_json, save_tensors
+from lottery.core.files import load_tensors, read_json, save_tensors
 from lottery.core.methods import Branch, Training, register
+from lottery.core.rewind import TRAINED, TrainingPlan
 from lottery.structured.removal import check_removal
 from lottery.structured.units import UnitGroup, unit_groups
 
@@ -43,7 +48,8 @@ class ChannelEarlyBirdOptions:
 
     window: int = 5  # masks in the FIFO: the newest against the others (You et al. 2020: 5)
     threshold: float = 0.1  # ε: the largest distance at which the ticket is drawn (You et al. 2020: 0.1)
-    retrain: str = "continue"  # continue (the drawn weights) | reinit (fresh weights) | rewind (the rewind point)
+    retrain: str = "continue"  # continue (the drawn weights, the rest of the schedule) | reinit (fresh weights, all of
+    # it) | rewind (the rewind point, as the run's levels)
 
     def __post_init__(self):
         if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 2:
@@ -212,12 +218,14 @@ def watch(models, options: ChannelEarlyBirdOptions) -> ChannelEarlyBirdSpec:
 def build(point, models, rewinding, options: ChannelEarlyBirdOptions) -> Training:
     """The ticket the level's detector drew (the dense network's end when it drew none), pruned by its channel mask,
     retrained as `options.retrain` says."""
-    drawn, dense = models.files.watch_file(NAME, point.level), models.files.level(0)
-    if not drawn.exists():
+    drawn, dense, step = models.files.watch_file(NAME, point.level), models.files.level(0), 0
+    if drawn.exists():
+        step = int(load_tensors(drawn, with_metadata=True)[1]["step"])
+    else:
         if NAME not in read_json(dense.metrics).get("watched", {}):
             raise LotteryError(f"the {NAME} branch needs its detectors on level 0, but {dense.path} trained without them "
                                f"({NAME} was not among the branches then): start the run under another name=...")
-        drawn = dense.final  # the detector never drew a ticket: the dense network's end, as one-shot pruning
+        drawn = dense.final  # never drawn: the dense network's end, as one-shot pruning, retrained for a whole schedule
     model = models.with_weights(drawn)
     masks = models.masks_for(model)
     groups = _groups(models, model)
@@ -231,7 +239,7 @@ def build(point, models, rewinding, options: ChannelEarlyBirdOptions) -> Trainin
     if options.retrain == "rewind":
         rewind.restore(model, models.rewind_point(), masks)
         return Training(model, masks, rewinding.branch_plan)
-    return Training(model, masks, rewinding.dense_plan)
+    return Training(model, masks, TrainingPlan(TRAINED, start_step=step, steps=rewinding.total_steps - step))
 
 
 def check(context, options: ChannelEarlyBirdOptions) -> None:

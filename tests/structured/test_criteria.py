@@ -181,3 +181,17 @@ def test_a_model_the_graph_cannot_follow_is_one_line_naming_the_layer_before_any
     assert code == 2
     one_line_error(err, phrase)
     assert not any(tmp_path.iterdir())
+
+
+def test_as_lanes_each_lanes_scaling_factors_get_their_own_penalty_gradient(structured_model):
+    from lottery.core.schema import OptimConfig
+    from lottery.lanes import LaneNet
+    from lottery.training.module import ClassificationModule
+
+    models = [structured_model("conv4_bn", seed=s)[0] for s in (0, 1)]
+    penalty = STRATEGIES["bn_scale"].training_penalty(models[0])
+    net = LaneNet.from_models(models)
+    ClassificationModule(net, 10, OptimConfig(), penalty=penalty).penalty_term().backward()
+    for name in penalty.names:
+        stacked = net.get_parameter(name)
+        assert stacked.shape[0] == 2 and torch.equal(stacked.grad, 1e-4 * stacked.detach().sign())
