@@ -22,7 +22,7 @@ RUN     = $(VENV)/bin/lottery run --config $(1) "seeds=$(SEED_LIST)" trainer.lan
 	  $(if $(LEVELS),prune.levels=$(LEVELS)) $(ARGS)
 PRESET  = $(call RUN,experiments/configs/$(1).yaml)
 
-.PHONY: help install demo sparse-demo strong-tickets update-step bench-sparse vit-digits bert-rte bench-bert sweep-demo test test-fast bench bench-data bench-level bench-lanes bench-memory bench-export gpu-check curves stability clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
+.PHONY: help install demo sparse-demo strong-tickets update-step bench-sparse structured-demo structured-conv bench-structured vit-digits bert-rte bench-bert sweep-demo test test-fast bench bench-data bench-level bench-lanes bench-memory bench-export gpu-check curves stability clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -61,6 +61,20 @@ update-step: install  ## SET and RigL: what an update step does with its gradien
 
 bench-sparse: install  ## the cost of a mask update (GMP, SET, RigL) amortised over ΔT = 100 steps vs dense steps
 	$(PY) experiments/bench_sparse.py
+
+structured-demo: install  ## structured (neuron) tickets of LeNet-300-100 vs unstructured ones and their controls, 2 seeds, one curve (docs/structured.md)
+	$(VENV)/bin/lottery run --config experiments/configs/structured_digits.yaml "seeds=[0,1]" trainer.lanes=$(LANES)
+	$(VENV)/bin/lottery run --config experiments/configs/structured_digits.yaml "seeds=[0,1]" trainer.lanes=$(LANES) \
+	  name=structured_digits_unstructured prune.strategy=layer_magnitude prune.levels=14
+	$(VENV)/bin/lottery plot runs/structured_digits runs/structured_digits_unstructured --out runs/structured_digits_curve.png
+
+structured-conv: install  ## network-slimming tickets of Conv-4-BN on the digits, its control and channel early-bird tickets, and the unstructured run (for bench-structured)
+	$(VENV)/bin/lottery run --config experiments/configs/structured_conv_digits.yaml trainer.lanes=$(LANES)
+	$(VENV)/bin/lottery run --config experiments/configs/structured_conv_digits.yaml trainer.lanes=$(LANES) \
+	  name=structured_conv_digits_unstructured prune.strategy=layer_magnitude prune.levels=14 "branches=[]"
+
+bench-structured: install  ## latency of the structured ticket's smaller model vs the unstructured ticket vs dense, digits and ResNet-20 (after structured-conv)
+	$(PY) experiments/bench_structured.py --structured runs/structured_conv_digits --unstructured runs/structured_conv_digits_unstructured
 
 vit-digits: install  ## transformer tickets with no download: a small ViT on the digits, 6 levels + reinit (docs/pretrained.md)
 	$(call PRESET,vit_digits)

@@ -27,7 +27,8 @@ step bench_bert  $PY experiments/bench_bert.py --device cuda --steps 50
 step bench_lanes $PY experiments/bench_lanes.py --device cuda --lanes 1 2 4 8 16 --steps 50 --compile --fig3
 step bench_sparse $PY experiments/bench_sparse.py --device cuda --interval 100
 step nm_kernels  $PY experiments/check_nm_gpu.py
+step bench_structured $PY experiments/bench_structured.py --device cuda --batches 1 64 1024
 echo
 echo "== summary (full outputs in $OUT)"
-for name in tests bench_masks bench_level bench_data bench_export bench_bert bench_lanes bench_sparse nm_kernels; do printf '  %-12s %s\n' "$name" "${status[$name]}"; done
+for name in tests bench_masks bench_level bench_data bench_export bench_bert bench_lanes bench_sparse nm_kernels bench_structured; do printf '  %-12s %s\n' "$name" "${status[$name]}"; done
 grep -h -E '^\||^compile|^Frankle|^choose|^the 2:4' "$OUT"/bench_*.txt "$OUT"/nm_kernels.txt

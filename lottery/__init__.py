@@ -9,6 +9,7 @@ The packages are the layers, each importing only those below it (tests/test_laye
     sparsity/   torch only: sparse networks found other than by IMP: pruning at initialisation, sparse training
                 (mask updaters), early-bird detection, Wanda; sparsity distributions
     models/ data/   registered architectures and datasets
+    structured/ structured tickets: whole channels, neurons and heads (Torch-Pruning's dependency graph, an extra)
     export/     deployable tickets: compact, shrunk, ONNX, sparse kernels
     training/   the Lightning layer: the one Trainer, a run spec in, a training's files out (alone or as lanes)
     imp/        the algorithm: one seed's levels (train, prune, rewind, repeat), the branches off a level
@@ -21,10 +22,11 @@ installed package through the `lottery.methods` entry points (docs/development.m
 """
 from lottery.core.errors import LotteryError
 from lottery.core.masks import MaskManager, default_prunable
-from lottery.core.methods import METHODS, Branch, Method, OneShot, SparseTraining, Strategy, register
+from lottery.core.methods import METHODS, Branch, Method, OneShot, SparseTraining, Strategy, Training, register
 from lottery.core.pruning import STRATEGIES, get_strategy
 from lottery.core.rewind import RewindPoint, capture, restore
 from lottery.core.ticket import Ticket, load_into, load_ticket, save_ticket
+from lottery.structured import criteria as _structured  # noqa: F401  (registers the structured strategies)
 
 __version__ = "0.1.0"
 
@@ -36,7 +38,6 @@ __all__ = [
 ]
 
 _LAZY = {"MaskCallback": "lottery.training.callbacks", "ClassificationModule": "lottery.training.module",
-         "Training": "lottery.imp.branches",
          "create_model": "lottery.models", "create_datamodule": "lottery.data"}
 
 

@@ -17,7 +17,7 @@ SPAN = re.compile(r"`([^`\n]+)`")
 # bare report.md or config.yaml) is no file of the project.
 FILE = re.compile(r"^(?!runs/)(?:[\w.-]+/)+[\w.-]+\.(py|yaml|sh|md|toml)$|^[\w.-]+\.(py|sh)$")
 DOTTED = re.compile(r"(?<![\w.])lottery(?:\.\w+)+")  # lottery.core.masks.MaskManager, in code or prose
-SLASHED = re.compile(r"^((?:core|lanes|sparsity|models|data|export|training|imp|report|cli)(?:/\w+)+)\.(\w+)$")
+SLASHED = re.compile(r"^((?:core|lanes|sparsity|structured|models|data|export|training|imp|report|cli)(?:/\w+)+)\.(\w+)$")
 LINE_NUMBER = re.compile(r"\bline \d+|\blines \d+ and \d+|\.py:\d+")
 
 

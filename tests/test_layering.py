@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lottery"
-LAYERS = [("core",), ("lanes", "sparsity", "models", "data"), ("export",), ("training",), ("imp",), ("report",), ("cli",)]
+LAYERS = [("core",), ("lanes", "sparsity", "models", "data", "structured"), ("export",), ("training",), ("imp",), ("report",), ("cli",)]
 TORCH_ONLY = ("core", "lanes", "sparsity")
 THIRD_PARTY_OF_TORCH_ONLY = {"torch", "safetensors"}  # safetensors only inside functions (see below)
 FACADE = {"lottery", "lottery.__main__"}  # the public API and `python -m lottery`: above every layer

@@ -88,9 +88,22 @@ def _inspect(args) -> None:
 
 def _plot(args) -> None:
     from lottery.cli import experiment, tickets
+    from lottery.core.errors import LotteryError
     from lottery.core.layout import RunLayout
 
-    run = RunLayout(Path(args.run_dir))
+    if len(args.run_dir) > 1 or args.out:
+        from lottery.report.curve import compare
+        from lottery.report.rows import seed_rows
+
+        if not args.out or not args.out.endswith(".png"):
+            raise LotteryError("lottery plot RUN RUN ... draws one curve of several runs: name its picture, --out FILE.png")
+        runs = [RunLayout(Path(d)) for d in args.run_dir]
+        cfgs = {run.path.name: (run, tickets.load_run_config(run.path)) for run in runs}
+        if len(cfgs) < len(runs):
+            raise LotteryError(f"the runs {args.run_dir} must have different folder names: they name the curves")
+        print(f"wrote {compare({n: (r, c, seed_rows(r)) for n, (r, c) in cfgs.items()}, args.out)}")
+        return
+    run = RunLayout(Path(args.run_dir[0]))
     experiment.write_curve(run, tickets.load_run_config(run.path))
     print(f"wrote {run.curve('csv')}, {run.curve_seeds.name}, {run.curve('png').name} and {run.report.name}")
 
@@ -222,8 +235,10 @@ def _sweep_arguments(sub) -> None:
 
 
 def _plot_arguments(sub) -> None:
-    pl = sub.add_parser("plot", aliases=["report"], help="rebuild the curves (CSV, PNG) and report.md of a run folder, over all its seeds")
-    pl.add_argument("run_dir")
+    pl = sub.add_parser("plot", aliases=["report"], help="rebuild the curves (CSV, PNG) and report.md of a run folder, over all "
+                                                         "its seeds; several run folders: one curve of them all (--out)")
+    pl.add_argument("run_dir", nargs="+")
+    pl.add_argument("--out", help="with several run folders: the PNG of their curves on one plot")
     pl.set_defaults(func=_plot)
 
 

@@ -221,9 +221,14 @@ def _check_sparse(cfg) -> None:
     DISTRIBUTIONS.check(s.distribution)
     if p.distribution is not None:
         DISTRIBUTIONS.check(p.distribution)
-        if getattr(get_strategy(p.strategy), "ranks_globally", False):
+        strategy = get_strategy(p.strategy)
+        if strategy.ranks_globally:
             raise LotteryError(f"prune.distribution={p.distribution} gives every tensor its own density; prune.strategy="
                                f"{p.strategy} ranks all tensors together: choose layer_magnitude or layer_random")
+        if strategy.structured:
+            raise LotteryError(f"prune.distribution={p.distribution} shares out weights; prune.strategy={p.strategy} "
+                               "removes units, prune.fraction of each layer's remaining ones per level: remove "
+                               "prune.distribution")
     if s.interval_steps < 1:
         raise _fail("sparse.interval_steps", s.interval_steps, "must be >= 1: masks change every ΔT steps")
     if s.start_step < 0 or (s.end_step is not None and s.end_step < s.start_step):

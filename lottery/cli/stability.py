@@ -108,7 +108,8 @@ class Stability:
             shutil.rmtree(out.path, ignore_errors=True)
             write_json(planned, sorted(capture))
         self.runner.train(RunSpec("dense (capturing k)", model, self.runner.models.masks_for(model),
-                                  self.runner.rewinding.dense_plan, self.runner.data, self.cfg.seed, out, capture))
+                                  self.runner.rewinding.dense_plan, self.runner.data, self.cfg.seed, out, capture,
+                                  penalty=self.runner.penalty))
 
     def _start(self, level: int, start: dict) -> tuple[torch.nn.Module, MaskManager]:
         """The network at step k; for level L > 0, times level L's IMP mask (Section 4)."""
@@ -125,7 +126,8 @@ class Stability:
         plan = TrainingPlan(weights=REWIND, start_step=k, steps=self.runner.total_steps - k)  # the schedule goes on from k
         # The data seed sets the order of the examples; it also seeds the training's per-epoch RNG.
         return [RunSpec(f"level {level} k={k} copy {name}", *self._start(level, start), plan, self.runner.data.with_seed(seed),
-                        seed, self.files.copy(level, k, name)) for name, seed in zip("ab", self.data_seeds)]
+                        seed, self.files.copy(level, k, name), penalty=self.runner.penalty)
+                for name, seed in zip("ab", self.data_seeds)]
 
     def path(self, level: int, start: dict, a: RunSpec, b: RunSpec, points: int) -> ErrorPath:
         """Test error along the line between the trained copies a and b."""

@@ -131,9 +131,10 @@ def read_safetensors(path: str | os.PathLike, what: str, fix: str, tensors: bool
 
 
 def save_masks(path: str | os.PathLike, masks) -> Path:
-    """A MaskManager's masks and density targets, as safetensors."""
+    """A MaskManager's masks and density targets (and what they count: weights, or units), as safetensors."""
     state = masks.state_dict()
-    return save_tensors(path, state["masks"], {"density": json.dumps(state["density"])})
+    counts = {"counts": state["counts"]} if state.get("counts", "weights") != "weights" else {}
+    return save_tensors(path, state["masks"], {"density": json.dumps(state["density"]), **counts})
 
 
 def load_masks(path: str | os.PathLike) -> dict:
@@ -142,6 +143,8 @@ def load_masks(path: str | os.PathLike) -> dict:
     state = {"masks": tensors}
     if "density" in metadata:
         state["density"] = json.loads(metadata["density"])
+    if "counts" in metadata:
+        state["counts"] = metadata["counts"]
     return state
 
 

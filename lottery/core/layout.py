@@ -6,6 +6,7 @@
     runs/<experiment>/seed_<s>/init.safetensors      the rewind point of k = 0: the initial weights
     runs/<experiment>/seed_<s>/rewind_step_<k>.safetensors   the rewind point of iteration k > 0
     runs/<experiment>/seed_<s>/<method>.safetensors          a watcher's weights (earlybird: when its ticket was drawn)
+    runs/<experiment>/seed_<s>/<method>_level_NN.safetensors  those of its detector for level NN (earlybird_channels)
     runs/<experiment>/seed_<s>/level_<NN>/           a level: mask.safetensors and its training's files
     runs/<experiment>/seed_<s>/level_<NN>/branch_<name>/     a branch trained off that level
     runs/<experiment>/stability/seed_<s>/            the instability analysis of that seed
@@ -106,10 +107,11 @@ class SeedDir(_RewindFolder):
     def level(self, level: int) -> LevelDir:
         return LevelDir(self.path / f"{_LEVEL}{level:02d}")
 
-    def watch_file(self, method: str) -> Path:
+    def watch_file(self, method: str, level: int | None = None) -> Path:
         """The dense network's weights a method's watcher kept: earlybird.safetensors, at the epoch the early-bird
-        ticket was drawn (lottery.sparsity.earlybird)."""
-        return self.path / f"{method}.safetensors"
+        ticket was drawn (lottery.sparsity.earlybird); with `level`, those its detector for that level kept:
+        earlybird_channels_level_03.safetensors (lottery.structured.earlybird)."""
+        return self.path / (f"{method}.safetensors" if level is None else f"{method}_{_LEVEL}{level:02d}.safetensors")
 
     def levels(self) -> list[int]:
         """Levels that have a folder, sorted (finished or not: see `level(l).done`)."""

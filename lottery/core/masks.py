@@ -5,6 +5,10 @@ It is the only code that writes the zeros. Works with any `nn.Module`, in a plai
     masks = MaskManager(model)
     masks.prune(0.2)                       # remove 20% of the remaining weights
     loss.backward(); opt.step(); masks.apply()
+
+A structured strategy (lottery.core.methods.Strategy.structured) removes whole units instead, and its densities count
+units: `MaskManager(model, input_shape=(3, 32, 32)).prune(0.2, "channel_norm")` removes 20% of the remaining output
+channels of every layer, with the columns of the layers that read them (lottery.structured).
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import torch
 from torch import nn
 
 from lottery.core.errors import LotteryError
-from lottery.core.methods import Strategy
+from lottery.core.methods import Network, Strategy
 from lottery.core.pruning import get_strategy
 
 # Layer types whose `weight` is prunable by default. Other packages add theirs with `register_prunable`
@@ -42,6 +46,16 @@ def default_prunable(model: nn.Module) -> list[str]:
 def layer_density(masks: Mapping[str, torch.Tensor]) -> dict[str, float]:
     """Fraction of each tensor's weights kept. Synchronises with the device: not for the hot path."""
     return {n: int(m.sum()) / m.numel() for n, m in masks.items()}
+
+
+def unit_density(masks: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Fraction of each tensor's units kept: its rows (output neurons, channels; the entries of a 1-d tensor) with at
+    least one weight left. What a structured strategy's densities count."""
+    return {n: int(m.reshape(m.shape[0], -1).any(1).sum()) / m.shape[0] if m.dim() else float(m.item())
+            for n, m in masks.items()}
+
+
+COUNTS = {"weights": layer_density, "units": unit_density}  # what a MaskManager's densities count
 
 
 def density(masks: Mapping[str, torch.Tensor]) -> float:
@@ -91,10 +105,16 @@ class MaskManager:
         exclude: patterns removed from `include`, e.g. ``["fc3.weight"]``.
         rates: per-tensor multipliers of the pruning fraction (patterns allowed), e.g.
             ``{"fc3.weight": 0.5}`` prunes the output layer at half the rate (Frankle & Carbin 2019).
+        input_shape: the shape of one input, without the batch (e.g. ``(3, 32, 32)``), for strategies that trace the
+            model (structured ones); None: only strategies that read the weights alone.
+
+    `density` holds each tensor's target density; it counts weights (`counting == "weights"`), or units after a
+    structured strategy pruned (`counting == "units"`: the fraction of the tensor's rows kept, as that strategy left them).
     """
 
     def __init__(self, model: nn.Module, include: Iterable[str] | None = None,
-                 exclude: Iterable[str] = (), rates: Mapping[str, float] | None = None):
+                 exclude: Iterable[str] = (), rates: Mapping[str, float] | None = None,
+                 input_shape: Iterable[int] | None = None):
         if not isinstance(model, nn.Module):
             raise LotteryError(f"MaskManager needs an nn.Module, got {type(model).__name__}")
         self.model = model
@@ -124,6 +144,8 @@ class MaskManager:
             self.rates.update({n: float(rate) for n in hits})
         self.masks = {n: torch.ones_like(params[n], dtype=torch.bool) for n in self.names}
         self.density = {n: 1.0 for n in self.names}  # target density per tensor, see pruning.py
+        self.counting = "weights"  # what `density` counts: "weights", or "units" after a structured strategy
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self._bind()
 
     # -- the hot path -------------------------------------------------------------------------
@@ -179,9 +201,11 @@ class MaskManager:
     # -- pruning ------------------------------------------------------------------------------
     def prune(self, fraction: float, strategy: str | Strategy = "global_magnitude",
               generator: torch.Generator | None = None) -> None:
-        """Remove `fraction` of the remaining weights (times each tensor's rate), then apply the masks."""
+        """Remove `fraction` of the remaining weights (times each tensor's rate), then apply the masks; with a structured
+        strategy, `fraction` of the remaining units of each tensor (its output layer's classes are never removed)."""
         if not 0.0 < _number(fraction, "fraction") < 1.0:
             raise LotteryError(f"fraction must be in (0, 1), got {fraction}: it is the share of the remaining weights removed")
+        self._count_as(self._strategy(strategy))
         self.prune_to({n: d * (1.0 - min(1.0, fraction * self.rates[n])) for n, d in self.density.items()},
                       strategy, generator)
 
@@ -190,26 +214,49 @@ class MaskManager:
         """Prune each tensor to `density` (its fraction of the full tensor kept), e.g. in one shot.
 
         strategy: a name in lottery.core.pruning.STRATEGIES, or a strategy record (with the options it prunes with).
-        A density above a tensor's current one keeps it as it is: masks only shrink."""
-        fn = strategy if isinstance(strategy, Strategy) else get_strategy(strategy if isinstance(strategy, str) else repr(strategy))
+        A density above a tensor's current one keeps it as it is: masks only shrink. A structured strategy's densities
+        count units (the rows of each tensor kept), and `density` then holds the units it left."""
+        fn = self._strategy(strategy)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise LotteryError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         density = self._check_density(density, "density")
         if refusal := getattr(self.model, REFUSES_PRUNING, None):
             raise LotteryError(refusal)
+        if fn.needs_model and self.input_shape is None:
+            raise LotteryError(f"strategy {fn.name} traces the model: build the MaskManager with input_shape=(C, H, W), "
+                               "the shape of one input")
         self._follow_model()
+        self._count_as(fn)
         self.density = {n: min(self.density[n], density[n]) for n in self.names}
         weights = {n: self._param(n) for n in self.names}
+        network = Network(self.model, self.input_shape)
         # Tensors with their own rate are ranked on their own; the rest share one global ranking.
         shared = [n for n in self.names if self.rates[n] == 1.0]
         groups = [shared] + [[n] for n in self.names if self.rates[n] != 1.0] if fn.ranks_globally else [self.names]
         for group in [g for g in groups if g]:
             new = fn({n: weights[n] for n in group}, {n: self.masks[n] for n in group},
-                     {n: self.density[n] for n in group}, generator)
+                     {n: self.density[n] for n in group}, generator, network)
             for n in group:
                 self.masks[n].copy_(new[n] & self.masks[n])
+        if fn.structured:  # the units it left: a tensor it cannot remove units of (the output layer) keeps all of its
+            self.density = unit_density(self.masks)
         self._bind()
         self.apply()
+
+    @staticmethod
+    def _strategy(strategy) -> Strategy:
+        return strategy if isinstance(strategy, Strategy) else get_strategy(strategy if isinstance(strategy, str) else repr(strategy))
+
+    def _count_as(self, strategy: Strategy) -> None:
+        """Densities in what `strategy` counts (units for a structured one, else weights), from the masks if the
+        last pruning counted the other."""
+        counts = "units" if strategy.structured else "weights"
+        if counts != self.counting:
+            self.density, self.counting = COUNTS[counts](self.masks), counts
+
+    def densities(self, counts: str = "weights") -> dict[str, float]:
+        """Each tensor's density as the masks have it, in weights or in units (`COUNTS`). Synchronises with the device."""
+        return COUNTS[counts](self.masks)
 
     # -- reports ------------------------------------------------------------------------------
     def counts(self) -> dict[str, tuple[int, int]]:
@@ -225,7 +272,7 @@ class MaskManager:
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"masks": {n: m.detach().cpu().clone() for n, m in self.masks.items()},
-                "density": dict(self.density), "rates": dict(self.rates)}
+                "density": dict(self.density), "rates": dict(self.rates), "counts": self.counting}
 
     def load_state_dict(self, state: Mapping) -> None:
         """Load masks saved by `state_dict`; names and shapes must fit this model."""
@@ -233,16 +280,21 @@ class MaskManager:
         if not isinstance(masks, Mapping):
             raise LotteryError("not a MaskManager state: expected a dict with a 'masks' mapping")
         density = self._check_density(state["density"], "the state's density") if state.get("density") else None
+        counts = state.get("counts", "weights")
+        if counts not in COUNTS:
+            raise LotteryError(f"the state's densities count {counts!r}; a MaskManager's count one of {', '.join(COUNTS)}")
         if density is not None:  # checked against the masks before anything changes
             self._check_masks(masks)
-            kept = sum(int(masks[n].to(torch.bool).sum()) for n in self.names)
-            target = sum(d * masks[n].numel() for n, d in density.items())
-            if abs(kept - target) > len(self.names):  # targets are met within one weight per tensor
-                raise LotteryError(f"the state's density targets ({target:.0f} weights kept) contradict its masks "
-                                   f"({kept} kept): the two come from different runs or levels")
+            size = (lambda m: m.numel()) if counts == "weights" else (lambda m: m.shape[0] if m.dim() else 1)
+            has = COUNTS[counts]({n: masks[n].to(torch.bool) for n in self.names})
+            kept = sum(has[n] * size(masks[n]) for n in self.names)
+            target = sum(d * size(masks[n]) for n, d in density.items())
+            if abs(kept - target) > len(self.names):  # targets are met within one weight (or unit) per tensor
+                raise LotteryError(f"the state's density targets ({target:.0f} {counts} kept) contradict its masks "
+                                   f"({kept:.0f} kept): the two come from different runs or levels")
         self.set_masks(masks)
         if density is not None:  # the exact targets, so that later levels keep (1 - fraction)^k
-            self.density = density
+            self.density, self.counting = density, counts
 
     def _check_density(self, density, what: str) -> dict[str, float]:
         if not isinstance(density, Mapping):
@@ -276,7 +328,7 @@ class MaskManager:
                 raise LotteryError(f"mask {n!r} has shape {tuple(masks[n].shape)} but the parameter has "
                                    f"{tuple(self.masks[n].shape)}: the masks come from a different architecture")
         self.masks = {n: masks[n].to(device=self._param(n).device, dtype=torch.bool).clone() for n in self.names}
-        self.density = layer_density(self.masks)
+        self.density, self.counting = layer_density(self.masks), "weights"
         self._bind()
         self.apply()
 
@@ -285,7 +337,7 @@ class MaskManager:
         bool; taken without checks or host synchronisation, then applied. `density`: the new target per tensor."""
         self.masks = {n: masks[n] for n in self.names}
         if density is not None:
-            self.density = {n: float(density[n]) for n in self.names}
+            self.density, self.counting = {n: float(density[n]) for n in self.names}, "weights"
         self._bind()
         self.apply()
 

@@ -2,7 +2,8 @@
 
 A record's kind says where the method takes part; the kinds differ only in what they are called with:
 
-    Strategy        prunes IMP's levels (prune.strategy=<name>): (weights, masks, density, generator) -> masks
+    Strategy        prunes IMP's levels (prune.strategy=<name>): (weights, masks, density, generator) -> masks;
+                    one that `needs_model` gets the model too (a `Network`), after the generator
     Branch          trains off every level at its sparsity (branches=[<name>]); `build` says what it trains
     SparseTraining  a branch that changes its masks while it trains: a MaskUpdater class (lottery.sparsity.updaters)
     OneShot         a branch that prunes once to the level's density (scores from the weights, and data where it
@@ -12,6 +13,13 @@ Every record carries its `label` on the curve, a one-line `summary` (`lottery li
 dataclass whose fields are the method's keys, `methods.<name>.<field>=...` in a configuration, with the paper's
 defaults. A method that declares options receives them (an instance) as its last argument; a method without any
 is called without. A record may also `check` itself against the model and the data before anything trains.
+
+A strategy is unstructured (it keeps single weights: `density` counts each tensor's weights) or `structured` (it
+removes whole units, the output channels of convolutions, neurons of Linear layers, attention heads, together with
+every tensor that shares them: `density` counts each tensor's units, the rows of its weight). Its `control` names the
+strategy that draws its random-pruning control (random masks with the per-layer counts its own masks have), and its
+`penalty`, when it has one, is a term every training of the run adds to its loss (network slimming's L1 penalty on
+the BatchNorm scaling factors).
 
 Branches also say what their mask builds on, for the cost of reaching it (`builds_on`: the IMP levels before it,
 the dense level, the dense level up to the step its watcher drew at, or nothing but a density); whether they train
@@ -100,14 +108,45 @@ class Context:
     optim: Any = None
 
 
+@dataclass(frozen=True)
+class Network:
+    """The model a strategy that `needs_model` prunes: the module, and the shape of one of its inputs (without the
+    batch), with which a structured strategy traces which tensors share each unit."""
+
+    module: Any
+    input_shape: tuple | None = None
+
+
+@dataclass(frozen=True)
+class Penalty:
+    """A term every training of a run adds to its loss: `weight` x the sum of |p| over the parameters `names` (an L1
+    penalty; network slimming's, on the BatchNorm scaling factors, Liu et al. 2017, Section 3.2)."""
+
+    names: tuple[str, ...]
+    weight: float
+
+
 @dataclass(frozen=True, kw_only=True)
 class Strategy(Method):
-    """Prunes IMP's levels: `select(weights, masks, density, generator[, options]) -> masks`, a pure function
-    (lottery.core.pruning states the density contract). ranks_globally: it ranks all tensors together (a tensor
-    with its own rate, such as the output layer, is then ranked apart from the others)."""
+    """Prunes IMP's levels: `select(weights, masks, density, generator[, network][, options]) -> masks`, a pure function
+    of its inputs (lottery.core.pruning states the density contract).
+
+    ranks_globally: it ranks all tensors together (a tensor with its own rate, such as the output layer, is then
+        ranked apart from the others).
+    needs_model: it is given the model too, a `Network` (module and input shape), after the generator: structured
+        strategies trace it to find the tensors that share each unit.
+    structured: it removes whole units (rows of the weights, with the columns of the layers that read them) and its
+        `density` counts each tensor's units, not its weights (lottery.core.masks.unit_density).
+    control: the strategy whose random masks, with this one's per-layer counts, are its random-pruning control.
+    penalty: `penalty(model[, options]) -> Penalty | None`, a term every training of the run adds to its loss.
+    """
 
     select: Callable
     ranks_globally: bool = False
+    needs_model: bool = False
+    structured: bool = False
+    control: str = "layer_random"
+    penalty: Callable | None = None
     bound: Any = None  # the options it prunes with (`with_options`); None: the defaults
 
     kind = "pruning strategy"
@@ -116,15 +155,23 @@ class Strategy(Method):
         """The strategy pruning with `options` (an instance of its options class)."""
         return dataclasses.replace(self, bound=options)
 
-    def __call__(self, weights, masks, density, generator=None):
-        return self.call(self.select, weights, masks, density, generator, options=self.bound)
+    def __call__(self, weights, masks, density, generator=None, network: Network | None = None):
+        if self.needs_model and network is None:
+            raise LotteryError(f"strategy {self.name} prunes a model it traces: pass network=Network(model, input_shape) "
+                               "(a MaskManager built with input_shape=... passes it)")
+        model = (network,) if self.needs_model else ()
+        return self.call(self.select, weights, masks, density, generator, *model, options=self.bound)
+
+    def training_penalty(self, model) -> Penalty | None:
+        """The term its trainings add to their loss, for `model` (None: none)."""
+        return None if self.penalty is None else self.call(self.penalty, model, options=self.bound)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Branch(Method):
     """Trains off every IMP level at the level's sparsity. A branch of its own writes
-    `build(point, models, rewinding[, options]) -> lottery.imp.branches.Training` (the three arguments:
-    lottery.imp.branches); SparseTraining and OneShot records are built by the IMP layer from their facts.
+    `build(point, models, rewinding[, options]) -> Training` (the three arguments: lottery.imp.branches); SparseTraining
+    and OneShot records are built by the IMP layer from their facts.
 
     builds_on: what its mask needs besides its own training, one of BUILDS_ON.
     same_mask: it trains the IMP level's own mask (its overlap with the ticket is 1 by construction).
@@ -196,6 +243,18 @@ class OneShot(Branch):
     def examples_per_class(self, num_classes: int) -> int:
         n = self.samples_per_class
         return n(num_classes) if callable(n) else n
+
+
+@dataclass(frozen=True)
+class Training:
+    """What a branch trains: the model with its starting weights, its masks (a MaskManager), its plan
+    (lottery.core.rewind.TrainingPlan); and the method that changes the masks while it trains, for the sparse-training
+    branches (lottery.sparsity.updaters.MethodSpec)."""
+
+    model: Any
+    masks: Any
+    plan: Any
+    updater: object = None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ counted against the full tensor (not against the survivors), so that the density
 k levels is (1 - fraction)^k within one weight, however many levels were run.
 A strategy only ever removes weights: pruned weights score -inf and are never chosen again.
 Each is a record (lottery.core.methods.Strategy) with whether it ranks all tensors together; `STRATEGIES` is the
-live view of them in the one registry of methods, which packages add to (`lottery.register`).
+live view of them in the one registry of methods, which packages add to (`lottery.register`). The structured
+strategies (whole units, their densities counted in units, the model traced) are lottery.structured.criteria's.
 """
 from __future__ import annotations
 

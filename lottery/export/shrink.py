@@ -7,6 +7,11 @@ its own bias instead. Channels joined by a residual connection go together: a ch
 only if it is dead in every tensor that shares it. The producing layer loses the unit's row and
 bias, a BatchNorm its entries, the reading layers their columns. Exact in eval mode (BatchNorm
 with running statistics), up to float rounding of the folded biases.
+
+A graph torch.fx cannot follow here (attention, concatenations, depthwise convolutions ...) is handed, when masks
+are given and Torch-Pruning is installed (the `structured` extra), to its dependency graph (lottery.structured):
+it removes the units that are gone in every tensor that shares them (a structured ticket's channels, neurons and
+heads), with no constant to fold, so the logits are the masked model's up to float rounding.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import fx, nn
 
+from lottery.core.errors import LotteryError, installed
 from lottery.core.files import atomic_path
 from lottery.export.graph import Graph, analyse, foldable, reads
 
@@ -61,13 +67,23 @@ def shrink(model: nn.Module, example_input: torch.Tensor, masks=None) -> tuple[f
     zeros are the mask. Raises a LotteryError suggesting the compact export for graphs it cannot follow.
     """
     model = copy.deepcopy(model).eval()
+    kept = None
     if masks is not None:
         from lottery.export.compact import mask_dict
 
-        for name, mask in mask_dict(model, masks).items():
+        kept = mask_dict(model, masks)
+        for name, mask in kept.items():
             model.get_parameter(name).mul_(mask.to(model.get_parameter(name).device))
     before = sum(p.numel() for p in model.parameters())
-    g = analyse(model, example_input)
+    try:
+        g = analyse(model, example_input)
+    except LotteryError as refused:
+        if kept is None:
+            raise
+        if not installed("torch_pruning"):
+            raise LotteryError(f"{refused} (or pip install -e \".[structured]\": Torch-Pruning's dependency graph "
+                               "removes the units a structured ticket prunes)") from None
+        return _remove_units(model, example_input, kept, before)
     free = _removable(g)
     keep_out = {name: ~free[g.find(space)] for name, space in g.producers}
     for name, node in g.consumers:
@@ -78,6 +94,23 @@ def shrink(model: nn.Module, example_input: torch.Tensor, masks=None) -> tuple[f
         _cut_norm(g.gm.get_submodule(name), ~free[g.find(space)])
     units = {name: (int(keep.sum()), keep.numel()) for name, keep in keep_out.items()}
     return g.gm, ShrinkReport(units, before, sum(p.numel() for p in g.gm.parameters()))
+
+
+def _remove_units(model: nn.Module, example_input: torch.Tensor, masks: dict, before: int):
+    """The units gone in every tensor of their group removed by Torch-Pruning's pruner (one unit of a group stays)."""
+    from lottery.structured.removal import remove_units
+    from lottery.structured.units import unit_groups
+
+    shape = tuple(example_input.shape[1:])
+    groups = unit_groups(model, shape, list(masks))
+    gone = {}
+    for g in groups:
+        if not g.fixed:
+            gone[g.root] = g.removable(masks)
+            gone[g.root][0] &= not bool(gone[g.root].all())  # an empty layer would break it: one unit stays
+    kinds = {g.root: g.kind for g in groups}
+    units = {f"{root} (heads)" if kinds[root] == "head" else root: n for root, n in remove_units(model, shape, groups, gone).items()}
+    return model, ShrinkReport(units, before, sum(p.numel() for p in model.parameters()))
 
 
 def _cut_inputs(layer: nn.Module, act, free: torch.Tensor) -> None:

@@ -9,7 +9,8 @@ rewound weights, the experiment's prunable tensors) and the experiment's rewindi
 train, a `Training` (model with its starting weights, masks, plan). The runner trains it like a level.
 
     reinit               the ticket's mask, fresh random weights (Frankle & Carbin 2019, Section 2)
-    random_prune         a random mask with the ticket's per-layer counts, rewind-point weights
+    random_prune         a random mask with the ticket's per-layer counts, rewind-point weights (the IMP strategy's
+                         `control`: whole units at random with the per-layer unit counts, for a structured ticket)
     random_prune_global  a random mask with the ticket's overall density, rewind-point weights
     oneshot              magnitude pruning of the dense trained weights straight to this sparsity
     lr_rewind            the mask, the previous level's trained weights, schedule replayed from k (Renda et al. 2020)
@@ -29,10 +30,12 @@ import torch
 from lottery.core import rewind, seeds
 from lottery.core.errors import LotteryError
 from lottery.core.files import read_json
-from lottery.core.masks import MaskManager, layer_density
-from lottery.core.methods import METHODS, Branch, Calibration, OneShot, SparseTraining, register
+from lottery.core.masks import MaskManager
+from lottery.core.methods import METHODS, Branch, Calibration, OneShot, SparseTraining, Training, register
+from lottery.core.pruning import get_strategy
 from lottery.core.rewind import Rewinding, TrainingPlan
 from lottery.sparsity import edgepopup, pruning_at_init, srste, updaters, wanda  # noqa: F401  (their records)
+import lottery.structured  # noqa: F401  (the structured strategies and the channel early-bird branch)
 from lottery.sparsity.earlybird import EarlyBirdOptions, EarlyBirdSpec
 
 if TYPE_CHECKING:
@@ -50,17 +53,6 @@ class LevelPoint:
     def generator(self) -> torch.Generator:
         """A new generator for the branch's random masks (each branch draws the same stream)."""
         return torch.Generator().manual_seed(self.branch_seed)
-
-
-@dataclass(frozen=True)
-class Training:
-    """What a branch trains: the model with its starting weights, its masks, its plan; and the method that changes
-    the masks while it trains, for the sparse-training branches (lottery.sparsity.updaters.MethodSpec)."""
-
-    model: torch.nn.Module
-    masks: MaskManager
-    plan: TrainingPlan
-    updater: object = None
 
 
 BRANCHES = METHODS.of(Branch)  # every kind of branch: Branch, SparseTraining and OneShot records
@@ -139,9 +131,12 @@ def reinit(point: LevelPoint, models: SeedModels, rewinding: Rewinding) -> Train
 
 
 def random_prune(point: LevelPoint, models: SeedModels, rewinding: Rewinding) -> Training:
+    """The IMP strategy's control (layer_random; structured_random for a structured one): random masks with the
+    ticket's per-layer counts of weights, or of units."""
     model = models.rewound()
     masks = models.masks_for(model)
-    masks.prune_to(layer_density(point.masks.masks), "layer_random", point.generator())
+    control = get_strategy(models.strategy.control)
+    masks.prune_to(point.masks.densities("units" if control.structured else "weights"), control, point.generator())
     return Training(model, masks, rewinding.branch_plan)
 
 
@@ -204,7 +199,7 @@ for _record in (
     Branch(name="reinit", build=reinit, builds_on="imp", same_mask=True, label="random re-initialisation",
            summary="the ticket's mask with fresh random weights (Frankle & Carbin 2019, Section 2)"),
     Branch(name="random_prune", build=random_prune, builds_on="imp", label="random pruning (per layer)",
-           summary="a random mask with the ticket's per-layer counts, from the rewind point"),
+           summary="a random mask with the ticket's per-layer counts (of units, for a structured ticket), rewind point"),
     Branch(name="random_prune_global", build=random_prune_global, builds_on="imp", label="random pruning (global)",
            summary="a random mask with the ticket's overall density, from the rewind point"),
     Branch(name="oneshot", build=oneshot, builds_on="dense", label="one-shot magnitude",

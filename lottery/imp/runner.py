@@ -61,6 +61,7 @@ class SeedRunner:
         self.rewinding = Rewinding(cfg.rewind.policy, cfg.rewind.step, self.total_steps, self.optim.finetuning_lr)
         strategy = get_strategy(cfg.prune.strategy)
         self.models = SeedModels(cfg, files, data, strategy.with_options(self.options.get(strategy.name)))
+        self.penalty = self.models.penalty  # the strategy's term in every training's loss (network slimming's), or None
         self.tracking = Tracking.of(cfg)
 
     def train(self, spec: RunSpec) -> dict:
@@ -110,7 +111,7 @@ class SeedRunner:
         k = self.cfg.rewind.step
         capture = {k: self.files.rewind(k)} if k > 0 else {}
         return RunSpec("level 0", model, masks, self.rewinding.dense_plan, self.data, self.seed, files, capture,
-                       watching(self._watchers()))
+                       watching(self._watchers()), self.penalty)
 
     def _watchers(self) -> list:
         """What the branches that watch the dense training observe in it (the early-bird detector)."""
@@ -131,7 +132,7 @@ class SeedRunner:
         plan = self.rewinding.level_plan
         if plan.weights == REWIND:
             rewind.restore(model, self.models.rewind_point(), masks)
-        return RunSpec(f"level {level}", model, masks, plan, self.data, self.seed, files)
+        return RunSpec(f"level {level}", model, masks, plan, self.data, self.seed, files, penalty=self.penalty)
 
     def _prune(self, masks, level: int) -> None:
         """IMP's pruning of `level`: prune.fraction of the remaining weights (times each tensor's rate), or with
@@ -147,7 +148,8 @@ class SeedRunner:
         """Branch `name` (lottery.imp.branches) off the level `point`, at its sparsity."""
         b = training(BRANCHES.lookup(name), point, self.models, self.rewinding, self.options.get(name))
         return RunSpec(f"level {point.level} {name}", b.model, b.masks, b.plan, self.data,
-                       seeds.branch_training(self.seed), self.files.level(point.level).branch(name), updater=b.updater)
+                       seeds.branch_training(self.seed), self.files.level(point.level).branch(name), updater=b.updater,
+                       penalty=self.penalty)
 
     def _report(self, level: int, m: dict, note: str) -> None:
         parts = [f"level {level:2d}", f"weights remaining {m['density']:7.2%}", f"test acc {m['test_acc']:.2%}",

@@ -12,7 +12,7 @@ from lottery.core.errors import LotteryError
 from lottery.core.files import load_tensors
 from lottery.core.layout import SeedDir
 from lottery.core.masks import MaskManager
-from lottery.core.methods import Strategy
+from lottery.core.methods import Penalty, Strategy
 from lottery.core.schema import ExperimentConfig
 from lottery.models import HF, create_model, output_layer
 from lottery.models.presets import preset_names
@@ -71,7 +71,12 @@ class SeedModels:
         prunable = MaskManager(model, include=include, exclude=p.exclude).names
         out = output_layer(model)  # its rate applies only if the output layer is pruned at all
         rates = {**({out: p.output_rate} if out in prunable else {}), **p.rates}
-        return MaskManager(model, include=include, exclude=p.exclude, rates=rates)
+        return MaskManager(model, include=include, exclude=p.exclude, rates=rates, input_shape=self.data.input_shape)
+
+    @property
+    def penalty(self) -> Penalty | None:
+        """The term every training of the run adds to its loss, if the strategy has one (network slimming's)."""
+        return self.strategy.training_penalty(self.fresh(self.seed, pretrained=False))
 
     # -- the sparse-training branches (lottery.sparsity) ---------------------------------------------------
     def dense_layers(self, names: list[str]) -> set[str]:

@@ -4,7 +4,8 @@ cheapest method that matches the dense network at each sparsity.
 IMP at level L pays for its levels 0..L. A branch pays for its own training and for what its mask builds on (its
 record's `builds_on`, lottery.core.methods.BUILDS_ON): the IMP levels before it ("imp": reinit, random pruning,
 rewinding comparisons), the dense level ("dense": one-shot pruning), the dense level up to the step its watcher drew
-at ("watch": the early-bird ticket), or nothing but a density (pruning at init, gmp, set, rigl, static).
+at ("watch": the early-bird ticket; the channel early-bird's detector of that level), or nothing but a density
+(pruning at init, gmp, set, rigl, static).
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def _prerequisite(kind: str, method: str, own: dict, cumulative: dict, seed: int
     if kind == "dense":
         return dense.get("cost")
     if kind == "watch":  # the dense level up to the step the method's watcher drew at (all of it if it never drew)
-        step = ((dense.get("watched") or {}).get(method) or {}).get("step")
+        watched = (dense.get("watched") or {}).get(method) or {}
+        step = (watched.get("levels", {}).get(str(level)) or watched).get("step")  # a detector per level, or one
         steps, cost = dense.get("steps"), dense.get("cost")
         return None if cost is None or not steps else cost * (step if step is not None else steps) / steps
     return 0.0

@@ -17,6 +17,7 @@ chosen once, for report.md, the console and the ticket file alike (`Report`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from lottery.core.errors import LotteryError
 from lottery.core.files import write_csv, write_text
@@ -27,7 +28,7 @@ from lottery.report.cost import cheapest_matching, with_reach_cost
 from lottery.report.markdown import markdown_report, summary
 from lottery.report.masks import overlap_section
 from lottery.report.matching import aggregate, at_chance, sparsest_matching, winning_level
-from lottery.report.plots import plot_curve, plot_watched
+from lottery.report.plots import plot_curve, plot_runs, plot_watched
 from lottery.report.rows import IMP_METHOD, VALUES, table_fields
 
 
@@ -100,7 +101,8 @@ def write_report(run: RunLayout, cfg: ExperimentConfig, rows: list[dict]) -> Rep
     table = level_table(aggregated)
     write_csv(run.curve("csv"), table)
     plot_curve(aggregated, run.curve("png"), title, labels())
-    for name in sorted({n for r in rows if r["level"] == 0 for n, w in (r.get("watched") or {}).items() if "distances" in w}):
+    for name in sorted({n for r in rows if r["level"] == 0 for n, w in (r.get("watched") or {}).items()
+                       if "distances" in w or "levels" in w}):
         plot_watched(rows, name, run.watch_plot(name), f"{title}: {labels().get(name, name)}")
     matching = sparsest_matching(aggregated, tolerance, dense_method=IMP_METHOD)
     warning = "".join(f"**No winning ticket for seed {s}: its dense network is at chance** (test accuracy "
@@ -121,3 +123,16 @@ def write_report(run: RunLayout, cfg: ExperimentConfig, rows: list[dict]) -> Rep
               + overlap_section(run, rows, {n for n, m in BRANCHES.items() if m.same_mask}))
     write_text(run.report, report)
     return Report(rows, aggregated, table, winners, dense)
+
+
+def compare(runs: dict[str, tuple[RunLayout, ExperimentConfig, list[dict]]], out) -> Path:
+    """One curve of several run folders (`lottery plot RUN RUN ... --out FILE`): every method of each, by run name;
+    runs: name -> (its layout, its configuration, its rows, lottery.report.rows.seed_rows)."""
+    aggregated = {}
+    for name, (run, cfg, rows) in runs.items():
+        if not rows:
+            raise LotteryError(f"{run.path} has no finished level yet; run `lottery run` first")
+        aggregated[name] = aggregate(rows, by=("method", "level"), values=VALUES)
+    strategies = ", ".join(f"{name} ({cfg.prune.strategy})" for name, (_, cfg, _) in runs.items())
+    first = next(iter(runs.values()))[1]
+    return plot_runs(aggregated, Path(out), f"{first.model.name} on {first.data.name}: {strategies}", labels())

@@ -106,6 +106,32 @@ def _cost_axis(ax, costs: list[float]) -> None:
     ax.grid(True, which="both", alpha=0.3)
 
 
+def plot_runs(runs: Mapping[str, list[dict]], path: Path, title: str, labels: Mapping[str, str]) -> Path:
+    """Several run folders on one curve: test accuracy vs % of weights remaining of every method of each (bands of
+    ± std over seeds), named "<run>: <method's label>"; the dense network of the first run as a line.
+    runs: each run's rows aggregated by method and level (lottery.report.matching.aggregate)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    lines = [(run, method) for run, rows in runs.items() for method in dict.fromkeys(r["method"] for r in rows)]
+    colors = plt.get_cmap("tab10" if len(lines) <= 10 else "tab20").colors
+    styles = ["o-", "s--", "^-.", "d:"]
+    for i, (run, method) in enumerate(lines):
+        pts = sorted((r for r in runs[run] if r["method"] == method), key=lambda r: r["level"])
+        style = styles[list(runs).index(run) % len(styles)] if method == IMP_METHOD else "x:"
+        _band(ax, [100 * r["density_mean"] for r in pts], [100 * r["test_acc_mean"] for r in pts],
+              [100 * (r["test_acc_std"] or 0) for r in pts], style, colors[i % len(colors)],
+              f"{run}: {labels.get(method, method)}")
+    first = next(iter(runs.values()))
+    dense = next(r for r in first if r["method"] == IMP_METHOD and r["level"] == 0)
+    ax.axhline(100 * dense["test_acc_mean"], color="gray", linestyle=":", label="dense network")
+    xs = [100 * r["density_mean"] for rows in runs.values() for r in rows]
+    _remaining_axis(ax, [t for t in (100, 51.2, 26.2, 13.4, 6.9, 3.5, 1.8, 0.9, 0.5, 0.2, 0.1) if min(xs) * 0.9 <= t],
+                    "test accuracy (%)")
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=10)
+    return save_figure(fig, path)
+
+
 def plot_watched(rows: list[dict], method: str, path: Path, title: str) -> Path | None:
     """<method>.png (earlybird.png): per seed, the largest mask distance within the window at each epoch of the dense
     training that `method`'s watcher recorded, its threshold, and the epoch it drew its ticket at (You et al. 2020,
@@ -116,13 +142,18 @@ def plot_watched(rows: list[dict], method: str, path: Path, title: str) -> Path 
         return None
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    for r, report in watched:
-        epochs = [e + 1 for e, d in enumerate(report["distances"]) if d is not None]
-        line, = ax.plot(epochs, [report["distances"][e - 1] for e in epochs], "o-", markersize=3, label=f"seed {r['seed']}")
+    # One detector (its distances at epoch ends: epoch 1, 2, ...), or one per level (at epoch starts: 0 is the init)
+    lines = [(r, f"seed {r['seed']}", rep, 1) for r, rep in watched if "levels" not in rep]
+    lines += [(r, f"seed {r['seed']}, {100 * (1 - d['ratio']):.3g}% kept", d, 0) for r, rep in watched
+              for d in rep.get("levels", {}).values()]
+    for r, label, report, first in lines:
+        epochs = [e + first for e, d in enumerate(report["distances"]) if d is not None]
+        line, = ax.plot(epochs, [report["distances"][e - first] for e in epochs], "o-", markersize=3, label=label)
         if report["epoch"] is not None:
             ax.axvline(report["epoch"], color=line.get_color(), linestyle="--", alpha=0.6)
     ax.axhline(watched[0][1]["threshold"], color="gray", linestyle=":", label="threshold")
-    ax.set(xlabel="epoch of the dense training", ylabel="largest mask distance\nin the window (normalised Hamming)")
+    ax.set(xlabel="epoch of the dense training" + (" (0: its initialisation)" if any(not f for *_, f in lines) else ""),
+           ylabel="largest mask distance\nin the window (normalised Hamming)")
     ax.set_title(textwrap.fill(title, 70), fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)

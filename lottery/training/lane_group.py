@@ -47,7 +47,7 @@ def lane_key(spec: RunSpec) -> tuple | None:
     d, p = spec.data, spec.plan
     shapes = tuple((k, tuple(v.shape), v.dtype) for k, v in spec.model.state_dict().items())
     return (type(spec.model), shapes, tuple(spec.masks.names), p.start_step, p.steps, p.constant_lr,
-            type(d), d.batch_size, d.val_size, d.split_seed, d.augment, updates)
+            type(d), d.batch_size, d.val_size, d.split_seed, d.augment, updates, spec.penalty)
 
 
 def _device(settings) -> str:
@@ -125,7 +125,7 @@ def train_lanes(specs: list[RunSpec], settings: TrainerConfig, optim: OptimConfi
     data = LaneDataModule(first.data, [s.data.seed for s in specs])
     module = ClassificationModule(net, first.data.num_classes, optim, start_step=plan.start_step, constant_lr=plan.constant_lr,
                         seed=first.seed, compile=settings.compile, metrics=data_metrics(first.data),
-                        gradient_clip=settings.gradient_clip_val)
+                        gradient_clip=settings.gradient_clip_val, penalty=first.penalty)
     # One resume checkpoint per group, named after its members: another grouping never resumes from it.
     members = hashlib.sha1("\n".join(str(s.out.path) for s in specs).encode()).hexdigest()[:12]
     checkpoint = first.out.lanes_checkpoint(members)

@@ -53,6 +53,8 @@ class ClassificationModule(pl.LightningModule):
         metrics: names in lottery.training.metrics evaluated beside accuracy, e.g. ("f1", "mcc") for text.
         gradient_clip: clip each run's gradient norm to this before each step (trainer.gradient_clip_val; None: off).
             MaskCallback zeroes the pruned weights' gradients first, so the norm is the sparse network's.
+        penalty: a lottery.core.methods.Penalty, weight x sum |p| over its parameters added to the loss that is minimised
+            (not to the logged train/loss); with lanes each lane's parameters get their own gradient of it.
 
     `extra_before` (set by lottery.training.trainer.fit_and_test from a mask updater that takes iterations of its own,
     RigL with methods.rigl.update_step=extra): iteration -> the extra iterations before it, which take no step of the
@@ -63,8 +65,9 @@ class ClassificationModule(pl.LightningModule):
 
     def __init__(self, model: nn.Module, num_classes: int, optim: OptimConfig, start_step: int = 0,
                  constant_lr: float | None = None, seed: int = 0, compile: bool = False, metrics: Sequence[str] = (),
-                 gradient_clip: float | None = None):
+                 gradient_clip: float | None = None, penalty=None):
         super().__init__()
+        self.penalty = penalty
         self.model, self.num_classes, self.optim = model, num_classes, optim
         self.start_step, self.constant_lr, self.seed, self.gradient_clip = start_step, constant_lr, seed, gradient_clip
         self.lanes = model.lanes if isinstance(model, LaneNet) else None  # None: a run alone
@@ -121,6 +124,8 @@ class ClassificationModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch  # lanes: [K, B, ...], [K, B]
         loss, per_run, logits, y = self._loss(self(x), y)
+        if self.penalty is not None:
+            loss = loss + self.penalty_term()
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
@@ -131,6 +136,11 @@ class ClassificationModule(pl.LightningModule):
         if self._log_every and self.global_step % self._log_every == 0:
             self._log_step(optimizer.param_groups[0]["lr"])
         return loss
+
+    def penalty_term(self) -> torch.Tensor:
+        """weight x sum |p| over the penalty's parameters (every lane's: each gets its own gradient, weight x sign p)."""
+        params = [self.model.get_parameter(n) for n in self.penalty.names]
+        return self.penalty.weight * torch.stack(torch._foreach_norm(params, 1)).sum()
 
     def on_before_optimizer_step(self, optimizer) -> None:
         # Here rather than in the step: under fp16 mixed precision Lightning unscales the gradients just before.

@@ -25,7 +25,7 @@ def train(spec: RunSpec, settings: TrainerConfig, optim: OptimConfig, tracking: 
         return read_json(out.metrics)
     module = ClassificationModule(spec.model, spec.data.num_classes, optim, start_step=spec.plan.start_step,
                                   constant_lr=spec.plan.constant_lr, seed=spec.seed, compile=settings.compile,
-                                  metrics=data_metrics(spec.data), gradient_clip=settings.gradient_clip_val)
+                                  metrics=data_metrics(spec.data), gradient_clip=settings.gradient_clip_val, penalty=spec.penalty)
     capture = [CaptureRewindPoints(dict(spec.capture))] if spec.capture else []
     updater = spec.updater.build() if spec.updater is not None else None
     trainer, _ = fit_and_test(module, spec.data, settings, spec.plan.steps, spec.masks, out.checkpoint, spec.label,

@@ -28,6 +28,7 @@ class RunSpec:
     capture: {schedule step: file} of weights to save when training reaches that step (rewind points).
     updater: a method that changes (or watches) the masks while the run trains, as a spec with `build(seeds)` and
         `lane_key` (lottery.sparsity.updaters.MethodSpec, lottery.sparsity.earlybird.EarlyBirdSpec); None: fixed masks.
+    penalty: a term added to the training's loss (lottery.core.methods.Penalty: network slimming's); None: none.
     """
 
     label: str  # in logs: "level 3", "level 3 reinit"
@@ -39,3 +40,4 @@ class RunSpec:
     out: TrainingDir
     capture: Mapping[int, Path] = field(default_factory=dict)
     updater: Any = None
+    penalty: Any = None

@@ -150,3 +150,15 @@ def test_an_os_error_is_one_line(tmp_path, capsys, finished):
     code, _, err = run_main(capsys, "plot", run_dir)
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "curve.csv" in err
+
+
+def test_plot_draws_several_runs_on_one_curve(tmp_path, capsys, finished):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(finished, other)
+    code, out, _ = run_main(capsys, "plot", finished, other, "--out", tmp_path / "both.png")
+    assert code == 0 and (tmp_path / "both.png").stat().st_size > 1000 and "both.png" in out
+    code, _, err = run_main(capsys, "plot", finished, other)
+    assert code == 2
+    one_line_error(err, "draws one curve of several runs: name its picture, --out FILE.png")

@@ -51,6 +51,44 @@ def test_density_after_k_levels_is_one_minus_p_to_the_k(mlp, strategy):
         previous = {n: m.clone() for n, m in masks.masks.items()}
 
 
+def _rows_by_norm(weights, masks, density, generator, network):
+    """A structured strategy of the test's own (no dependency graph): each tensor's rows by their norm, alone."""
+    assert network.module is not None and network.input_shape == (16,)
+    new = {}
+    for n, w in weights.items():
+        rows = w.detach().norm(dim=1).masked_fill(~masks[n].any(1), -1)
+        keep = rows.topk(max(1, round(w.shape[0] * density[n]))).indices
+        new[n] = masks[n] & torch.zeros(w.shape[0], dtype=torch.bool).index_fill_(0, keep, True)[:, None]
+    return new
+
+
+def test_a_structured_strategy_gets_the_model_and_its_densities_count_units(mlp, tmp_path):
+    from lottery.core.files import load_masks, save_masks
+    from lottery.core.methods import Strategy
+
+    rows = Strategy(name="rows_by_norm", select=_rows_by_norm, needs_model=True, structured=True, summary="test")
+    model = mlp()
+    masks = MaskManager(model, rates={"4.weight": 0.5}, input_shape=(16,))
+    units = 32
+    for _ in range(3):  # each level removes 20% of each tensor's remaining units
+        masks.prune(0.2, rows)
+        units = round(units * 0.8)
+        assert masks.counting == "units"
+        assert masks.density == masks.densities("units")
+        assert masks.density["0.weight"] == units / 32 != masks.densities("weights")["2.weight"]
+    save_masks(tmp_path / "m.safetensors", masks)
+    fresh = MaskManager(mlp(1), input_shape=(16,))
+    fresh.load_state_dict(load_masks(tmp_path / "m.safetensors"))
+    assert fresh.counting == "units" and fresh.density == masks.density
+    fresh.prune(0.2, "layer_magnitude")  # an unstructured strategy counts weights again, from the masks
+    assert fresh.counting == "weights" and fresh.density["0.weight"] == pytest.approx(0.8 * units / 32)
+    with pytest.raises(LotteryError, match="strategy rows_by_norm traces the model: build the MaskManager with input_shape"):
+        MaskManager(mlp()).prune(0.2, rows)
+    state = masks.state_dict() | {"density": {n: 1.0 for n in masks.names}}
+    with pytest.raises(LotteryError, match="density targets .* units kept. contradict its masks"):
+        fresh.load_state_dict(state)
+
+
 def test_pruned_weights_stay_zero_in_a_plain_training_loop(mlp):
     model = mlp()
     masks = MaskManager(model)

@@ -20,9 +20,14 @@ def _cfg(tmp_path, *overrides):
                               "trainer.accelerator=cpu", "data.val_size=200", *overrides])
 
 
+# The channel early-bird ticket ranks BatchNorm scaling factors, which LeNet-300-100 has none of: its run is
+# tests/structured/test_earlybird.py's.
+ON_LENET = [name for name in BRANCHES if name != "earlybird_channels"]
+
+
 @pytest.mark.slow
 def test_every_branch_trains_at_the_levels_sparsity(tmp_path):
-    run_dir = run(_cfg(tmp_path, f"branches=[{','.join(BRANCHES)}]"), log=lambda *_: None)
+    run_dir = run(_cfg(tmp_path, f"branches=[{','.join(ON_LENET)}]"), log=lambda *_: None)
     level = run_dir / "seed_0" / "level_02"
     ticket = files.load_tensors(level / "mask.safetensors")
     kept = {n: int(m.sum()) for n, m in ticket.items()}
@@ -30,8 +35,8 @@ def test_every_branch_trains_at_the_levels_sparsity(tmp_path):
     fixed = {name: m.call(m.densities, masks, lambda d: dict.fromkeys(masks.names, d)) for name, m in BRANCHES.items()
              if isinstance(m, SparseTraining) and m.densities is not None}  # the methods whose options fix them
     fixed = {name: d for name, d in fixed.items() if d is not None}
-    assert "srste" in fixed and {n for n in BRANCHES if not (level / f"branch_{n}").exists()} == set(fixed)
-    for name in BRANCHES:
+    assert "srste" in fixed and {n for n in ON_LENET if not (level / f"branch_{n}").exists()} == set(fixed)
+    for name in ON_LENET:
         folder = (level if name not in fixed else run_dir / "seed_0" / "level_01") / f"branch_{name}"  # once, off 1
         metrics = files.read_json(folder / "metrics.json")
         final = files.load_tensors(folder / "final.safetensors")

@@ -23,6 +23,7 @@ PARAMETERS = {
     "conv2": 4_301_642,
     "conv4": 2_425_930,
     "conv6": 2_262_602,
+    "conv4_bn": 2_426_314,  # Conv-4 without conv biases (-384), with BatchNorm scales and shifts (+768)
     # 1x1 conv + BN projection shortcuts, as in OpenLTH (its tests: ResNet-20 272,474, ResNet-110
     # 1,730,714); option A zero-padding shortcuts would give 269,722 for ResNet-20 (He et al.: 0.27M).
     "resnet20": 272_474,

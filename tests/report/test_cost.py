@@ -39,3 +39,11 @@ def test_the_cheapest_matching_method_per_level():
     strict = cheapest_matching(_summary(ROWS), tolerance_points=0.01)
     assert "| 2 | 64.00 | oneshot | 1.64 |" in strict  # set matches too, but its cost is unknown
     assert "| 2 | 64.00 | none |" in cheapest_matching(_summary(ROWS[:3]), tolerance_points=0.01)
+
+
+def test_a_watcher_with_a_detector_per_level_pays_up_to_that_levels_draw():
+    per_level = {"earlybird_channels": {"levels": {"1": {"step": 30}, "2": {"step": 50}, "3": {"step": None}}}}
+    rows = [_row("ticket", 0, 1.0, watched=per_level), *(_row("earlybird_channels", lv, 0.5) for lv in (1, 2, 3))]
+    reach = {r["level"]: r["reach_cost"] for r in with_reach_cost(rows, {"earlybird_channels": "watch"})
+             if r["method"] != "ticket"}
+    assert reach == pytest.approx({1: 0.3 + 0.5, 2: 0.5 + 0.5, 3: 1.0 + 0.5})  # never drawn: all of the dense level

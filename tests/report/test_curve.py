@@ -18,3 +18,15 @@ def test_write_report_writes_tables_plot_and_a_report_with_both_rules(run):
     report = run.report.read_text()
     assert "### ticket" in report and "### reinit" in report
     assert "seed 0: level 2" in report and "seed 1: level 1" in report  # the exported tickets, per seed
+
+
+def test_several_runs_on_one_curve(run, tmp_path):
+    from lottery.core.errors import LotteryError
+    from lottery.core.layout import RunLayout
+
+    other = RunLayout.of(tmp_path, "empty")
+    out = curve.compare({"exp": (run, ExperimentConfig(), seed_rows(run)),
+                         "again": (run, ExperimentConfig(), seed_rows(run))}, tmp_path / "both.png")
+    assert out.stat().st_size > 1000
+    with pytest.raises(LotteryError, match="has no finished level yet"):
+        curve.compare({"empty": (other, ExperimentConfig(), [])}, tmp_path / "none.png")
