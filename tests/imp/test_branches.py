@@ -55,7 +55,7 @@ def test_every_branch_trains_at_the_levels_sparsity(tmp_path):
             assert all(((final[n] != 0) <= m).all() for n, m in ended.items()), name
     report = (run_dir / "report.md").read_text()
     assert report.index("### ticket") < report.index("### reinit") and "### synflow" in report
-    assert "### the cheapest matching network at each sparsity" in report and "### masks at level 2" in report
+    assert "### the cheapest network matching on test accuracy, at each sparsity" in report and "### masks at level 2" in report
 
 
 def test_curves_and_report_aggregate_over_seeds(tmp_path):

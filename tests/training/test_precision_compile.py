@@ -26,7 +26,7 @@ def _check_zero(run_dir, seeds=(0,)):
 @pytest.mark.parametrize("lanes", LANES)
 def test_bf16_mixed_precision(tmp_path, lanes):
     lines = []
-    _check_zero(run(_tiny(tmp_path, "trainer.precision=bf16-mixed", *LANES[lanes]), log=lines.append),
+    _check_zero(run(_tiny(tmp_path, "trainer.precision=bf16-mixed", *LANES[lanes]), log=lines.append, verbose=True),
                 seeds=(0, 1) if LANES[lanes] else (0,))
     assert ("2 lanes" in "\n".join(lines)) == bool(LANES[lanes])
 
@@ -41,7 +41,7 @@ def test_torch_compile_does_not_recompile_every_level(tmp_path, lanes):
 
     counters.clear()
     lines = []
-    _check_zero(run(_tiny(tmp_path, "trainer.compile=true", *LANES[lanes]), log=lines.append),
+    _check_zero(run(_tiny(tmp_path, "trainer.compile=true", *LANES[lanes]), log=lines.append, verbose=True),
                 seeds=(0, 1) if LANES[lanes] else (0,))
     assert ("2 lanes" in "\n".join(lines)) == bool(LANES[lanes])
     # Three levels (+ evaluation) of the same architecture: compiled frames stay a handful, not one per level.
