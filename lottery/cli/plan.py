@@ -265,7 +265,9 @@ def _check_same(cfg, saved: Path) -> None:
     both use (a branch added later brings its options; one trained already keeps them)."""
     run_dir, old_cfg = saved.parent, load_saved(saved)
     both = set(used_methods(old_cfg)) & set(used_methods(cfg))
-    methods = lambda c: {f"methods.{n}.{k}": v for n, o in c.methods.items() if n in both for k, v in o.items()}
+    # a tuple option (its default) and the list the saved YAML holds of it are the same value
+    methods = lambda c: {f"methods.{n}.{k}": list(v) if isinstance(v, tuple) else v
+                         for n, o in c.methods.items() if n in both for k, v in o.items()}
     old, new = old_cfg.flat(skip=MUTABLE) | methods(old_cfg), cfg.flat(skip=MUTABLE) | methods(cfg)
     diff = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diff:

@@ -83,7 +83,10 @@ def shrink(model: nn.Module, example_input: torch.Tensor, masks=None) -> tuple[f
         if not installed("torch_pruning"):
             raise LotteryError(f"{refused} (or pip install -e \".[structured]\": Torch-Pruning's dependency graph "
                                "removes the units a structured ticket prunes)") from None
-        return _remove_units(model, example_input, kept, before)
+        try:
+            return _remove_units(model, example_input, kept, before)
+        except LotteryError:  # its message suggests another strategy; here the way out is another format
+            raise LotteryError(f"{refused} (Torch-Pruning's dependency graph cannot follow it either)") from None
     free = _removable(g)
     keep_out = {name: ~free[g.find(space)] for name, space in g.producers}
     for name, node in g.consumers:

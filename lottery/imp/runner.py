@@ -183,9 +183,11 @@ def run_levels(seed_runners: list[SeedRunner], detail=None) -> list[list[dict]]:
         finished = [r.finished(level) for r in seed_runners]
         specs = [r.specs(level) if done is None else [] for r, done in zip(seed_runners, finished)]
         todo = [spec for group in specs for spec in group]
+        already = sum(spec.out.done for spec in todo)  # trainings of a level it builds anyway (level 0), read back
+        read = [done is not None or all(spec.out.done for spec in group) for done, group in zip(finished, specs)]
         trained = iter(train_all(todo, cfg.trainer, first.optim, first.tracking, detail))
-        clock.done(len(todo), sum(len(done) for done in finished if done is not None))
-        for runner, done, group, out in zip(seed_runners, finished, specs, results):
-            note = "(read from disk)" if done is not None else f"[{clock}]"
+        clock.done(len(todo) - already, already + sum(len(done) for done in finished if done is not None))
+        for runner, done, group, out, was_read in zip(seed_runners, finished, specs, results, read):
+            note = "(read from disk)" if was_read else f"[{clock}]"
             out.append(runner.report(level, done if done is not None else [next(trained) for _ in group], note))
     return results

@@ -52,9 +52,9 @@ def test_methods_of_an_outside_package_run_everywhere_a_method_does(tmp_path):
     assert "sign_flip" in listed.stdout and "taylor" in listed.stdout
 
     runs = tmp_path / "runs"
-    done = _lottery(site, "run", "--config", DEMO, f"runs_dir={runs}", "prune.levels=2", "train.epochs=2",
+    done = _lottery(site, "run", "--verbose", "--config", DEMO, f"runs_dir={runs}", "prune.levels=2", "train.epochs=2",
                     "prune.strategy=lamp", "branches=[reinit,sign_flip,snfs,taylor]", "methods.snfs.state=exp_avg",
-                    "seeds=[0,1]", "trainer.lanes=auto", "sparse.interval_steps=5", "trainer.progress=false", "--verbose",
+                    "seeds=[0,1]", "trainer.lanes=auto", "sparse.interval_steps=5", "trainer.progress=false",
                     "trainer.accelerator=cpu", "data.val_size=200")
     assert done.returncode == 0, done.stderr
     assert "2 runs like 'level 1 snfs': 2 lanes" in done.stdout  # its own lane group, one lane per seed

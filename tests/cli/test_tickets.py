@@ -39,14 +39,15 @@ def test_every_format_from_a_ticket_file_gives_the_tickets_logits(pruned, tmp_pa
 
 
 def test_a_model_it_cannot_shrink_suggests_compact_and_writes_nothing(tmp_path, capsys):
-    model = create_model("torchvision:mobilenet_v3_small", 10, (3, 32, 32))
+    # ShuffleNetV2's channel shuffle: neither torch.fx's shrinker nor Torch-Pruning's graph follows it
+    model = create_model("torchvision:shufflenet_v2_x0_5", 10, (3, 32, 32))
     state = model.state_dict()
-    masks = {n: torch.ones_like(state[n], dtype=torch.bool) for n in ("features.0.0.weight", "classifier.3.weight")}
-    meta = {"architecture": "torchvision:mobilenet_v3_small", "num_classes": 10, "input_shape": [3, 32, 32]}
+    masks = {n: torch.ones_like(state[n], dtype=torch.bool) for n in ("conv1.0.weight", "fc.weight")}
+    meta = {"architecture": "torchvision:shufflenet_v2_x0_5", "num_classes": 10, "input_shape": [3, 32, 32]}
     ticket = save_ticket(Ticket(masks, state, state, meta), tmp_path / "t.safetensors")
     assert main(["export", str(ticket), "--format", "shrunk", "--out", str(tmp_path / "out" / "m.pt2")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("lottery: error: cannot shrink MobileNetV3") and "--format compact" in err
+    assert err.startswith("lottery: error: cannot shrink ShuffleNetV2") and "--format compact" in err
     assert not (tmp_path / "out").exists()  # not even the folder
     assert main(["export", str(ticket), "--format", "compact", "--out", str(tmp_path / "out" / "m.safetensors")]) == 0
 

@@ -17,7 +17,7 @@ def test_write_report_writes_tables_plot_and_a_report_with_both_rules(run):
     assert run.curve("png").stat().st_size > 1000 and run.curve_seeds.exists()
     report = run.report.read_text()
     assert "### ticket" in report and "### reinit" in report
-    assert "seed 0: level 2" in report and "seed 1: level 1" in report  # the exported tickets, per seed
+    assert "seed 0 level 2 (64.00%), seed 1 level 1 (80.00%)" in report  # the exported tickets, per seed
 
 
 def test_several_runs_on_one_curve(run, tmp_path):

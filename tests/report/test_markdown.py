@@ -16,7 +16,7 @@ def test_markdown_report_has_a_table_and_a_matching_line_per_method(rows):
     assert "| level | % remaining | test_acc (mean ± std, %) | n |" in text
     assert "| 0 | 100.00 | 91.00 ± 1.00 | 3 |" in text
     assert "| 3 | 51.20 | 86.00 ± 1.00 | 3 |" in text
-    assert "Sparsest matching level (mean test_acc within 1 points of dense): level 2 (64.00% remaining, " \
-           "90.00 ± 0.00)." in text
+    assert "Sparsest level matching on mean test_acc (within 1 points of the dense network's): level 2 (64.00% " \
+           "remaining, 90.00 ± 0.00)." in text
     assert text.count("none.") == 1
     assert not math.isnan(_get(agg, "snip", 2)["test_acc_std"])

@@ -30,8 +30,8 @@ SCRIPT = textwrap.dedent('''
     files.write_bytes = logged_write
     report = SeedRunner.report
 
-    def recording(self, level, results):  # each rank notes a digest of the masks it trained with
-        metrics = report(self, level, results)
+    def recording(self, level, results, *rest):  # each rank notes a digest of the masks it trained with
+        metrics = report(self, level, results, *rest)
         if level == 0:
             return metrics
         model = self.models.fresh(self.seed)
