@@ -36,6 +36,7 @@ import cProfile
 import functools
 import inspect
 import math
+import os
 import platform
 import pstats
 import shutil
@@ -485,13 +486,54 @@ def print_profile(columns: list[tuple[str, Parts, float, int, int]]) -> None:
     print("\n" + "; ".join(f"{title}: {wall:.2f} s, {steps} optimizer steps" for title, _, wall, steps, _ in columns))
 
 
-def count_calls(fn) -> tuple[int, float]:
-    """(Python function calls, seconds) of fn() under cProfile."""
+def count_calls(fn) -> int:
+    """Python function calls (Python and built-in) of fn(), as cProfile counts them."""
     profile = cProfile.Profile()
-    start = time.perf_counter()
     profile.runcall(fn)
-    seconds = time.perf_counter() - start
-    return pstats.Stats(profile).total_calls, seconds
+    return pstats.Stats(profile).total_calls
+
+
+def calls_in(owner, attr: str, fn) -> tuple[int, int]:
+    """(function calls made inside owner.attr, times owner.attr was called) while fn() runs."""
+    original, counts = getattr(owner, attr), [0, 0]
+
+    def hook(frame, event, arg):
+        if event in ("call", "c_call"):
+            counts[0] += 1
+
+    @functools.wraps(original)
+    def counted(*args, **kwargs):
+        counts[1] += 1
+        sys.setprofile(hook)
+        try:
+            return original(*args, **kwargs)
+        finally:
+            sys.setprofile(None)
+
+    setattr(owner, attr, counted)
+    try:
+        fn()
+    finally:
+        setattr(owner, attr, original)
+    return counts[0], counts[1]
+
+
+def print_calls(root: Path, data_root: Path, seeds: list[int], per_epoch: int) -> None:
+    """Python calls per optimizer step: of the whole study (the difference between 6 and 2 epochs, so that what is
+    paid once per training falls out; evaluation and checkpoints per epoch stay in), and inside Lightning's
+    `_TrainingEpochLoop.advance` alone (one step: fetch, hooks, training_step, optimizer, mask callback)."""
+    from pytorch_lightning.loops.training_epoch_loop import _TrainingEpochLoop
+
+    print("\nPython function calls per optimizer step (cProfile / sys.setprofile counts):")
+    for name in ("loop", "lanes", "one-by-one"):
+        k = len(seeds) if name == "lanes" else 1
+        totals = [count_calls(study_variants(root, data_root, e, seeds, 1)[name]) for e in (2, 6)]
+        steps = len(seeds) * 2 * 4 * per_epoch // k  # 4 more epochs, 2 levels
+        line = f"  {name}: {(totals[1] - totals[0]) / steps:,.0f} per step of the study"
+        if name != "loop":
+            calls, n = calls_in(_TrainingEpochLoop, "advance", study_variants(root, data_root, 2, seeds, 1)[name])
+            line += f", {calls / n:,.0f} inside one Lightning training step (_TrainingEpochLoop.advance)"
+        print(line + (f"; per run: / {k}" if k > 1 else ""), flush=True)
 
 
 # -- micro-measures of proposed changes --------------------------------------------------------------------
@@ -750,14 +792,7 @@ def profile_study(args, root: Path, data_root: Path) -> None:
     print_profile(columns)
     print("unprofiled in the same process: " + ", ".join(f"{k} {v:.2f} s" for k, v in plain.items()))
     if args.calls:
-        short = study_variants(root, data_root, 2, seeds, 1)
-        steps = len(seeds) * 2 * 2 * per_epoch
-        print("\nPython function calls per optimizer step of one run (cProfile, 2 epochs, 2 levels; "
-              "whole study incl. start-up, files, evaluation):")
-        for name, run in short.items():
-            calls, _ = count_calls(run)
-            k = len(seeds) if name == "lanes" else 1
-            print(f"  {name}: {calls / (steps / k):,.0f} per step ({calls / steps:,.0f} per step per run)")
+        print_calls(root, data_root, seeds, per_epoch)
 
 
 def profile_config(args, root: Path, config: str, overrides: list[str], lanes_options=("auto", "1"), loop=None,
@@ -819,11 +854,16 @@ def main() -> None:
     parser.add_argument("--demo-levels", type=int, default=12)
     parser.add_argument("--sparse-demo", action="store_true", help="experiments/configs/sparse_demo.yaml, lanes=auto")
     parser.add_argument("--experiments", action="store_true", help="micro-measures of the proposed changes")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default torch's: one per core); on a machine shared with other jobs, 1: "
+                             "a 2-thread step waits for a descheduled thread at every parallel region (10-50x slower)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.quick:
         args.epochs = 2
-    torch.set_num_threads(torch.get_num_threads())
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+          f"load average {os.getloadavg()[0]:.1f}")
     root = Path(tempfile.mkdtemp(prefix="bench_study_"))
     configs = Path(__file__).resolve().parent / "configs"
     try:
@@ -846,6 +886,7 @@ def main() -> None:
             measure_study(args, root / "runs", data_root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+        print(f"load average at the end: {os.getloadavg()[0]:.1f} (1 min), {os.getloadavg()[1]:.1f} (5 min)")
 
 
 if __name__ == "__main__":
