@@ -58,6 +58,7 @@ from lottery.cli.config import load_config  # noqa: E402
 from lottery.core import seeds as seeding  # noqa: E402
 from lottery.core.layout import RunLayout  # noqa: E402
 from lottery.core.masks import MaskManager  # noqa: E402
+from lottery.data.base import TensorDataModule  # noqa: E402
 from lottery.models import create_model, output_layer  # noqa: E402
 from lottery.training.optimizers import make_optimizer, Optim  # noqa: E402
 from lottery.training.trainer import runtime_cuda_probe  # noqa: E402
@@ -484,6 +485,12 @@ def print_profile(columns: list[tuple[str, Parts, float, int, int]]) -> None:
     print(f"| **sum of the parts** | {cells([sum(p.time.values()) / s * 1e3 for _, p, _, s, _ in columns])} |")
     print(f"| **wall time, ms/step** | {cells([wall / s * 1e3 for _, _, wall, s, _ in columns])} |")
     print("\n" + "; ".join(f"{title}: {wall:.2f} s, {steps} optimizer steps" for title, _, wall, steps, _ in columns))
+    print("\nper call, ms (calls):")
+    for group, names in groups[1:]:
+        for name in names:
+            if any(name in p.time and p.calls.get(name) for _, p, *_ in columns):
+                print(f"  {name}: " + "; ".join(f"{title} {p.time[name] / p.calls[name] * 1e3:.2f} ({p.calls[name]})"
+                                                for title, p, *_ in columns if p.calls.get(name)))
 
 
 def count_calls(fn) -> int:
@@ -624,6 +631,115 @@ def _floor(steps: int = 500, repeats: int = 5) -> str:
     return f"Trainer.fit {t:.0f}, hand-written loop {l:.0f}: the Trainer adds {t - l:.0f} µs per step"
 
 
+class _LaneLinearFunction(torch.autograd.Function):
+    """LaneLinear's product with a hand-written backward: each lane's weight gradient computed as nn.Linear computes
+    it (grad^T @ input, `mm` per lane), straight into the weight's own [K, out, in] layout. Autograd's backward of
+    `baddbmm(b, x, W.transpose(1, 2))` computes x^T @ grad ([K, in, out]) and copies it transposed into W's layout
+    (a strided copy of every weight, every step), and its batched product rounds the small output layer's gradient
+    differently from nn.Linear's `mm`."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
+        grad_w = torch.stack([g.t().mm(xk) for g, xk in zip(grad, x)])
+        return grad_x, grad_w, grad.sum(1)
+
+
+def _layout_aware_forward(self, x):
+    from lottery.lanes.layers import to_lanes
+
+    x = to_lanes(x, self.lanes)
+    if self.bias is None:
+        return torch.bmm(x, self.weight.transpose(1, 2))
+    return _LaneLinearFunction.apply(x, self.weight, self.bias)
+
+
+def _loader_experiment(lanes: int) -> None:
+    """µs per batch of iterating a training DataLoader (sampler, gather, collate; a new iterator per epoch, as
+    Lightning makes one): TensorDataModule alone, LaneDataModule with 2 and K lanes, and the K lanes' batches
+    drawn with torch alone (one randperm per lane and epoch, one index_select per step)."""
+    from lottery.training.lane_data import LaneDataModule
+
+    data = _Shaped(batch_size=128, val_size=500)
+    data.setup()
+    x, y = data._sets["train"].tensors
+
+    def epoch(make):
+        return lambda: sum(1 for _ in make())
+
+    def by_hand(k):
+        def batches():
+            epoch_index = batches.epoch = getattr(batches, "epoch", -1) + 1
+            orders = torch.stack([torch.randperm(len(x), generator=torch.Generator().manual_seed(s + epoch_index))
+                                  for s in range(k)])
+            for index in orders.split(data.batch_size, dim=1):
+                index = index.reshape(-1)
+                yield x.index_select(0, index), y.index_select(0, index)
+        return batches
+
+    loaders = {"TensorDataModule (one run)": data.train_dataloader(),
+               "LaneDataModule, 2 lanes": LaneDataModule(data, [0, 1]).train_dataloader(),
+               f"LaneDataModule, {lanes} lanes": LaneDataModule(data, list(range(lanes))).train_dataloader()}
+    fns = {k: epoch(lambda v=v: v) for k, v in loaders.items()}
+    fns[f"by hand, {lanes} lanes"] = epoch(by_hand(lanes))
+    steps = data.steps_per_epoch()
+    r = _median_us(fns, repeats=5, number=3)
+    print(f"\ntraining batches, MNIST-shaped, batch 128, {steps} per epoch: µs per batch: " +
+          ", ".join(f"{k} {v / steps:.0f}" for k, v in r.items()))
+
+
+class _Shaped(TensorDataModule):
+    """5,500 random MNIST-shaped training images (speed only)."""
+
+    num_classes, input_shape = 10, (1, 28, 28)
+
+    def load(self):
+        g = torch.Generator().manual_seed(0)
+        return (torch.randn(TRAIN_IMAGES, 1, 28, 28, generator=g), torch.randint(0, 10, (TRAIN_IMAGES,), generator=g),
+                torch.randn(100, 1, 28, 28, generator=g), torch.randint(0, 10, (100,), generator=g))
+
+
+def _layout_experiment(lanes: int, batch: int) -> None:
+    """LaneLinear's backward as autograd does it vs hand-written (_LaneLinearFunction): time and bitwise equality."""
+    from lottery.lanes import layers
+
+    models, managers, net, lane_masks, optim, x, y, lane_loss = _lane_setup(lanes, batch)
+    index = torch.stack([torch.randperm(5000, generator=torch.Generator().manual_seed(k))[:batch] for k in range(lanes)])
+    xb, yb = x[index.reshape(-1)].view(lanes, batch, 1, 28, 28), y[index.reshape(-1)].view(lanes, batch)
+    original = layers.LaneLinear.forward
+
+    def fwd_bwd():
+        net.zero_grad(set_to_none=True)
+        lane_loss(net(xb), yb)[0].backward()
+
+    def patched():
+        layers.LaneLinear.forward = _layout_aware_forward
+        try:
+            fwd_bwd()
+        finally:
+            layers.LaneLinear.forward = original
+
+    for m in models:
+        m.zero_grad(set_to_none=True)
+        F.cross_entropy(m(xb[models.index(m)]), yb[models.index(m)]).backward()
+    equal = {}
+    for name, fn in (("autograd", fwd_bwd), ("hand-written", patched)):
+        fn()
+        grads = dict(net.named_parameters())
+        equal[name] = [n for n, p in models[0].named_parameters()
+                       if not all(torch.equal(m.get_parameter(n).grad, grads[n].grad[k]) for k, m in enumerate(models))]
+    r = _median_us({"autograd backward": fwd_bwd, "hand-written backward": patched}, number=30)
+    print(f"\nLaneLinear forward+backward of LeNet, K={lanes}, batch {batch}: " + ", ".join(f"{k} {v:.0f} µs" for k, v in r.items()) +
+          f" ({r['hand-written backward'] / r['autograd backward']:.2f}x); gradients not bitwise equal to the K runs "
+          f"alone: autograd {equal['autograd'] or 'none'}, hand-written {equal['hand-written'] or 'none'}")
+
+
 def experiments(args) -> None:
     """What each proposed change would save, measured in isolation (µs per call, side by side, medians)."""
     lanes = args.seeds
@@ -650,9 +766,18 @@ def experiments(args) -> None:
             lane_opt.step()
             lane_masks.apply()
 
+        def packed_keep_grads():  # the same, gradients zeroed in place instead of freed and allocated again
+            loss = lane_loss(net(xb), yb)[0]
+            lane_opt.zero_grad(set_to_none=False)
+            loss.backward()
+            lane_opt.step()
+            lane_masks.apply()
+
         print(f"\nLeNet-300-100, batch {batch}, {optimizer}, K={lanes}: one step of all K runs, µs")
-        r = _median_us({"K single steps (loop)": singles, "one packed lane-step": packed}, number=50)
-        print("  " + ", ".join(f"{k} {v:.0f}" for k, v in r.items()) + f"  (packed / singles {r['one packed lane-step'] / r['K single steps (loop)']:.2f}x)")
+        r = _median_us({"K single steps (loop)": singles, "one packed lane-step": packed,
+                        "packed, zero_grad(set_to_none=False)": packed_keep_grads}, number=50)
+        print("  " + ", ".join(f"{k} {v:.0f}" for k, v in r.items()) +
+              f"  (packed / singles {r['one packed lane-step'] / r['K single steps (loop)']:.2f}x)")
 
         # forward / backward of the packed layers, apart
         loss = lane_loss(net(xb), yb)[0]
@@ -701,8 +826,17 @@ def experiments(args) -> None:
         r = _median_us({"one gather x[K*B index]": lambda: (x[flat], y[flat]),
                         "K gathers x[B index]": lambda: [(x[i], y[i]) for i in index],
                         "__getitems__(list of K*B ints)": lambda: dataset.__getitems__(indices),
-                        "__getitems__(index tensor)": lambda: dataset.__getitems__(flat)})
+                        "__getitems__(index tensor)": lambda: dataset.__getitems__(flat),
+                        "index_select(0, K*B index)": lambda: (x.index_select(0, flat), y.index_select(0, flat))})
         print("  data: " + ", ".join(f"{k} {v:.1f}" for k, v in r.items()))
+
+    _loader_experiment(lanes)
+    r = _median_us({"torch.manual_seed": lambda: torch.manual_seed(1),
+                    "torch.default_generator.manual_seed": lambda: torch.default_generator.manual_seed(1)}, number=50)
+    print("\nreseeding at each epoch start (ScheduledModule.on_train_batch_start), µs: " +
+          ", ".join(f"{k} {v:.1f}" for k, v in r.items()))
+    _layout_experiment(lanes, 128)
+    _layout_experiment(lanes, 60)
 
     # the Trainer's own cost per step: a step with no arithmetic, under the Trainer (lottery's settings) vs by hand
     print(f"\nper-step floor with no arithmetic (a scalar parameter, the same DataLoader): µs per step, {_floor()}")
@@ -759,13 +893,52 @@ def measure_study(args, root: Path, data_root: Path) -> None:
         ratio = statistics.median(v / loop for v, loop in zip(times[name], times["loop"]))
         median = statistics.median(times[name])
         print(f"| {name} | {median:.2f} | {ratio:.3f}x | {median / steps * 1e3:.3f} |")
-    print("\ntest accuracy per seed (level 0 / 1 / 2), %:")
+    print(f"\ntest accuracy per seed (level {' / '.join(map(str, range(levels + 1)))}), %:")
     for name in names:
         print(f"  {name:11s} " + "   ".join(" / ".join(f"{100 * accs[name][s, level, '']:.2f}" for level in range(levels + 1))
                                          for s in seeds))
     for a, b in (("lanes", "one-by-one"), ("lanes", "loop"), ("one-by-one", "loop")):
         diff = max(abs(accs[a][k] - accs[b][k]) for k in accs[a]) * 100
         print(f"max |{a} - {b}| over seeds and levels: {diff:.2f} points")
+
+
+def median_parts(rounds: list[Parts]) -> Parts:
+    """Each part's median over rounds (rounds of one variant, run alternately with the others)."""
+    out = Parts()
+    for name in {n for p in rounds for n in p.time}:
+        out.time[name] = statistics.median(p.time.get(name, 0.0) for p in rounds)
+        out.calls[name] = rounds[0].calls.get(name, 0)
+    return out
+
+
+def wrapper_cost() -> float:
+    """Seconds one call through a Parts wrapper adds (timed on a no-op method)."""
+    class Probe:
+        def noop(self):
+            return None
+
+    probe, parts = Probe(), Parts()
+    plain = min(_timeit(probe.noop) for _ in range(5))
+    parts.wrap(Probe, "noop", "probe")
+    wrapped = min(_timeit(probe.noop) for _ in range(5))
+    return wrapped - plain
+
+
+def _timeit(fn, number: int = 20000) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - start) / number
+
+
+def print_instrumentation(columns) -> None:
+    """What the wrappers themselves add to the lottery columns' wall time."""
+    cost = wrapper_cost()
+    for title, parts, wall, steps, _ in columns:
+        if title != "loop":
+            calls = sum(parts.calls.values())
+            print(f"instrumentation, {title}: {calls / steps:.0f} wrapped calls per step x {cost * 1e6:.2f} µs = "
+                  f"{calls * cost / steps * 1e3:.3f} ms per step of the wall time above")
 
 
 def profile_study(args, root: Path, data_root: Path) -> None:
@@ -775,22 +948,29 @@ def profile_study(args, root: Path, data_root: Path) -> None:
         run()
     per_epoch = math.ceil((TRAIN_IMAGES - VAL_IMAGES) / 128)
     steps_run = len(seeds) * (levels + 1) * args.epochs * per_epoch
-    columns, plain = [], {}
-    for name in ("lanes", "one-by-one", "loop"):
-        plain[name] = variants[name]()[0]  # unprofiled, beside the profiled run: the profile's own cost
-        parts = Parts()
-        if name == "loop":
-            wall, _ = profiled(parts, lambda: variants["loop"](parts), lottery=False)
-            parts.time["loop: Python between the parts"] += wall - sum(parts.time.values())
-        else:
-            wall, _ = profiled(parts, variants[name])
+    names = ["lanes", "one-by-one", "loop"]
+    rounds, walls = defaultdict(list), defaultdict(list)
+    for i in range(args.repeats):
+        for name in names[i % 3:] + names[:i % 3]:  # rotated, so that a slow phase of the machine hits all three
+            parts = Parts()
+            if name == "loop":
+                wall, _ = profiled(parts, lambda: variants["loop"](parts), lottery=False)
+                parts.time["loop: Python between the parts"] += wall - sum(parts.time.values())
+            else:
+                wall, _ = profiled(parts, variants[name])
+            rounds[name].append(parts)
+            walls[name].append(wall)
+            print(f"round {i + 1}: {name} {wall:.2f} s (profiled)", flush=True)
+    columns = []
+    for name in names:
         lanes = len(seeds) if name == "lanes" else 1
-        columns.append((f"lottery {name} (K={lanes})" if name != "loop" else "loop", parts, wall,
-                        steps_run // lanes, lanes))
+        columns.append((f"lottery {name} (K={lanes})" if name != "loop" else "loop", median_parts(rounds[name]),
+                        statistics.median(walls[name]), steps_run // lanes, lanes))
     print(f"\nThe study: {len(seeds)} seeds x {levels + 1} levels x {args.epochs} epochs of {per_epoch} steps; "
-          "exclusive wall time per part, ms per optimizer step of that variant (lanes: one step of all K lanes)")
+          "exclusive wall time per part, ms per optimizer step of that variant (lanes: one step of all K lanes); "
+          f"medians over {args.repeats} round(s)")
     print_profile(columns)
-    print("unprofiled in the same process: " + ", ".join(f"{k} {v:.2f} s" for k, v in plain.items()))
+    print_instrumentation(columns)
     if args.calls:
         print_calls(root, data_root, seeds, per_epoch)
 
@@ -802,15 +982,18 @@ def profile_config(args, root: Path, config: str, overrides: list[str], lanes_op
     for lanes in lanes_options:
         over = [f"runs_dir={root}", f"name=profile_{lanes}", f"trainer.lanes={lanes}", "trainer.progress=false",
                 "trainer.accelerator=cpu", *overrides]
-        run_lottery(over, config)  # unprofiled warm-up, and the time to compare with
+        plain = run_lottery(over, config)[0]  # unprofiled warm-up, and the time to compare with
         parts, groups = Parts(), []
         import lottery.training.trainer as trainer_module
 
         original = trainer_module.fit_and_test
 
         def counted(module, data, settings, steps, *a, **k):
-            groups.append((getattr(module, "lanes", 1), steps))
-            return original(module, data, settings, steps, *a, **k)
+            start = time.perf_counter()
+            try:
+                return original(module, data, settings, steps, *a, **k)
+            finally:
+                groups.append((getattr(module, "lanes", 1), steps, time.perf_counter() - start, a[2]))
 
         trainer_module.fit_and_test = counted
         for namespace in ("lottery.training.single", "lottery.training.lane_group"):
@@ -821,23 +1004,36 @@ def profile_config(args, root: Path, config: str, overrides: list[str], lanes_op
             trainer_module.fit_and_test = original
             for namespace in ("lottery.training.single", "lottery.training.lane_group"):
                 sys.modules[namespace].fit_and_test = original
-        steps = sum(s for _, s in groups)
-        runs = sum(k for k, _ in groups)
+        steps = sum(g[1] for g in groups)
+        runs = sum(g[0] for g in groups)
         k_mean = runs / len(groups)
-        print(f"\n{label} trainer.lanes={lanes}: {wall:.1f} s profiled, {len(groups)} Trainer.fit calls for {runs} "
-              f"trainings ({k_mean:.2f} lanes per fit on average), {steps} optimizer steps "
-              f"({steps / len(groups):.0f} per fit)")
+        print(f"\n{label} trainer.lanes={lanes}: {wall:.1f} s profiled ({plain:.1f} s unprofiled just before), "
+              f"{len(groups)} Trainer.fit calls for {runs} trainings ({k_mean:.2f} lanes per fit on average), {steps} "
+              f"optimizer steps ({steps / len(groups):.0f} per fit)")
         columns.append((f"lanes={lanes}", parts, wall, steps, round(k_mean) if lanes != "1" else 1))
         per_fit = sum(v for n, v in parts.time.items() if n.startswith(("per training", "evaluation: test")))
         print(f"  per-training overhead (Trainer construction, fit/test start and end, test epoch, files, models): "
               f"{per_fit:.1f} s = {per_fit / len(groups) * 1e3:.0f} ms per Trainer.fit; steps and epochs: "
               f"{wall - per_fit - sum(v for n, v in parts.time.items() if n.startswith('study')):.1f} s")
+        by_size = defaultdict(lambda: [0, 0.0, 0])
+        for k, s, seconds, _ in groups:
+            by_size[k][0] += 1
+            by_size[k][1] += seconds
+            by_size[k][2] += s
+        for k in sorted(by_size):
+            n, seconds, s = by_size[k]
+            print(f"  fits of {k} lane(s): {n}, {seconds:.1f} s in fit_and_test ({seconds / n:.2f} s each, "
+                  f"{seconds / s * 1e3:.2f} ms per step incl. its evaluation)")
+        if args.groups:
+            for k, s, seconds, name in groups:
+                print(f"    {name}: {k} lane(s), {s} steps, {seconds:.2f} s")
     if loop is not None:
         parts = Parts()
         wall, _ = profiled(parts, lambda: loop(parts), lottery=False)
         parts.time["loop: Python between the parts"] += wall - sum(parts.time.values())
         columns.append(("loop", parts, wall, steps_of, 1))
     print_profile(columns)
+    print_instrumentation(columns)
 
 
 def main() -> None:
@@ -853,6 +1049,7 @@ def main() -> None:
     parser.add_argument("--profile-demo", action="store_true", help="the same for experiments/configs/demo.yaml")
     parser.add_argument("--demo-levels", type=int, default=12)
     parser.add_argument("--sparse-demo", action="store_true", help="experiments/configs/sparse_demo.yaml, lanes=auto")
+    parser.add_argument("--groups", action="store_true", help="with --sparse-demo/--profile-demo: every Trainer.fit")
     parser.add_argument("--experiments", action="store_true", help="micro-measures of the proposed changes")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default torch's: one per core); on a machine shared with other jobs, 1: "
