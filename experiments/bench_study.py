@@ -60,7 +60,8 @@ from lottery.core.layout import RunLayout  # noqa: E402
 from lottery.core.masks import MaskManager  # noqa: E402
 from lottery.data.base import TensorDataModule  # noqa: E402
 from lottery.models import create_model, output_layer  # noqa: E402
-from lottery.training.optimizers import make_optimizer, Optim  # noqa: E402
+from lottery.core.schema import OptimConfig  # noqa: E402
+from lottery.training.optimizers import make_optimizer  # noqa: E402
 from lottery.training.trainer import runtime_cuda_probe  # noqa: E402
 
 quiet_libraries()  # Lightning's banners at every fit would bury the tables
@@ -186,7 +187,7 @@ def evaluate(model, x, y, batch: int = 1000) -> tuple[float, float]:
     return loss / len(x), correct / len(x)
 
 
-def train_loop(model, masks, optim: Optim, data, data_seed: int, epochs: int, batch: int, T=NO_PARTS) -> float:
+def train_loop(model, masks, optim: OptimConfig, data, data_seed: int, epochs: int, batch: int, T=NO_PARTS) -> float:
     """One training: `epochs` epochs of SGD/Adam on (x, y) in lottery's data order, validation each epoch; test acc."""
     (x, y), (xv, yv), (xt, yt) = data
     with T("per training: optimizer, model.train()"):
@@ -218,7 +219,7 @@ def train_loop(model, masks, optim: Optim, data, data_seed: int, epochs: int, ba
         return evaluate(model, xt, yt)[1]
 
 
-def loop_study(read, optim: Optim, seeds: list[int], levels: int, epochs: int, batch: int, reinit: bool = False,
+def loop_study(read, optim: OptimConfig, seeds: list[int], levels: int, epochs: int, batch: int, reinit: bool = False,
                T=NO_PARTS) -> tuple[float, dict]:
     """The study by hand: seeds one after another; per seed its levels (prune the trained weights by 20% per layer,
     output layer 10%, rewind to init), each level validated every epoch and tested; with `reinit`, each pruned
@@ -573,7 +574,7 @@ def _lane_setup(lanes: int, batch: int, optimizer: str = "sgd"):
     net = LaneNet.from_models(models)
     lane_masks = MaskManager(net)
     lane_masks.set_masks(stack_masks([m.masks for m in managers]))
-    optim = Optim(optimizer=optimizer, lr=0.1 if optimizer == "sgd" else 1.2e-3)
+    optim = OptimConfig(optimizer=optimizer, lr=0.1 if optimizer == "sgd" else 1.2e-3)
     x, y = torch.randn(5000, 1, 28, 28), torch.randint(0, 10, (5000,))
     return models, managers, net, lane_masks, optim, x, y, lane_loss
 
@@ -857,7 +858,7 @@ def experiments(args) -> None:
 # -- main ---------------------------------------------------------------------------------------------------
 def study_variants(root: Path, data_root: Path, epochs: int, seeds: list[int], levels: int):
     """name -> a function running that variant of the study: (seconds, {(seed, level, branch): test acc})."""
-    optim = Optim(optimizer="sgd", lr=0.1, momentum=0.0)
+    optim = OptimConfig(optimizer="sgd", lr=0.1, momentum=0.0)
 
     def lottery(lanes: str):
         def go():
@@ -1071,7 +1072,7 @@ def main() -> None:
             profile_study(args, root / "runs", data_root)
         elif args.profile_demo:
             levels = args.demo_levels
-            optim = Optim(optimizer="adam", lr=1.2e-3)
+            optim = OptimConfig(optimizer="adam", lr=1.2e-3)
             steps = 30 * 19 * (1 + 2 * levels)
             profile_config(args, root / "runs", str(configs / "demo.yaml"), [f"prune.levels={levels}"],
                            loop=lambda T: loop_study(read_digits, optim, [0], levels, 30, 60, reinit=True, T=T),
