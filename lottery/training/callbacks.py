@@ -149,8 +149,9 @@ class EpochCheckpoint(pl.Callback):
     at most every `seconds`, and never after the last, whose checkpoint would be removed as soon as the training's
     files are written (a small model's epoch costs about as much as writing its checkpoint: docs/speed.md)."""
 
-    def __init__(self, path: Path, seconds: float = CHECKPOINT_SECONDS, clock: Callable[[], float] = time.monotonic):
-        self.path, self.seconds, self.clock = path, seconds, clock
+    def __init__(self, path: Path, seconds: float | None = None, clock: Callable[[], float] = time.monotonic):
+        self.path, self.clock = path, clock
+        self.seconds = CHECKPOINT_SECONDS if seconds is None else seconds
         self.last: float | None = None
 
     def on_train_epoch_end(self, trainer, pl_module):
