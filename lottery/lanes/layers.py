@@ -54,8 +54,31 @@ class LaneInput(nn.Module):
         return to_channels(x, self.lanes) if x.dim() == 5 else x
 
 
+class _LaneProduct(torch.autograd.Function):
+    """x @ W^T (+ b) of every lane in one batched product, with the backward of nn.Linear: each lane's weight gradient
+    grad^T @ x (one `mm` per lane, straight into W's [K, out, in] layout). Autograd's own backward of
+    baddbmm(b, x, W^T) computes x^T @ grad and copies it transposed, every weight at every step, and rounds it
+    differently from a run alone's `mm`; with this one a lane's gradients are its run's, bit for bit (docs/speed.md)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        transposed = weight.transpose(1, 2)
+        return torch.bmm(x, transposed) if bias is None else torch.baddbmm(bias.unsqueeze(1), x, transposed)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        x, weight = x.to(grad.dtype), weight.to(grad.dtype)  # under autocast the product ran in a lower precision
+        grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
+        grad_w = torch.stack([g.t().mm(lane) for g, lane in zip(grad, x)]) if ctx.needs_input_grad[1] else None
+        grad_b = grad.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b
+
+
 class LaneLinear(nn.Module):
-    """K Linear layers in one `baddbmm`: weight [K, out, in], bias [K, out]; input/output [K, B, features]."""
+    """K Linear layers in one batched product: weight [K, out, in], bias [K, out]; input/output [K, B, features]."""
 
     def __init__(self, layers: Sequence[nn.Linear]):
         super().__init__()
@@ -64,10 +87,7 @@ class LaneLinear(nn.Module):
         self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in layers])) if layers[0].bias is not None else None
 
     def forward(self, x):
-        x = to_lanes(x, self.lanes)
-        if self.bias is None:
-            return torch.bmm(x, self.weight.transpose(1, 2))
-        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+        return _LaneProduct.apply(to_lanes(x, self.lanes), self.weight, self.bias)
 
 
 class LaneConv2d(nn.Module):

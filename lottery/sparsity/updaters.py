@@ -124,6 +124,9 @@ class MaskUpdater:
         self._grads: dict[int, torch.Tensor | None] | None = None  # an update step's gradients, kept aside
         self._extra_at = -1  # update_step "extra": the last update step whose own iteration was taken
         self._update_list: list[int] | None = None  # update_step "extra": the iterations of the updates
+        # The rows of a lane network's [K, ...] tensors this updater acts on (their lanes' indices, one seed each);
+        # None: every row. Set where lanes of other methods share the network (lottery.sparsity.lane_updaters).
+        self.lane_rows: list[int] | None = None
 
     # -- the interface -------------------------------------------------------------------------------------
     def start(self, masks: MaskManager) -> None:
@@ -142,16 +145,20 @@ class MaskUpdater:
         """The update steps of a training of `total_steps` iterations."""
         return [t for t in self.schedule.updates(total_steps) if self.is_update(t)]
 
+    def withholds(self, step: int) -> bool:
+        """Whether iteration `step` applies no gradient: an update step with update_step skip, or the own iteration
+        of an extra update."""
+        return self.is_update(step) and self.update_step != "apply" and self._extra_at != step
+
     def before_step(self, step: int, masks: MaskManager, optimizer: torch.optim.Optimizer) -> None:
-        """Before `optimizer.step()` of iteration `step`: on an update step that applies no gradient (update_step
-        skip, or the own iteration of an extra update), keep the gradients aside and leave none to the optimizer,
-        which then changes no parameter or state."""
-        if not self.is_update(step) or self.update_step == "apply" or self._extra_at == step:
-            return
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        self._grads = {id(p): p.grad for p in params}
-        for p in params:
-            p.grad = None
+        """Before `optimizer.step()` of iteration `step`: on a step that applies no gradient (`withholds`), keep the
+        gradients aside and leave none to the optimizer, which then changes no parameter or state."""
+        if self.withholds(step):
+            self.keep_gradients(withhold_gradients(optimizer))
+
+    def keep_gradients(self, grads: dict[int, torch.Tensor | None]) -> None:
+        """The step's gradients (by parameter id), withheld from the optimizer, for `update` to read."""
+        self._grads = grads
 
     @torch.no_grad()
     def update(self, step: int, masks: MaskManager, optimizer: torch.optim.Optimizer | None = None) -> None:
@@ -164,17 +171,17 @@ class MaskUpdater:
             self._extra_at = step
         grads, self._grads = self._grads, None
         lanes = getattr(masks.model, "lanes", 1)
+        own = lambda t: _rows(t, lanes) if self.lane_rows is None else _rows(t, lanes)[self.lane_rows]  # noqa: E731
         new = {}
         for index, (name, density) in enumerate(self.density.items()):
             param = masks.model.get_parameter(name)
             state = optimizer.state.get(param, {}) if optimizer is not None else {}
             grad = grads.get(id(param)) if grads is not None else param.grad
             mask = masks.masks[name]
-            rows = Rows(name, index, _rows(mask, lanes), _rows(param.detach(), lanes),
-                        None if grad is None else _rows(grad.detach(), lanes),
-                        {k: _rows(v, lanes) for k, v in state.items() if _like(v, param)}, density,
+            rows = Rows(name, index, own(mask), own(param.detach()), None if grad is None else own(grad.detach()),
+                        {k: own(v) for k, v in state.items() if _like(v, param)}, density,
                         round(mask.numel() // lanes * density))
-            new[name] = self.new_mask(step, rows).view_as(mask)
+            new[name] = self._merge(mask, self.new_mask(step, rows), lanes)
         for name, mask in new.items():
             grown = mask & ~masks.masks[name]
             param = masks.model.get_parameter(name)
@@ -182,7 +189,16 @@ class MaskUpdater:
             for value in (optimizer.state.get(param, {}) if optimizer is not None else {}).values():
                 if _like(value, param):
                     value.masked_fill_(grown, 0)  # momentum, Adam's moments: regrown weights start afresh
-        masks.replace_masks(new, self.densities_after(step))
+        # Lanes of other methods beside these: their targets are not this method's (LaneUpdaters sets them).
+        masks.replace_masks(new, self.densities_after(step) if self.lane_rows is None else None)
+
+    def _merge(self, mask: torch.Tensor, rows: torch.Tensor, lanes: int) -> torch.Tensor:
+        """The tensor's new mask from the new rows of this updater's lanes; the other lanes' rows as they were."""
+        if self.lane_rows is None:
+            return rows.view_as(mask)
+        out = mask.clone()
+        _rows(out, lanes)[self.lane_rows] = rows
+        return out
 
     def new_mask(self, step: int, rows: Rows) -> torch.Tensor:
         """The new mask of one tensor, bool [K, n] like `rows.mask`: each row as a run of its own."""
@@ -228,6 +244,16 @@ class MaskUpdater:
         drawn = [torch.rand(per_lane, generator=torch.Generator().manual_seed(seeding.batch(s, step, rows.index)))
                  for s in self.seeds]
         return torch.stack(drawn).to(rows.mask.device)
+
+
+def withhold_gradients(optimizer: torch.optim.Optimizer) -> dict[int, torch.Tensor | None]:
+    """Take every parameter's gradient from `optimizer`'s parameters (by parameter id), leaving none: the optimizer
+    then skips them all."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grads = {id(p): p.grad for p in params}
+    for p in params:
+        p.grad = None
+    return grads
 
 
 def _like(value, param: torch.Tensor) -> bool:
@@ -331,8 +357,9 @@ SPARSE_TRAINING = METHODS.of(SparseTraining)  # the records above and every one 
 @dataclass(frozen=True)
 class MethodSpec:
     """A registered method as a run spec carries it: its name, each tensor's final density, its schedule, its seed
-    and options. `build` makes the updater for one run, or for K lanes given their seeds; runs with equal `lane_key`
-    can share every update as lanes."""
+    and options. `build` makes the updater for one run, or for K lanes given their seeds: runs with equal
+    `updater_key` share one updater as lanes; runs with equal `lane_key` share a network, each method on its lanes
+    (lottery.sparsity.lane_updaters)."""
 
     method: str  # a name in SPARSE_TRAINING
     density: tuple[tuple[str, float], ...]  # (tensor, final density) pairs
@@ -341,8 +368,25 @@ class MethodSpec:
     options: object = None  # the method's options (a frozen dataclass), None: its defaults
 
     @property
-    def lane_key(self) -> tuple:
+    def updater_key(self) -> tuple:
         return self.method, self.density, self.schedule, self.options
+
+    @property
+    def lane_key(self) -> tuple:
+        """What every lane of a network with this method's lanes must share; () for a method that changes masks
+        after the optimizer step only, which shares with any lane (fixed masks too).
+
+        A method that withholds gradients (update_step skip or extra) shares with lanes that withhold the same
+        iterations: the optimizer's state of a stacked tensor is every lane's, Adam's step count one for all lanes.
+        One that trains a shadow in the weights' place (lottery.sparsity.shadow) shares with its own method alone:
+        it swaps every lane's parameters and gradients around the optimizer step (edge-popup freezes the others).
+        """
+        updater = self.build()
+        if updater.trains_pruned:
+            return ("shadow", *self.updater_key)
+        if updater.update_step == "apply":
+            return ()
+        return updater.update_step, tuple(updater.update_steps(self.schedule.end_step + 1))
 
     def build(self, seeds: Sequence[int] | None = None) -> MaskUpdater:
         record = SPARSE_TRAINING.lookup(self.method)

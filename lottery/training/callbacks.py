@@ -1,6 +1,6 @@
 """Lightning callbacks: `MaskCallback` keeps any LightningModule's pruned weights at zero (and its masks
-in checkpoints); the others are what the IMP trainer adds to a level: an atomic resume checkpoint per
-epoch, rewind-point capture, a status line.
+in checkpoints); the others are what the IMP trainer adds to a level: an atomic resume checkpoint at epoch
+ends, rewind-point capture, a status line.
 """
 from __future__ import annotations
 
@@ -141,14 +141,27 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise damaged(Path(path), e) from None
 
 
-class EpochCheckpoint(pl.Callback):
-    """Overwrite one resume checkpoint at every epoch end (after that epoch's validation)."""
+CHECKPOINT_SECONDS = 60.0  # after the first epoch, a resume checkpoint at most this often: what a kill may cost
 
-    def __init__(self, path: Path):
-        self.path = path
+
+class EpochCheckpoint(pl.Callback):
+    """Overwrite one resume checkpoint at an epoch end (after that epoch's validation): after the first epoch, then
+    at most every `seconds`, and never after the last, whose checkpoint would be removed as soon as the training's
+    files are written (a small model's epoch costs about as much as writing its checkpoint: docs/speed.md)."""
+
+    def __init__(self, path: Path, seconds: float | None = None, clock: Callable[[], float] = time.monotonic):
+        self.path, self.clock = path, clock
+        self.seconds = CHECKPOINT_SECONDS if seconds is None else seconds
+        self.last: float | None = None
 
     def on_train_epoch_end(self, trainer, pl_module):
-        trainer.save_checkpoint(self.path)  # atomic through AtomicCheckpointIO; rank 0 writes
+        if trainer.global_step >= trainer.max_steps:
+            return
+        now = self.clock()
+        due = self.last is None or now - self.last >= self.seconds
+        if trainer.strategy.broadcast(due, src=0):  # every process saves together (rank 0's clock decides)
+            self.last = now
+            trainer.save_checkpoint(self.path)  # atomic through AtomicCheckpointIO; rank 0 writes
 
 
 class CaptureRewindPoints(pl.Callback):

@@ -23,9 +23,9 @@ class _LaneBatchSampler(Sampler):
         return -(-len(self.samplers[0]) // self.batch_size)
 
     def __iter__(self):
-        orders = torch.stack([torch.as_tensor(list(s)) for s in self.samplers])  # [K, n], drawn at epoch start
-        for start in range(0, orders.shape[1], self.batch_size):
-            yield orders[:, start:start + self.batch_size].reshape(-1)
+        orders = torch.stack([s.order() for s in self.samplers])  # [K, n], drawn at epoch start
+        for step in orders.split(self.batch_size, dim=1):
+            yield step.reshape(-1)
 
 
 class LaneDataModule(pl.LightningDataModule):

@@ -4,7 +4,9 @@ exports, stability and resume read them unchanged.
 
 Runs share a lane group when they can share every step: the same architecture and prunable tensors,
 the same start step, length and learning rate, the same dataset and batch size (each lane keeps its
-own data order, masks, weights, optimizer state, BatchNorm statistics and rewind points). The rest train one by one.
+own data order, masks, weights, optimizer state, BatchNorm statistics and rewind points), and methods that change
+masks while they train which can share a network (lottery.sparsity.lane_updaters: each lane its own method). The
+rest train one by one.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from lottery.core.masks import MaskManager
 from lottery.data.base import TensorDataModule
 from lottery.lanes.count import choose_lanes, lane_bytes, lanes_that_fit
 from lottery.lanes.net import LaneNet, stack_masks, unstack_masks
+from lottery.sparsity.lane_updaters import lane_updaters
 from lottery.training.callbacks import CaptureRewindPoints
 from lottery.training.lane_data import LaneDataModule
 from lottery.training.metrics import data_metrics
@@ -38,11 +41,12 @@ from lottery.training.trainer import fit_and_test
 def lane_key(spec: RunSpec) -> tuple | None:
     """What runs must share to train as lanes; None: this run trains alone (data other than tensors in memory).
 
-    Rewind points to capture are no constraint: each lane saves its own, at its own steps. A method that changes the
-    masks while they train must be the same, but for its seed (each lane updates its own masks).
+    Rewind points to capture are no constraint: each lane saves its own, at its own steps. Nor are methods that
+    change the masks while they train, as far as they can share a network (their `lane_key`; None: never, as the
+    early-bird watcher, which prunes a copy of one model): each updates its own lanes' masks.
     """
-    updates = None if spec.updater is None else spec.updater.lane_key
-    if not isinstance(spec.data, TensorDataModule) or (spec.updater is not None and updates is None):
+    updates = () if spec.updater is None else spec.updater.lane_key
+    if not isinstance(spec.data, TensorDataModule) or updates is None:
         return None
     d, p = spec.data, spec.plan
     shapes = tuple((k, tuple(v.shape), v.dtype) for k, v in spec.model.state_dict().items())
@@ -135,16 +139,16 @@ def train_lanes(specs: list[RunSpec], settings: TrainerConfig, optim: OptimConfi
     live = tracking is not None and tracking.concurrent and is_writer()  # rank 0 logs, as Lightning's loggers do
     loggers = [tracking.logger(s.out.path) for s in specs] if live else []
     module.lane_loggers = loggers if all(loggers) else []
-    # One updater for every lane (each with its own seed): all lanes' masks change in one operation.
-    updater = first.updater.build([s.updater.seed for s in specs]) if first.updater is not None else None
+    # One updater per method (each lane with its own seed): its lanes' masks change in one operation.
+    updater, lane_updater = lane_updaters([s.updater for s in specs])
     trainer, _ = fit_and_test(module, data, settings, plan.steps, masks, checkpoint,
                               f"{first.label} (+{len(specs) - 1} runs as lanes)", capture, updater=updater)
     results = []
     for k, spec in enumerate(specs):
         spec.model.load_state_dict(net.lane_state_dict(k))
-        if updater is not None:  # the lane's masks, as the updates left them
+        if lane_updater[k] is not None:  # the lane's masks, as the updates left them
             spec.masks.set_masks(unstack_masks(masks.masks, k))
-        metrics = training_metrics(module.histories[k], module.results["test"][k], spec, updater)
+        metrics = training_metrics(module.histories[k], module.results["test"][k], spec, lane_updater[k])
         if trainer.is_global_zero:
             write_results(spec, metrics, remove_checkpoints=False)
             if module.lane_loggers:

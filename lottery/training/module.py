@@ -37,8 +37,8 @@ class ClassificationModule(pl.LightningModule):
     the schedule is a pure function of the step, so setting it needs no state.
 
     Loss and accuracy are running sums on the device per run (no host sync in the loop), reduced once per epoch and
-    logged as `train/*`, `val/*`, `test/*`; with lanes, per lane as `val/acc/lane_k` (and their mean as `val/acc`),
-    each lane's own values going to its own logger (`lane_loggers`). `histories[k]` is run k's list of
+    logged as `train/*`, `val/*`, `test/*`; with lanes, their mean as `val/acc`, each lane's own values going to
+    its own logger (`lane_loggers`). `histories[k]` is run k's list of
     {step, val/loss, val/acc} (`history`: the first run's), kept in checkpoints.
 
     Args:
@@ -153,7 +153,12 @@ class ClassificationModule(pl.LightningModule):
     def on_train_batch_start(self, batch, batch_idx):
         # Not on_train_epoch_start: Lightning skips that hook for an epoch it restarts from a checkpoint.
         if batch_idx == 0:
-            torch.manual_seed(seeds.epoch(self.seed, self.start_step, self.current_epoch))
+            seed = seeds.epoch(self.seed, self.start_step, self.current_epoch)
+            # The generators this training draws from: torch.manual_seed also seeds CUDA's (on a CUDA build without a
+            # GPU, a lazy call that records its traceback: ~0.4 ms an epoch on the CPU, docs/speed.md).
+            torch.default_generator.manual_seed(seed)
+            if self.device.type == "cuda":
+                torch.cuda.manual_seed_all(seed)
 
     def _accumulate(self, stage: str, logits: torch.Tensor, y: torch.Tensor, per_run_loss: torch.Tensor) -> None:
         with torch.no_grad():
@@ -208,9 +213,9 @@ class ClassificationModule(pl.LightningModule):
         if self.lanes is None:
             self.log_dict(results[0], prog_bar=True, sync_dist=False)
             return
-        values = {f"{key}/lane_{k}": v for k, r in enumerate(results) for key, v in r.items()}
-        values |= {key: sum(r[key] for r in results) / len(results) for key in results[0]}
-        self.log_dict(values, sync_dist=False)
+        # Only the means through the Trainer (each value logged costs a share of a small model's step); each lane's
+        # own values go to its logger and to `results` and `histories`.
+        self.log_dict({key: sum(r[key] for r in results) / len(results) for key in results[0]}, sync_dist=False)
         if not self.trainer.sanity_checking and self.trainer.is_global_zero:
             for logger, r in zip(self.lane_loggers, results):
                 logger.log_metrics({f"{stage}/loss": r[f"{stage}/loss"], f"{stage}/acc": r[f"{stage}/acc"]},

@@ -73,7 +73,7 @@ def fit_and_test(module: ClassificationModule, data: pl.LightningDataModule, set
                  masks: MaskManager, checkpoint: Path, label: str, capture: list[pl.Callback] = (), logger=False,
                  updater=None) -> tuple[pl.Trainer, list[dict]]:
     """Train `module` for `steps` optimizer steps under one Lightning Trainer, validating every epoch and
-    resuming from `checkpoint` (written atomically at each epoch end) when it exists; then test.
+    resuming from `checkpoint` (written atomically at epoch ends: EpochCheckpoint) when it exists; then test.
 
     Used by a training alone and by lane groups. updater: a method that changes the masks while the module trains
     (lottery.sparsity.updaters); one that takes iterations of its own beyond the `steps` (RigL's updates with

@@ -262,3 +262,17 @@ def test_digits_unchanged():
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (32, 1, 8, 8)
     assert len(list(dm.val_dataloader())) == 1 and len(list(dm.test_dataloader())) == 1
+
+
+@pytest.mark.parametrize("world, rank, drop_last", [(1, 0, False), (2, 1, False), (7, 3, False), (4, 0, True)])
+def test_an_epochs_order_as_a_tensor_is_the_samplers_own(world, rank, drop_last):
+    """TrainerEpochSampler.order (the lanes' batches, lottery.training.lane_data) yields what iterating it yields."""
+    from torch.utils.data import TensorDataset
+
+    from lottery.data.base import TrainerEpochSampler
+
+    for shuffle in (True, False):
+        sampler = TrainerEpochSampler(TensorDataset(torch.arange(103)), None, num_replicas=world, rank=rank,
+                                      shuffle=shuffle, seed=11, drop_last=drop_last)
+        sampler.set_epoch(5)
+        assert sampler.order().tolist() == list(sampler)

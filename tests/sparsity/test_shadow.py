@@ -11,6 +11,7 @@ from lottery.data.base import TensorDataModule
 from lottery.sparsity.edgepopup import EdgePopup
 from lottery.sparsity.schedule import UpdateSchedule
 from lottery.sparsity.srste import SRSTE, SRSTEOptions
+from lottery.training import callbacks
 from lottery.training.module import ClassificationModule
 from lottery.training.trainer import fit_and_test
 
@@ -47,9 +48,11 @@ def _fit(tmp_path, method, steps, clip=None):
 
 
 @pytest.mark.parametrize("method", ["edgepopup", "srste"])
-def test_a_resumed_training_ends_where_an_uninterrupted_one_does(tmp_path, method):
+def test_a_resumed_training_ends_where_an_uninterrupted_one_does(tmp_path, method, monkeypatch):
     model, masks, updater = _fit(tmp_path / "whole", method, 12)
-    _fit(tmp_path / "stopped", method, 6)  # leaves its epoch checkpoint: the masks, the updater's shadows
+    # As if stopped after its first epoch: the checkpoint written then (the masks, the updater's shadows), none later.
+    monkeypatch.setattr(callbacks, "CHECKPOINT_SECONDS", float("inf"))
+    _fit(tmp_path / "stopped", method, 12)
     assert (tmp_path / "stopped" / "last.ckpt").exists()
     model2, masks2, updater2 = _fit(tmp_path / "stopped", method, 12)
     for name, param in model.named_parameters():

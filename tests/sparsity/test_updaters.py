@@ -129,7 +129,8 @@ def test_the_cubic_and_the_cosine():
 def test_a_spec_builds_its_method_and_carries_what_lanes_share():
     spec = MethodSpec("rigl", (("a.weight", 0.5),), SCHEDULE, seed=3)
     assert type(spec.build()).__name__ == "RigL" and spec.build().seeds == [3] and spec.build([3, 4]).seeds == [3, 4]
-    assert spec.lane_key == MethodSpec("rigl", (("a.weight", 0.5),), SCHEDULE, seed=9).lane_key
+    other_seed = MethodSpec("rigl", (("a.weight", 0.5),), SCHEDULE, seed=9)
+    assert spec.updater_key == other_seed.updater_key and spec.lane_key == other_seed.lane_key
 
 
 @pytest.mark.parametrize("make, message", [

@@ -63,8 +63,10 @@ def test_resumed_run_continues_the_schedule_and_matches_an_uninterrupted_one(tmp
     optim = OptimConfig(optimizer="sgd", lr=0.4, momentum=0.9, warmup_steps=3, milestone_steps=(8,))
     whole = ClassificationModule(_net(), 3, optim)
     _fit(whole, steps=12)
-    # Stopped after the first epoch (6 batches), with the checkpoint lottery writes at each epoch end.
-    _fit(ClassificationModule(_net(), 3, optim), steps=6, callbacks=[EpochCheckpoint(tmp_path / "epoch.ckpt")])
+    # As if stopped after the first epoch (6 batches): the checkpoint lottery writes then, and none later (not due
+    # yet; and never after the last epoch).
+    _fit(ClassificationModule(_net(), 3, optim), steps=12,
+         callbacks=[EpochCheckpoint(tmp_path / "epoch.ckpt", seconds=float("inf"))])
     record = _RecordLR()
     resumed = ClassificationModule(_net(), 3, optim)
     _fit(resumed, steps=12, callbacks=[record], ckpt_path=tmp_path / "epoch.ckpt")

@@ -63,3 +63,21 @@ def test_linear_decay_ends_with_the_training_unless_told():
     assert resolved.decay_steps == 21
     assert TrainConfig(epochs=3).resolve(7) == TrainConfig(epochs=3).resolve(7)  # the step schedule: as before
     assert TrainConfig(epochs=3).resolve(7).decay_steps is None
+
+
+def test_plain_sgd_is_one_foreach_add_bitwise_the_fused_step():
+    """SGD without momentum or decay (OpenLTH's LeNet setting) is PlainSGD on the CPU: the fused step, bit for bit."""
+    from lottery.training.optimizers import PlainSGD
+
+    ours, theirs = _net(), _net()
+    plain = make_optimizer(ours.parameters(), OptimConfig(optimizer="sgd", lr=0.1, momentum=0.0))
+    fused = torch.optim.SGD(theirs.parameters(), lr=0.1, fused=True)
+    assert isinstance(plain, PlainSGD)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        x, y = torch.randn(48, 6, generator=g), torch.randint(0, 3, (48,), generator=g)
+        for net, opt in ((ours, plain), (theirs, fused)):
+            opt.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            assert opt.step(lambda: 1.5) == 1.5  # the closure runs (Lightning's hooks are in it)
+    assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), theirs.parameters()))
