@@ -85,11 +85,13 @@ bert-rte: install  ## Chen et al. 2020: BERT-base tickets on GLUE RTE (pip insta
 sweep-demo: install  ## the demo as a sweep: prune.fraction 0.2 and 0.5 x seeds 0, 1 as local jobs; summary in runs/sweeps/demo
 	$(VENV)/bin/lottery sweep --config experiments/configs/demo.yaml prune.fraction=0.2,0.5 seeds=[0,1] prune.levels=3 --launcher local
 
-test: install  ## the whole test suite, slow end-to-end tests included (what CI runs)
-	$(PY) -m pytest -q
+# One worker per core, one torch thread each: the suite's models are tiny, and threads of several workers sharing
+# the cores wait on each other (with two threads per worker the suite took 16 min on 2 cores, with one 8.5).
+test: install  ## the whole test suite, slow end-to-end tests included (what CI runs), one worker per core
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto --dist worksteal
 
 test-fast: install  ## the test suite without the slow end-to-end tests
-	$(PY) -m pytest -q -m "not slow"
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto --dist worksteal -m "not slow"
 
 bench: install  ## mask overhead per training step: dense vs MaskManager.apply() vs torch.nn.utils.prune
 	$(PY) experiments/bench_masks.py
