@@ -99,7 +99,7 @@ bench: install  ## mask overhead per training step: dense vs MaskManager.apply()
 bench-level: install  ## one IMP level: lottery vs a hand-written loop vs a minimal Lightning module (LeNet-300-100, ResNet-20; ~5 min)
 	$(PY) experiments/bench_level.py
 
-bench-study: install  ## the issue's 5-seed LeNet study in one process: lanes vs one by one vs a hand-written loop, ratios side by side (~4 min)
+bench-study: install  ## a 5-seed LeNet study with OpenLTH's settings in one process: lanes vs one by one vs a hand-written loop, ratios side by side (~4 min)
 	$(PY) experiments/bench_study.py
 
 bench-lanes: install  ## K runs as lanes of one network vs one by one: runs/hour, LeNet / Conv-2 / ResNet-20 (~4 min)

@@ -1,6 +1,6 @@
 """A whole multi-seed IMP study in lottery (lanes, and one run after another) against a hand-written PyTorch loop.
 
-The study is the issue's: LeNet-300-100 on a 5,000-image MNIST-shaped training set with OpenLTH's LeNet settings
+The study: LeNet-300-100 on a 5,000-image MNIST-shaped training set with OpenLTH's LeNet settings
 (SGD lr 0.1, momentum 0, batch 128, 40 epochs, no schedule), evaluation every epoch, IMP levels 0, 1, 2 (20% of the
 remaining weights per level and layer, the output layer at half the rate, rewinding to the initial weights), seeds
 0-4. Three variants run it in this one process, side by side:
@@ -20,7 +20,7 @@ same validation split), and the loop draws the batches in the order lottery draw
 epoch permutation), so its accuracies are comparable too. 5,500 training images of which 500 are held out for
 validation (5,000 trained on: 40 steps per epoch), 10,000 test images.
 
-    .venv/bin/python experiments/bench_study.py                 # the issue's study, ~4 min on 2 CPU cores
+    .venv/bin/python experiments/bench_study.py                 # the study, ~4 min on 2 CPU cores
     .venv/bin/python experiments/bench_study.py --quick         # 2 epochs: a smoke test in seconds
     .venv/bin/python experiments/bench_study.py --repeats 3     # alternating rounds, medians
     .venv/bin/python experiments/bench_study.py --profile --epochs 10       # where a lane-step's time goes
