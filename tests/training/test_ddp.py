@@ -59,15 +59,20 @@ SCRIPT = textwrap.dedent('''
     run(cfg, verbose=True)
 ''')
 
+def _run_ddp(tmp_path, out, *args):
+    """SCRIPT in two processes, writing into `out`, with `args` (the strategy, then overrides); it must succeed."""
+    script = tmp_path / "ddp_imp.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(out), *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["global_magnitude", "layer_random"])
 def test_two_processes_prune_identically_and_one_writes(tmp_path, strategy):
-    script = tmp_path / "ddp_imp.py"
-    script.write_text(SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path), strategy], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _run_ddp(tmp_path, tmp_path, strategy)
     for level in (1, 2):
         ranks = [json.loads((tmp_path / f"rank{r}_seed0_level{level}.json").read_text()) for r in (0, 1)]
         assert ranks[0] == ranks[1]  # same masks, and the same (synchronised) test accuracy
@@ -82,17 +87,13 @@ def test_lanes_under_ddp_hold_every_lane_on_each_process_and_match_runs_one_by_o
 
     from lottery.core.files import load_tensors
 
-    script = tmp_path / "ddp_imp.py"
-    script.write_text(SCRIPT)
     for lanes in (1, 2):
         out = tmp_path / f"lanes{lanes}"
         out.mkdir()
         # SGD: with Adam, training grows the lanes' float rounding (bmm instead of mm, ~1e-8) to ~1e-3 within this
         # epoch on seed 1 (the data of every step is identical); with SGD it stays at rounding, so the test can be tight.
-        proc = subprocess.run([sys.executable, str(script), str(out), "global_magnitude", "seeds=[0,1]", "prune.levels=1",
-                               "train.optim.optimizer=sgd", "train.optim.lr=0.05", "train.optim.momentum=0.9",
-                               f"trainer.lanes={lanes}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        proc = _run_ddp(tmp_path, out, "global_magnitude", "seeds=[0,1]", "prune.levels=1", "train.optim.optimizer=sgd",
+                        "train.optim.lr=0.05", "train.optim.momentum=0.9", f"trainer.lanes={lanes}")
         assert ("2 runs like 'level 0': 2 lanes" in proc.stdout) == (lanes == 2), proc.stdout
         assert len(list(out.glob("writes_*.txt"))) == 1  # only rank 0 wrote files
     for seed in (0, 1):
@@ -108,12 +109,8 @@ def test_lanes_under_ddp_hold_every_lane_on_each_process_and_match_runs_one_by_o
 
 @pytest.mark.slow
 def test_rigl_under_ddp_makes_the_same_update_on_every_process(tmp_path):
-    script = tmp_path / "ddp_imp.py"
-    script.write_text(SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path), "layer_magnitude", "prune.levels=1",
-                           "branches=[rigl]", "sparse.interval_steps=5", "sparse.end_step=15"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _run_ddp(tmp_path, tmp_path, "layer_magnitude", "prune.levels=1", "branches=[rigl]", "sparse.interval_steps=5",
+             "sparse.end_step=15")
     ranks = [json.loads((tmp_path / f"rank{r}_level_1_rigl.json").read_text()) for r in (0, 1)]
     assert ranks[0] == ranks[1]  # the same masks after four updates, on both processes
     from lottery.core.files import read_json
@@ -126,12 +123,8 @@ def test_rigl_under_ddp_makes_the_same_update_on_every_process(tmp_path):
 def test_the_shadow_methods_under_ddp_make_the_same_masks_on_every_process(tmp_path):
     """Edge-popup and SR-STE recompute their masks at every step from shadows the optimizer trains: the gradients
     are synchronised before the shadows step, so both processes hold the same masks after every one of the steps."""
-    script = tmp_path / "ddp_imp.py"
-    script.write_text(SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path), "layer_magnitude", "prune.levels=1",
-                           "train.epochs=null", "train.steps=12", "branches=[edgepopup,srste]"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _run_ddp(tmp_path, tmp_path, "layer_magnitude", "prune.levels=1", "train.epochs=null", "train.steps=12",
+             "branches=[edgepopup,srste]")
     for method in ("edgepopup", "srste"):
         ranks = [json.loads((tmp_path / f"rank{r}_level_1_{method}.json").read_text()) for r in (0, 1)]
         assert ranks[0] == ranks[1], method
