@@ -24,7 +24,6 @@ from lottery.models import create_model
 from lottery.models.presets import preset_names
 from lottery.training.callbacks import MaskCallback
 from lottery.training.lane_data import LaneDataModule
-from lottery.training.lane_module import LaneModule
 from lottery.training.module import ClassificationModule
 from lottery.training.optimizers import make_optimizer, set_lr
 from lottery.core.schema import OptimConfig
@@ -126,7 +125,7 @@ def lanes_vs_alone(a, optim, data):
     masks = MaskManager(net, include=runs[0][1].names)
     masks.set_masks(stack_masks([m.masks for _, m in runs]))
     start = time.perf_counter()
-    _trainer(a, a.steps, masks).fit(LaneModule(net, 2, optim), datamodule=LaneDataModule(data, list(range(a.lanes))))
+    _trainer(a, a.steps, masks).fit(ClassificationModule(net, 2, optim), datamodule=LaneDataModule(data, list(range(a.lanes))))
     return alone, time.perf_counter() - start, net.mode
 
 

@@ -2,7 +2,7 @@
 
 Same models, masks (50% pruned, layer-wise magnitude), data (each run its own order), optimizer and steps on
 both sides. "plain" is a hand-written PyTorch loop; "Lightning" is a whole `Trainer.fit` per run (one by one:
-ClassificationModule + MaskCallback, as a lottery level trains) against one `Trainer.fit` of LaneModule for all
+ClassificationModule + MaskCallback, as a lottery level trains) against one `Trainer.fit` of the same module over a LaneNet for all
 K. The ratio is (time of K runs one by one) / (time of the K runs as lanes) = the gain in runs per hour;
 measured side by side in one process (alternating order, median over repeats), so machine noise hits both.
 
@@ -33,7 +33,6 @@ from lottery.lanes.net import LaneNet, lane_loss, stack_masks  # noqa: E402
 from lottery.models import create_model  # noqa: E402
 from lottery.training.callbacks import MaskCallback  # noqa: E402
 from lottery.training.lane_data import LaneDataModule  # noqa: E402
-from lottery.training.lane_module import LaneModule  # noqa: E402
 from lottery.training.module import ClassificationModule  # noqa: E402
 from lottery.training.optimizers import make_optimizer  # noqa: E402
 from lottery.core.schema import OptimConfig  # noqa: E402
@@ -129,7 +128,7 @@ def _trainer(steps: int, masks: MaskManager, device: str) -> pl.Trainer:
 
 
 def lightning(name: str, lanes: int, steps: int, device: str, together: bool) -> float:
-    """K runs as K `Trainer.fit`s one after another, or as one `Trainer.fit` of a LaneModule."""
+    """K runs as K `Trainer.fit`s one after another, or as one `Trainer.fit` of the lanes."""
     _, shape, batch, optim, *_ = SETTINGS[name]
     models, masks = _runs(name, lanes, device)
     data = Synthetic(shape, steps * batch, batch_size=batch)
@@ -139,7 +138,7 @@ def lightning(name: str, lanes: int, steps: int, device: str, together: bool) ->
             net = LaneNet.from_models(models)
             manager = MaskManager(net)
             manager.set_masks(stack_masks([m.masks for m in masks]))
-            _trainer(steps, manager, device).fit(LaneModule(net, 10, optim), datamodule=LaneDataModule(data, range(lanes)))
+            _trainer(steps, manager, device).fit(ClassificationModule(net, 10, optim), datamodule=LaneDataModule(data, range(lanes)))
         else:
             for k, (model, mask) in enumerate(zip(models, masks)):
                 _trainer(steps, mask, device).fit(ClassificationModule(model, 10, optim, seed=k), datamodule=data.with_seed(k))

@@ -331,7 +331,8 @@ def instrument(parts: Parts) -> None:
     from lottery.data import base
     from lottery.imp import runner
     from lottery.lanes import layers, net
-    from lottery.training import (callbacks, lane_data, lane_group, lane_module, module, results, single, trainer,
+    from lottery.lanes import optimizer as lane_optimizer
+    from lottery.training import (callbacks, lane_data, lane_group, module, optimizers, results, single, trainer,
                                   tracking)
 
     w = parts.wrap
@@ -345,21 +346,20 @@ def instrument(parts: Parts) -> None:
     from pytorch_lightning.loops import fetchers
     w(fetchers._PrefetchDataFetcher, "__next__", "data: Lightning fetcher")
     # the step's arithmetic
-    w(module.ScheduledModule, "forward", "forward")
-    w(lane_module, "lane_loss", "loss")
+    w(module.ClassificationModule, "forward", "forward")
+    w(module, "lane_loss", "loss")
     w(F, "cross_entropy", "loss")
     w(pl.LightningModule, "backward", "backward (autograd)")
     w(torch.optim.Optimizer, "zero_grad", "optimizer: zero_grad")
-    w(torch.optim.SGD, "step", "optimizer: step (torch)")
-    w(torch.optim.Adam, "step", "optimizer: step (torch)")
+    for cls in (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, optimizers.PlainSGD, lane_optimizer.LaneOptimizer):
+        w(cls, "step", "optimizer: step (torch)")  # LaneOptimizer's own lines (each lane's views) and its inner step
     w(base.TensorDataModule, "setup", "per training: data setup")
     # lottery's step
-    for cls in (module.ClassificationModule, lane_module.LaneModule):
-        w(cls, "training_step", "lottery: training_step rest (metric sums)")
-        w(cls, "_log_step", "logging: step/* every 50 steps")
-        w(cls, "on_train_epoch_end", "lottery: epoch-end train metrics")
-    w(module.ScheduledModule, "optimize", "lottery: optimize() rest (set_lr, optimizers())")
-    w(module.ScheduledModule, "on_train_batch_start", "lottery: on_train_batch_start (epoch reseed)")
+    cls = module.ClassificationModule
+    w(cls, "training_step", "lottery: training_step rest (metric sums, set_lr, optimizers())")
+    w(cls, "_log_step", "logging: step/* every 50 steps")
+    w(cls, "on_train_epoch_end", "lottery: epoch-end train metrics")
+    w(cls, "on_train_batch_start", "lottery: on_train_batch_start (epoch reseed)")
     w(MaskManager, "apply", "masks: MaskManager.apply")
     w(callbacks.MaskCallback, "on_train_batch_end", "masks: MaskCallback hooks")
     w(callbacks.MaskCallback, "on_before_optimizer_step", "masks: MaskCallback hooks")
@@ -405,9 +405,9 @@ def instrument(parts: Parts) -> None:
     w(lane_group, "lane_groups", "per training: models, masks, pruning, rewind")
     # once per study
     w(experiment, "run", "study: config, locks, run_levels rest")
-    w(experiment, "check", "study: check (data read, runners, a Trainer)")
+    w(experiment, "plan", "study: plan (data read, runners, checks)")
     w(base.TensorDataModule, "_build", "study: data read")
-    w(experiment, "write_curve", "study: curve.csv/png, report.md")
+    w(experiment, "write_report", "study: curve.csv/png, report.md")
     w(experiment, "write_ticket", "study: ticket")
     del layers, net, results
 
@@ -418,7 +418,7 @@ ROWS = [
                   "data: Lightning transfer hooks (batch_to_device)", "data: on_after_batch_transfer (view as lanes)",
                   "forward", "loss", "backward (autograd)", "optimizer: zero_grad", "optimizer: step (torch)",
                   "masks: MaskManager.apply", "masks: MaskCallback hooks",
-                  "lottery: training_step rest (metric sums)", "lottery: optimize() rest (set_lr, optimizers())",
+                  "lottery: training_step rest (metric sums, set_lr, optimizers())",
                   "lottery: on_train_batch_start (epoch reseed)",
                   "Lightning: manual_backward wrapper, hooks", "Lightning: optimizer wrapper, closure, hooks",
                   "Lightning: per-step loop, hooks, progress", "logging: step/* every 50 steps",
@@ -432,7 +432,7 @@ ROWS = [
                       "per training: lottery train()/train_lanes() rest", "per training: pack lanes (LaneNet)",
                       "per training: models, masks, pruning, rewind", "per training: optimizer, model.train()",
                       "per training: metrics.json, final weights, CSV logger close"]),
-    ("per study", ["study: data read", "study: check (data read, runners, a Trainer)",
+    ("per study", ["study: data read", "study: plan (data read, runners, checks)",
                    "study: curve.csv/png, report.md", "study: ticket", "study: config, locks, run_levels rest",
                    "loop: Python between the parts"]),
 ]
@@ -834,7 +834,7 @@ def experiments(args) -> None:
     _loader_experiment(lanes)
     r = _median_us({"torch.manual_seed": lambda: torch.manual_seed(1),
                     "torch.default_generator.manual_seed": lambda: torch.default_generator.manual_seed(1)}, number=50)
-    print("\nreseeding at each epoch start (ScheduledModule.on_train_batch_start), µs: " +
+    print("\nreseeding at each epoch start (ClassificationModule.on_train_batch_start), µs: " +
           ", ".join(f"{k} {v:.1f}" for k, v in r.items()))
     _layout_experiment(lanes, 128)
     _layout_experiment(lanes, 60)

@@ -3,13 +3,16 @@ lanes of one LaneNet (lottery.lanes), every method updating the rows of its own 
 
 Which lanes can share a network is each method's `lane_key` (lottery.sparsity.updaters.MethodSpec): methods that
 change masks after the optimizer step (GMP, static, SET and RigL with update_step apply) share with any lane, fixed
-masks too; those that withhold a step's gradient (update_step skip, extra) only with lanes that withhold the same
-iterations; those that train a shadow in the weights' place (edge-popup, SR-STE) only with their own method.
+masks too, and so do those that withhold an update step's gradient (update_step skip): their lanes alone skip the
+step (an optimizer that steps each lane on its own, lottery.lanes.optimizer); those that take iterations of their own
+(update_step extra) share only with lanes that take the same ones, since a network's lanes step together; those that
+train a shadow in the weights' place (edge-popup, SR-STE) only with their own method.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
+from lottery.core.errors import LotteryError
 from lottery.core.masks import MaskManager, layer_density
 from lottery.sparsity.updaters import MaskUpdater, withhold_gradients
 
@@ -34,12 +37,22 @@ class LaneUpdaters:
         return all(updater.done(step) for updater in self.members)
 
     def before_step(self, step: int, masks: MaskManager, optimizer) -> None:
-        # The members that withhold a step's gradient all withhold the same steps (lane_key): taken once, read by each.
         withholding = [u for u in self.members if not u.done(step) and u.withholds(step)]
-        if withholding:
+        if not withholding:
+            return
+        rows = sorted(k for u in withholding for k in u.lane_rows)
+        if rows == list(range(len(self.of_lane))):  # every lane withholds this step
             grads = withhold_gradients(optimizer)
-            for updater in withholding:
-                updater.keep_gradients(grads)
+        elif hasattr(optimizer, "skip_lanes"):  # only these lanes skip the step (lottery.lanes.optimizer.LaneOptimizer)
+            optimizer.skip_lanes(rows)
+            # A copy: what runs after this hook (MaskCallback.mask_gradients under clipping) must not reach them.
+            grads = {id(p): None if p.grad is None else p.grad.clone()
+                     for group in optimizer.param_groups for p in group["params"]}
+        else:
+            raise LotteryError(f"lanes {rows} withhold the gradient of step {step} and the others apply it: that takes "
+                               "an optimizer that steps each lane on its own, lottery.lanes.optimizer.LaneOptimizer")
+        for updater in withholding:
+            updater.keep_gradients(grads)
 
     def update(self, step: int, masks: MaskManager, optimizer=None) -> None:
         before = masks.masks

@@ -376,15 +376,17 @@ class MethodSpec:
         """What every lane of a network with this method's lanes must share; () for a method that changes masks
         after the optimizer step only, which shares with any lane (fixed masks too).
 
-        A method that withholds gradients (update_step skip or extra) shares with lanes that withhold the same
-        iterations: the optimizer's state of a stacked tensor is every lane's, Adam's step count one for all lanes.
-        One that trains a shadow in the weights' place (lottery.sparsity.shadow) shares with its own method alone:
-        it swaps every lane's parameters and gradients around the optimizer step (edge-popup freezes the others).
+        A method that withholds an update step's gradient (update_step skip) shares with any lane too: its lanes
+        alone skip that step (lottery.lanes.optimizer.LaneOptimizer steps each lane on its own). One that takes
+        iterations of its own (update_step extra) shares with lanes that take the same ones: a network's lanes take
+        each iteration together. One that trains a shadow in the weights' place (lottery.sparsity.shadow) shares with
+        its own method alone: it swaps every lane's parameters and gradients around the optimizer step (edge-popup
+        freezes the others).
         """
         updater = self.build()
         if updater.trains_pruned:
             return ("shadow", *self.updater_key)
-        if updater.update_step == "apply":
+        if updater.update_step in ("apply", "skip"):
             return ()
         return updater.update_step, tuple(updater.update_steps(self.schedule.end_step + 1))
 

@@ -10,7 +10,8 @@ with their data from lottery.training.lane_data (each training batch [K, B, ...]
     module.histories[k], net.lane_state_dict(k)    # run k's validation history and trained weights
 
 Lane k sees the batches run k sees alone, keeps its own masks, optimizer state, BatchNorm statistics and metrics,
-and ends with the weights run k reaches alone (up to float rounding of the batched kernels).
+and ends with the weights run k reaches alone (up to float rounding of the batched kernels; the optimizer's step is
+each lane's bit for bit, lottery.lanes.optimizer).
 """
 from __future__ import annotations
 
@@ -263,6 +264,5 @@ class ClassificationModule(pl.LightningModule):
             self.histories = checkpoint[self.HISTORY_KEY]
 
     def configure_optimizers(self):
-        # Adam, AdamW and SGD (momentum, weight decay) act elementwise: one optimizer over stacked lanes' parameters
-        # is K optimizers over the lanes' own parameters (tests/lanes/test_net.py checks it).
-        return make_optimizer(self.model.parameters(), self.optim, lr=self.constant_lr)
+        # Lanes: each lane the optimizer of its run alone, with its own state and steps (lottery.lanes.optimizer).
+        return make_optimizer(self.model.parameters(), self.optim, lr=self.constant_lr, lanes=self.lanes)

@@ -9,6 +9,7 @@ import torch
 
 from lottery.core.errors import Registry
 from lottery.core.schema import OptimConfig
+from lottery.lanes.optimizer import LaneOptimizer
 
 FUSED_DEVICES = ("cpu", "cuda")  # where torch has fused SGD/Adam/AdamW kernels
 
@@ -23,16 +24,32 @@ def set_lr(optimizer: torch.optim.Optimizer, optim: OptimConfig, step: int) -> N
 
 class PlainSGD(torch.optim.SGD):
     """SGD without momentum or weight decay as one foreach add, p -= lr * g: on the CPU bitwise the fused step
-    (tests/training/test_optimizers.py) in ~60% of its time, which a small model's step notices (docs/speed.md)."""
+    (tests/training/test_optimizers.py) in ~60% of its time, which a small model's step notices (docs/speed.md).
+
+    It keeps no state, so over a lane network's stacked parameters it is every lane's own optimizer as it is, bit for
+    bit: a lane skips a step (`skip_lanes`, as lottery.lanes.optimizer.LaneOptimizer) by a zero gradient."""
+
+    def __init__(self, params, lr: float):
+        super().__init__(params, lr=lr)
+        self._skip: list[int] = []
+
+    def skip_lanes(self, lanes) -> None:
+        """At the next step, these rows of every (stacked) parameter stay as they are."""
+        self._skip += list(lanes)
 
     def step(self, closure=None):
         loss = None
         if closure is not None:  # Lightning's closure runs the hooks before the step (masks, mask updaters)
             with torch.enable_grad():
                 loss = closure()
+        skip, self._skip = self._skip, []
         with torch.no_grad():
             for group in self.param_groups:
                 params = [p for p in group["params"] if p.grad is not None]
+                if skip:
+                    rows = torch.tensor(skip, device=params[0].device) if params else None
+                    for p in params:
+                        p.grad.index_fill_(0, rows, 0.0)
                 if params:
                     torch._foreach_add_(params, [p.grad for p in params], alpha=-group["lr"])
         return loss
@@ -54,12 +71,19 @@ OPTIMIZERS: Registry = Registry("optimizer", summaries={
 })
 
 
-def make_optimizer(params, optim: OptimConfig, lr: float | None = None) -> torch.optim.Optimizer:
+def make_optimizer(params, optim: OptimConfig, lr: float | None = None, lanes: int | None = None) -> torch.optim.Optimizer:
     """The optimizer `optim` names, with torch's fused kernels where the parameters' device has them.
 
     A fused step is one kernel over all tensors instead of a Python loop over them (docs/speed.md
     has the measurements); the update is the same up to floating-point rounding.
+
+    `lanes`: the parameters are stacked over that many lanes (lottery.lanes): each lane gets the optimizer of its
+    run alone, with its own state and steps (lottery.lanes.optimizer.LaneOptimizer; plain SGD, which keeps no state,
+    is that already).
     """
     params = list(params)
     fused = bool(params) and all(p.device.type in FUSED_DEVICES and p.dtype.is_floating_point for p in params)
-    return OPTIMIZERS.lookup(optim.optimizer)(params, optim, optim.lr if lr is None else lr, fused)
+    optimizer = OPTIMIZERS.lookup(optim.optimizer)(params, optim, optim.lr if lr is None else lr, fused)
+    if lanes is None or isinstance(optimizer, PlainSGD):
+        return optimizer
+    return LaneOptimizer(params, lanes, lambda views: make_optimizer(views, optim, lr))

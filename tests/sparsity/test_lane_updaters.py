@@ -1,12 +1,16 @@
 """Each lane its own method in one network (lottery.sparsity.lane_updaters): lanes of GMP, SET, RigL, static and fixed
-masks side by side end with the masks each run reaches alone, SET and RigL that skip their update steps too; which
-methods can share a network (MethodSpec.lane_key)."""
+masks side by side end with the masks and weights each run reaches alone, SET and RigL that skip their update steps
+beside lanes that take them too (each lane stepped on its own: lottery.lanes.optimizer); which methods can share a
+network (MethodSpec.lane_key)."""
 import pytest
 import torch
 import torch.nn.functional as F
 
+from lottery.core.errors import LotteryError
+
 from lottery import MaskManager
 from lottery.lanes.net import LaneNet, lane_loss, stack_masks, unstack_masks
+from lottery.lanes.optimizer import LaneOptimizer
 from lottery.sparsity import edgepopup  # noqa: F401  (its record)
 from lottery.sparsity.lane_updaters import LaneUpdaters, lane_updaters
 from lottery.sparsity.schedule import UpdateSchedule
@@ -41,6 +45,7 @@ def _step(model, masks, opt, updater, step, x, y, loss):
 @pytest.mark.parametrize("lanes", [
     [("gmp", 0, None), (None, 1, None), ("set", 1, "apply"), ("rigl", 0, "apply"), ("static", 2, None), ("gmp", 1, None)],
     [("set", 0, "skip"), ("rigl", 1, "skip"), ("set", 2, "skip")],
+    [("set", 0, "skip"), (None, 1, None), ("rigl", 1, "skip"), ("gmp", 2, None), ("set", 2, "apply")],
 ])
 def test_lanes_of_different_methods_end_with_each_runs_own_masks(mlp, lanes):
     alone = [_run(mlp, m, s, o and DropGrowOptions(o)) for m, s, o in lanes]
@@ -48,8 +53,8 @@ def test_lanes_of_different_methods_end_with_each_runs_own_masks(mlp, lanes):
     net = LaneNet.from_models([mlp(s) for _, s, _ in lanes])
     masks = MaskManager(net)
     masks.set_masks(stack_masks([run[1].initial for run in alone]))
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    assert len({spec.lane_key for *_, spec in alone if spec is not None} | {()}) <= 2  # they may share a network
+    opt = LaneOptimizer(net.parameters(), len(lanes), lambda views: torch.optim.Adam(views, lr=1e-2))
+    assert {spec.lane_key for *_, spec in alone if spec is not None} <= {()}  # they may share a network
     updater, of_lane = lane_updaters([spec for *_, spec in alone])
     assert isinstance(updater, LaneUpdaters) and [u is None for u in of_lane] == [m is None for m, *_ in lanes]
     updater.start(masks)
@@ -63,6 +68,8 @@ def test_lanes_of_different_methods_end_with_each_runs_own_masks(mlp, lanes):
     for k, (_, run_masks, *_) in enumerate(alone):
         lane = unstack_masks(masks.masks, k)
         assert all(torch.equal(lane[n], run_masks.masks[n]) for n in run_masks.names), (lanes[k], k)
+        weights = net.lane_state_dict(k)
+        assert all(torch.equal(weights[n], p) for n, p in alone[k][0].state_dict().items()), (lanes[k], k)  # bit for bit
     assert masks.density == pytest.approx({n: float(m.float().mean()) for n, m in masks.masks.items()})
 
 
@@ -76,6 +83,17 @@ def test_one_method_on_every_lane_is_its_own_updater():
 def test_which_methods_share_a_network():
     key = lambda method, mode=None: MethodSpec(method, DENSITY, SCHEDULE, 0, mode and DropGrowOptions(mode)).lane_key  # noqa: E731
     assert key("gmp") == key("static") == key("set", "apply") == key("rigl", "apply") == ()  # with fixed masks too
-    assert key("set", "skip") == key("rigl", "skip") != ()  # the same withheld steps
-    assert key("rigl", "extra") not in ((), key("rigl", "skip"))
+    assert key("set", "skip") == key("rigl", "skip") == ()  # their lanes alone skip the update steps
+    assert key("rigl", "extra") != ()  # iterations of its own, which every lane of a network would take
     assert key("edgepopup") not in ((), key("gmp")) and key("edgepopup")[0] == "shadow"  # with its own method only
+
+
+def test_lanes_that_withhold_beside_lanes_that_step_need_an_optimizer_that_steps_each_lane(mlp):
+    net = LaneNet.from_models([mlp(0), mlp(1)])
+    masks = MaskManager(net)
+    specs = [MethodSpec("set", DENSITY, SCHEDULE, 0, DropGrowOptions("skip")), None]
+    updater, _ = lane_updaters(specs)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    lane_loss(net(torch.randn(2, 8, 16)), torch.randint(0, 4, (2, 8)))[0].backward()
+    with pytest.raises(LotteryError, match=r"lanes \[0\] withhold .*LaneOptimizer"):
+        updater.before_step(0, masks, opt)
