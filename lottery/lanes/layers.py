@@ -72,7 +72,11 @@ class _LaneProduct(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         x, weight = x.to(grad.dtype), weight.to(grad.dtype)  # under autocast the product ran in a lower precision
         grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
-        grad_w = torch.stack([g.t().mm(lane) for g, lane in zip(grad, x)]) if ctx.needs_input_grad[1] else None
+        grad_w = None
+        if ctx.needs_input_grad[1]:  # written in place: a stack of the K products would copy the gradient once more
+            grad_w = grad.new_empty(weight.shape)
+            for g, lane, out in zip(grad, x, grad_w):
+                torch.mm(g.t(), lane, out=out)
         grad_b = grad.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b
 
