@@ -34,6 +34,7 @@ import argparse
 import contextlib
 import cProfile
 import functools
+import importlib
 import inspect
 import math
 import os
@@ -331,7 +332,6 @@ def instrument(parts: Parts) -> None:
     from lottery.data import base
     from lottery.imp import runner
     from lottery.lanes import layers, net
-    from lottery.lanes import optimizer as lane_optimizer
     from lottery.training import (callbacks, lane_data, lane_group, module, optimizers, results, single, trainer,
                                   tracking)
 
@@ -351,8 +351,13 @@ def instrument(parts: Parts) -> None:
     w(F, "cross_entropy", "loss")
     w(pl.LightningModule, "backward", "backward (autograd)")
     w(torch.optim.Optimizer, "zero_grad", "optimizer: zero_grad")
-    for cls in (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, optimizers.PlainSGD, lane_optimizer.LaneOptimizer):
-        w(cls, "step", "optimizer: step (torch)")  # LaneOptimizer's own lines (each lane's views) and its inner step
+    # LaneOptimizer's own lines (each lane's views) and its inner step; getattr: an older lottery profiled with this
+    # script (before/after) may have neither PlainSGD nor lottery.lanes.optimizer
+    lane_optimizer = getattr(importlib.import_module("lottery.lanes"), "optimizer", None)
+    for cls in (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, getattr(optimizers, "PlainSGD", None),
+                getattr(lane_optimizer, "LaneOptimizer", None)):
+        if cls is not None:
+            w(cls, "step", "optimizer: step (torch)")
     w(base.TensorDataModule, "setup", "per training: data setup")
     # lottery's step
     cls = module.ClassificationModule
