@@ -90,8 +90,11 @@ def test_version_and_print_config(tmp_path, capsys):
 # -- Ctrl-C --------------------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_ctrl_c_exits_130_with_the_resume_line_and_the_same_command_resumes(tmp_path):
+    # Batches of 16: ~70 steps an epoch, so that level 0 lasts seconds, not the 2 s of 20 demo epochs, which a
+    # reader of its lines on a loaded machine could fall behind (it then read every line after the level ended and
+    # its checkpoint was gone).
     cmd = [sys.executable, "-m", "lottery", "run", "--config", DEMO, f"runs_dir={tmp_path}", "train.epochs=20",
-           "prune.levels=1", "branches=[]", "trainer.progress=log", "trainer.accelerator=cpu"]
+           "data.batch_size=16", "prune.levels=1", "branches=[]", "trainer.progress=log", "trainer.accelerator=cpu"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ckpt = tmp_path / "demo" / "seed_0" / "level_00" / "checkpoints" / "last.ckpt"
     seen = []
