@@ -29,6 +29,11 @@ import torch
 from lottery.core.errors import LotteryError
 
 
+def _settings(group: dict) -> dict:
+    """A parameter group's settings (lr, betas, ...) without its parameters."""
+    return {k: v for k, v in group.items() if k != "params"}
+
+
 class LaneOptimizer(torch.optim.Optimizer):
     """`make(views)` builds the optimizer of one run over the lanes' slices (one parameter group): K runs' optimizers
     in one object, their state dicts as one."""
@@ -43,10 +48,9 @@ class LaneOptimizer(torch.optim.Optimizer):
         self.inner = make([v for views in self.views for v in views])
         if len(self.inner.param_groups) != 1:
             raise LotteryError("LaneOptimizer's `make` must build an optimizer with one parameter group")
-        super().__init__(params, {k: v for k, v in self.inner.defaults.items() if k != "params"})
+        super().__init__(params, _settings(self.inner.defaults))
         self._skip: set[int] = set()
         self._stacked_lanes: set[tuple[torch.Tensor, int]] = set()  # (parameter, lane) whose state `state` holds
-        self._unstacked = len(self.views) * lanes
 
     def skip_lanes(self, lanes: Iterable[int]) -> None:
         """At the next step, these lanes apply no gradient: their weights and state stay as they are."""
@@ -59,7 +63,7 @@ class LaneOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         group, inner = self.param_groups[0], self.inner.param_groups[0]
-        inner.update({k: v for k, v in group.items() if k != "params"})  # lr and the rest, as set on the lanes
+        inner.update(_settings(group))  # lr and the rest, as set on the lanes
         skip, self._skip = self._skip, set()
         for p, views in zip(group["params"], self.views):
             if views[0].data_ptr() != p.data_ptr():
@@ -79,7 +83,7 @@ class LaneOptimizer(torch.optim.Optimizer):
         """`state[p]`: each per-weight state entry of the lanes as one [K, ...] tensor whose slices are the lanes' own
         entries. A torch optimizer creates a lane's state at the lane's first step; until then its slice is zeros,
         which nothing reads (a reset of it changes nothing: the lane starts afresh, as its run alone would)."""
-        if not self._unstacked:
+        if len(self._stacked_lanes) == len(self.views) * self.lanes:
             return
         for p, views in zip(self.param_groups[0]["params"], self.views):
             stacked = self.state[p]
@@ -94,7 +98,6 @@ class LaneOptimizer(torch.optim.Optimizer):
                         stacked[key][k].copy_(value)
                         entry[key] = stacked[key][k]
                 self._stacked_lanes.add((p, k))
-                self._unstacked -= 1
 
     def state_dict(self) -> dict:
         return self.inner.state_dict()
@@ -105,10 +108,9 @@ class LaneOptimizer(torch.optim.Optimizer):
         if self._stacked(state_dict):
             state_dict = self._split(state_dict)
         self.inner.load_state_dict(state_dict)
-        self.param_groups[0].update({k: v for k, v in self.inner.param_groups[0].items() if k != "params"})
+        self.param_groups[0].update(_settings(self.inner.param_groups[0]))
         self.state.clear()
         self._stacked_lanes.clear()
-        self._unstacked = len(self.views) * self.lanes
         self._stack_state()
 
     def _stacked(self, state_dict: dict) -> bool:

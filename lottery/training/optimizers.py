@@ -46,12 +46,13 @@ class PlainSGD(torch.optim.SGD):
         with torch.no_grad():
             for group in self.param_groups:
                 params = [p for p in group["params"] if p.grad is not None]
+                if not params:
+                    continue
                 if skip:
-                    rows = torch.tensor(skip, device=params[0].device) if params else None
+                    rows = torch.tensor(skip, device=params[0].device)
                     for p in params:
                         p.grad.index_fill_(0, rows, 0.0)
-                if params:
-                    torch._foreach_add_(params, [p.grad for p in params], alpha=-group["lr"])
+                torch._foreach_add_(params, [p.grad for p in params], alpha=-group["lr"])
         return loss
 
 

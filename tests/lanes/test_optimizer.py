@@ -42,6 +42,15 @@ def _lanes(runs, cfg):
     return stacked, opt
 
 
+def _step_runs(runs, opts, grads, skip=()):
+    """One step of each run alone but those in `skip`, which take none."""
+    for k in range(K):
+        if k not in skip:
+            for p, grad in zip(runs[k], grads[k]):
+                p.grad = grad.clone()
+            opts[k].step()
+
+
 def _step_lanes(stacked, opt, grads, skip=()):
     for i, p in enumerate(stacked):
         p.grad = torch.stack([lane[i] for lane in grads])
@@ -58,11 +67,8 @@ def test_each_lane_is_updated_bit_for_bit_as_its_run_alone(name):
     cfg = CONFIGS[name]
     runs, opts = _runs(cfg)
     stacked, opt = _lanes(runs, cfg)
-    for step, grads in enumerate(_grads(12)):
-        for k in range(K):
-            for p, grad in zip(runs[k], grads[k]):
-                p.grad = grad.clone()
-            opts[k].step()
+    for grads in _grads(12):
+        _step_runs(runs, opts, grads)
         _step_lanes(stacked, opt, grads)
     assert _equal(stacked, runs)
     if name != "sgd":  # a stacked moment holds each lane's own, where the optimizer reads it
@@ -77,11 +83,7 @@ def test_a_skipped_lane_takes_no_step_and_the_others_take_theirs(name):
     stacked, opt = _lanes(runs, cfg)
     skips = {3: [1], 4: [0, 2], 7: [1]}  # step -> lanes that skip it (SET/RigL's update steps)
     for step, grads in enumerate(_grads(10)):
-        for k in range(K):
-            if k not in skips.get(step, []):
-                for p, grad in zip(runs[k], grads[k]):
-                    p.grad = grad.clone()
-                opts[k].step()
+        _step_runs(runs, opts, grads, skips.get(step, []))
         _step_lanes(stacked, opt, grads, skips.get(step, []))
     assert _equal(stacked, runs)
     if name == "adam":  # each lane counts its own steps (Adam's bias correction)
@@ -99,10 +101,7 @@ def test_resetting_a_lanes_moments_in_the_stacked_state_reaches_the_optimizer():
             for value in opts[1].state[runs[1][0]].values():
                 if value.dim():
                     value[:5].zero_()
-        for k in range(K):
-            for p, grad in zip(runs[k], grads[k]):
-                p.grad = grad.clone()
-            opts[k].step()
+        _step_runs(runs, opts, grads)
         _step_lanes(stacked, opt, grads)
     assert _equal(stacked, runs)
 

@@ -6,9 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lottery.core.errors import LotteryError
-
 from lottery import MaskManager
+from lottery.core.errors import LotteryError
 from lottery.lanes.net import LaneNet, lane_loss, stack_masks, unstack_masks
 from lottery.lanes.optimizer import LaneOptimizer
 from lottery.sparsity import edgepopup  # noqa: F401  (its record)
