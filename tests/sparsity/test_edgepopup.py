@@ -5,13 +5,13 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lottery import MaskManager
 from lottery.core.errors import LotteryError
 from lottery.sparsity.edgepopup import EdgePopup, EdgePopupOptions, frozen_weights, kaiming_std, score_init
 from lottery.sparsity.schedule import UpdateSchedule
+from tests.sparsity.steps import random_batch, updater_step
 
 SCHEDULE = UpdateSchedule(end_step=0)  # edge-popup updates at every step; the schedule is not read
 DENSITY = {"0.weight": 0.3, "2.weight": 0.5, "4.weight": 0.8}
@@ -28,13 +28,7 @@ def _run(mlp, options=EdgePopupOptions(), steps=25, check=None):
     for step in range(steps):
         if check:
             check(step, model, masks, updater, init)
-        x, y = torch.randn(32, 16, generator=g), torch.randint(0, 4, (32,), generator=g)
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        updater.before_step(step, masks, opt)
-        opt.step()
-        updater.update(step, masks, opt)
-        masks.apply()
+        updater_step(model, masks, opt, updater, step, *random_batch(g))
     return model, masks, updater, init
 
 

@@ -4,7 +4,6 @@ beside lanes that take them too (each lane stepped on its own: lottery.lanes.opt
 network (MethodSpec.lane_key)."""
 import pytest
 import torch
-import torch.nn.functional as F
 
 from lottery import MaskManager
 from lottery.core.errors import LotteryError
@@ -14,6 +13,7 @@ from lottery.sparsity import edgepopup  # noqa: F401  (its record)
 from lottery.sparsity.lane_updaters import LaneUpdaters, lane_updaters
 from lottery.sparsity.schedule import UpdateSchedule
 from lottery.sparsity.updaters import SPARSE_TRAINING, DropGrowOptions, MethodSpec
+from tests.sparsity.steps import lanes_loss, updater_step
 
 SCHEDULE = UpdateSchedule(end_step=30, interval=5, start_step=0, drop_fraction=0.3)
 DENSITY = (("0.weight", 0.3), ("2.weight", 0.5), ("4.weight", 0.8))
@@ -28,17 +28,6 @@ def _run(mlp, method, seed, options=None):
     spec = None if method is None else MethodSpec(method, DENSITY, SCHEDULE, seed, options)
     masks.initial = {n: m.clone() for n, m in masks.masks.items()}
     return model, masks, torch.optim.Adam(model.parameters(), lr=1e-2), spec
-
-
-def _step(model, masks, opt, updater, step, x, y, loss):
-    opt.zero_grad()
-    loss(model(x), y).backward()
-    if updater is not None:
-        updater.before_step(step, masks, opt)
-    opt.step()
-    if updater is not None:
-        updater.update(step, masks, opt)
-    masks.apply()
 
 
 @pytest.mark.parametrize("lanes", [
@@ -61,9 +50,9 @@ def test_lanes_of_different_methods_end_with_each_runs_own_masks(mlp, lanes):
     for step in range(35):
         batches = [(torch.randn(32, 16, generator=g), torch.randint(0, 4, (32,), generator=g)) for g in gens]
         for (model, run_masks, run_opt, _), run_updater, (x, y) in zip(alone, updaters, batches):
-            _step(model, run_masks, run_opt, run_updater, step, x, y, F.cross_entropy)
+            updater_step(model, run_masks, run_opt, run_updater, step, x, y)
         x, y = torch.stack([x for x, _ in batches]), torch.stack([y for _, y in batches])
-        _step(net, masks, opt, updater if not updater.done(step) else None, step, x, y, lambda o, t: lane_loss(o, t)[0])
+        updater_step(net, masks, opt, updater if not updater.done(step) else None, step, x, y, lanes_loss)
     for k, (_, run_masks, *_) in enumerate(alone):
         lane = unstack_masks(masks.masks, k)
         assert all(torch.equal(lane[n], run_masks.masks[n]) for n in run_masks.names), (lanes[k], k)

@@ -3,7 +3,6 @@ each group of the dense weights, the sparse-refined decay of a hand computation,
 bad options (N >= M, M not dividing a layer's rows) one clear error."""
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lottery import MaskManager
@@ -11,6 +10,7 @@ from lottery.core.errors import LotteryError
 from lottery.core.methods import Context
 from lottery.sparsity.schedule import UpdateSchedule
 from lottery.sparsity.srste import SRSTE, SRSTEOptions, check_srste, srste_densities
+from tests.sparsity.steps import random_batch, updater_step
 
 SCHEDULE = UpdateSchedule(end_step=0)
 
@@ -48,13 +48,7 @@ def test_n_of_every_m_at_every_step_from_the_dense_weights(n, m):
             top = dense.abs().reshape(-1, m).topk(n, dim=1).indices
             assert torch.equal(groups, torch.zeros_like(groups).scatter_(1, top, True)), (name, step)
             assert torch.equal(model.get_parameter(name).detach(), dense * mask)  # the forward's weights: W ⊙ mask
-        x, y = torch.randn(32, 16, generator=g), torch.randint(0, 4, (32,), generator=g)
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        updater.before_step(step, masks, opt)
-        opt.step()
-        updater.update(step, masks, opt)
-        masks.apply()
+        updater_step(model, masks, opt, updater, step, *random_batch(g))
     assert masks.masks["fc1.weight"].all() and not torch.equal(model.get_parameter("fc1.weight"), first)  # dense, trained
 
 

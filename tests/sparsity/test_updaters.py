@@ -14,6 +14,7 @@ from lottery.core.errors import LotteryError
 from lottery.sparsity.schedule import UpdateSchedule
 from lottery.sparsity import edgepopup, srste  # noqa: F401  (their records, among those every test runs)
 from lottery.sparsity.updaters import GMP, SET, SPARSE_TRAINING, DropGrowOptions, MethodSpec, RigL
+from tests.sparsity.steps import lanes_loss, random_batch, updater_step
 
 SCHEDULE = UpdateSchedule(end_step=30, interval=5, start_step=0, drop_fraction=0.3)
 
@@ -38,13 +39,7 @@ def _setup(mlp, method, seed=0, optimizer="adam", options=None):
 def _train(model, masks, opt, updater, steps=40, seed=0, check=None):
     g = torch.Generator().manual_seed(seed)
     for step in range(steps):
-        x, y = torch.randn(32, 16, generator=g), torch.randint(0, 4, (32,), generator=g)
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        updater.before_step(step, masks, opt)
-        opt.step()
-        updater.update(step, masks, opt)
-        masks.apply()
+        updater_step(model, masks, opt, updater, step, *random_batch(g))
         if check:
             check(step)
 
@@ -173,7 +168,7 @@ def test_cost_follows_the_densities_over_time():
 def test_every_method_as_lanes_makes_each_runs_own_masks(mlp, method):
     """The one rule for lanes: a method sees every tensor as rows [lanes, n] and treats each row as a run of its own,
     so K runs as lanes of one network (lottery.lanes) end with the masks each run reaches alone."""
-    from lottery.lanes.net import LaneNet, lane_loss, stack_masks, unstack_masks
+    from lottery.lanes.net import LaneNet, stack_masks, unstack_masks
 
     alone = [_setup(mlp, method, seed=s, optimizer="sgd") for s in (0, 1)]
     record = SPARSE_TRAINING[method]
@@ -185,20 +180,11 @@ def test_every_method_as_lanes_makes_each_runs_own_masks(mlp, method):
     updater.start(masks)
     gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
     for step in range(12):
-        batches = [(torch.randn(32, 16, generator=g), torch.randint(0, 4, (32,), generator=g)) for g in gens]
+        batches = [random_batch(g) for g in gens]
         for (model, run_masks, run_opt, run_updater, _), (x, y) in zip(alone, batches):
-            run_opt.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            run_updater.before_step(step, run_masks, run_opt)
-            run_opt.step()
-            run_updater.update(step, run_masks, run_opt)
-            run_masks.apply()
-        opt.zero_grad()
-        lane_loss(net(torch.stack([x for x, _ in batches])), torch.stack([y for _, y in batches]))[0].backward()
-        updater.before_step(step, masks, opt)
-        opt.step()
-        updater.update(step, masks, opt)
-        masks.apply()
+            updater_step(model, run_masks, run_opt, run_updater, step, x, y)
+        updater_step(net, masks, opt, updater, step, torch.stack([x for x, _ in batches]),
+                     torch.stack([y for _, y in batches]), lanes_loss)
     for k, (_, run_masks, *_) in enumerate(alone):
         lane = unstack_masks(masks.masks, k)
         assert all(torch.equal(lane[n], run_masks.masks[n]) for n in run_masks.names), (method, k)
@@ -206,16 +192,9 @@ def test_every_method_as_lanes_makes_each_runs_own_masks(mlp, method):
 
 def _one_step(model, masks, opt, updater, step, seed):
     """One iteration of the plain loop at schedule step `step`: (did the weights move, did the masks change)."""
-    g = torch.Generator().manual_seed(seed)
-    x, y = torch.randn(32, 16, generator=g), torch.randint(0, 4, (32,), generator=g)
     weights = {n: p.detach().clone() for n, p in model.named_parameters()}
     before = {n: m.clone() for n, m in masks.masks.items()}
-    opt.zero_grad()
-    F.cross_entropy(model(x), y).backward()
-    updater.before_step(step, masks, opt)
-    opt.step()
-    updater.update(step, masks, opt)
-    masks.apply()
+    updater_step(model, masks, opt, updater, step, *random_batch(torch.Generator().manual_seed(seed)))
     moved = any(not torch.equal(p, weights[n]) for n, p in model.named_parameters() if n.endswith("bias"))
     return moved, any(not torch.equal(masks.masks[n], before[n]) for n in masks.names)
 
