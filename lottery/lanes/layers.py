@@ -54,9 +54,39 @@ class LaneInput(nn.Module):
         return to_channels(x, self.lanes) if x.dim() == 5 else x
 
 
+_BMM_IS_MM: dict[tuple, bool] = {}  # (shapes, strides, dtype, device, threads) -> whether one bmm gives the K mm's bits
+
+
+def _weight_grads(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Each lane's weight gradient grad_k^T @ x_k, [K, out, in]: the bits of nn.Linear's `mm` in its run alone.
+
+    One `bmm` over the lanes is up to 1.7x faster than K `mm` calls (the study's first layer on 2 CPU threads,
+    docs/speed.md) and gives their bits for most shapes, not all: on the CPU's BLAS the 10-row gradient of an output
+    layer rounds apart. Which one a shape gets is decided once per shape (and strides), dtype, device and thread count,
+    by both on random inputs of that layout (a BLAS's order of summation depends on the shapes, not on the values)."""
+    key = (grad.shape, grad.stride(), x.shape, x.stride(), grad.dtype, grad.device, torch.get_num_threads())
+    if key not in _BMM_IS_MM:
+        g = torch.Generator(grad.device).manual_seed(0)  # its own generator: the training's draws stay the same
+        probe_grad, probe_x = (torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device).normal_(
+            generator=g) for t in (grad, x))
+        _BMM_IS_MM[key] = torch.equal(torch.bmm(probe_grad.transpose(1, 2), probe_x),
+                                      _per_lane_weight_grads(probe_grad, probe_x))
+    if _BMM_IS_MM[key]:
+        return torch.bmm(grad.transpose(1, 2), x)
+    return _per_lane_weight_grads(grad, x)
+
+
+def _per_lane_weight_grads(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    # written in place: a stack of the K products would copy the gradient once more
+    out = grad.new_empty((grad.shape[0], grad.shape[2], x.shape[2]))
+    for g, lane, o in zip(grad, x, out):
+        torch.mm(g.t(), lane, out=o)
+    return out
+
+
 class _LaneProduct(torch.autograd.Function):
     """x @ W^T (+ b) of every lane in one batched product, with the backward of nn.Linear: each lane's weight gradient
-    grad^T @ x (one `mm` per lane, straight into W's [K, out, in] layout). Autograd's own backward of
+    grad^T @ x, straight into W's [K, out, in] layout (`_weight_grads`). Autograd's own backward of
     baddbmm(b, x, W^T) computes x^T @ grad and copies it transposed, every weight at every step, and rounds it
     differently from a run alone's `mm`; with this one a lane's gradients are its run's, bit for bit (docs/speed.md)."""
 
@@ -72,11 +102,7 @@ class _LaneProduct(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         x, weight = x.to(grad.dtype), weight.to(grad.dtype)  # under autocast the product ran in a lower precision
         grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
-        grad_w = None
-        if ctx.needs_input_grad[1]:  # written in place: a stack of the K products would copy the gradient once more
-            grad_w = grad.new_empty(weight.shape)
-            for g, lane, out in zip(grad, x, grad_w):
-                torch.mm(g.t(), lane, out=out)
+        grad_w = _weight_grads(grad, x) if ctx.needs_input_grad[1] else None
         grad_b = grad.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b
 

@@ -115,6 +115,25 @@ def test_lane_loss_gives_each_lane_its_solo_gradient_bit_for_bit():
             assert torch.equal(net.get_parameter(name).grad[k], p.grad), (k, name)
 
 
+
+@pytest.mark.parametrize("batch, fan_in, fan_out", [(128, 784, 300), (128, 100, 10), (60, 64, 300), (7, 5, 3)])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_weight_gradients_are_each_runs_mm_whichever_product_computes_them(batch, fan_in, fan_out, contiguous):
+    """One bmm where it gives the K mm's bits, K mm where it does not (decided once per layout, on random inputs of
+    its own generator): either way lane k's weight gradient is nn.Linear's grad^T @ x of its run alone."""
+    from lottery.lanes.layers import _weight_grads
+
+    lanes = 3
+    grad = torch.randn(lanes, batch, fan_out)
+    x = torch.randn(lanes, batch, fan_in) if contiguous else torch.randn(batch, lanes, fan_in).transpose(0, 1)
+    state = torch.get_rng_state()
+    for _ in range(2):  # the first call decides, the second uses the decision
+        got = _weight_grads(grad, x)
+        assert torch.equal(torch.get_rng_state(), state)  # the decision draws from a generator of its own
+        for k in range(lanes):
+            assert torch.equal(got[k], grad[k].clone().t().mm(x[k].contiguous())), k
+
+
 class _Branchy(nn.Module):
     """Data-dependent control flow: torch.fx cannot trace it."""
 
