@@ -23,6 +23,8 @@ validation (5,000 trained on: 40 steps per epoch), 10,000 test images.
     .venv/bin/python experiments/bench_study.py                 # the study, ~4 min on 2 CPU cores
     .venv/bin/python experiments/bench_study.py --quick         # 2 epochs: a smoke test in seconds
     .venv/bin/python experiments/bench_study.py --repeats 3     # alternating rounds, medians
+    .venv/bin/python experiments/bench_study.py --repeats 3 --fresh --variants loop,lanes
+                                                 # each variant of each round in a process of its own
     .venv/bin/python experiments/bench_study.py --profile --epochs 10       # where a lane-step's time goes
     .venv/bin/python experiments/bench_study.py --profile-demo  # the same for experiments/configs/demo.yaml
     .venv/bin/python experiments/bench_study.py --sparse-demo   # experiments/configs/sparse_demo.yaml, per group
@@ -884,19 +886,55 @@ def measure_study(args, root: Path, data_root: Path) -> None:
         for run in study_variants(root, data_root, 1, seeds[:2], 1).values():
             run()
     times, accs = defaultdict(list), {}
-    names = list(variants)
+    names = [n for n in variants if n in args.variants]
     for i in range(args.repeats):
         order = names[i % len(names):] + names[:i % len(names)]  # rotate the order round by round
         for name in order:
-            seconds, accs[name] = variants[name]()
+            seconds, accs[name] = variants[name]() if not args.fresh else fresh_variant(args, name, root, data_root)
             times[name].append(seconds)
             print(f"round {i + 1}: {name} {seconds:.2f} s", flush=True)
+    print_study(args, names, times, accs)
+
+
+def fresh_variant(args, name: str, root: Path, data_root: Path) -> tuple[float, dict]:
+    """One variant in a process of its own (its own warm-up first, untimed): what a user's one run of it sees, and no
+    state left by the variants before it. (seconds, accuracies) from the child's last line (JSON)."""
+    import json
+    import subprocess
+
+    command = [sys.executable, __file__, "--variant", name, "--data-root", str(data_root), "--runs", str(root),
+               "--epochs", str(args.epochs), "--seeds", str(args.seeds), "--levels", str(args.levels)]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    if args.no_warmup:
+        command.append("--no-warmup")
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{name} failed in its process:\n{done.stderr[-3000:]}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return out["seconds"], {tuple(key): acc for *key, acc in out["accs"]}
+
+
+def run_variant(args, root: Path, data_root: Path) -> None:
+    """--variant: one variant in this process (warm-up, then timed); prints {"seconds", "accs"} as its last line."""
+    import json
+
+    seeds = list(range(args.seeds))
+    if not args.no_warmup:
+        study_variants(root, data_root, 1, seeds[:2], 1)[args.variant]()
+    seconds, accs = study_variants(root, data_root, args.epochs, seeds, args.levels)[args.variant]()
+    print(json.dumps({"seconds": seconds, "accs": [[*key, acc] for key, acc in accs.items()]}))
+
+
+def print_study(args, names: list[str], times: dict, accs: dict) -> None:
+    seeds, levels = list(range(args.seeds)), args.levels
     steps = len(seeds) * (levels + 1) * args.epochs * math.ceil((TRAIN_IMAGES - VAL_IMAGES) / 128)
+    where = "each variant in a fresh process" if args.fresh else "one process"
     print(f"\n{len(seeds)} seeds x {levels + 1} levels x {args.epochs} epochs: {steps} optimizer steps of one run; "
-          f"{args.repeats} round(s), medians; ratio = median over rounds of variant / loop in the same round\n")
+          f"{args.repeats} round(s), {where}, medians; ratio = median over rounds of variant / loop in the same round\n")
     print("| variant | wall s | ratio to the loop | ms per optimizer step of one run |\n|---|---:|---:|---:|")
     for name in names:
-        ratio = statistics.median(v / loop for v, loop in zip(times[name], times["loop"]))
+        ratio = statistics.median(v / loop for v, loop in zip(times[name], times["loop"])) if "loop" in times else 0
         median = statistics.median(times[name])
         print(f"| {name} | {median:.2f} | {ratio:.3f}x | {median / steps * 1e3:.3f} |")
     print(f"\ntest accuracy per seed (level {' / '.join(map(str, range(levels + 1)))}), %:")
@@ -904,8 +942,9 @@ def measure_study(args, root: Path, data_root: Path) -> None:
         print(f"  {name:11s} " + "   ".join(" / ".join(f"{100 * accs[name][s, level, '']:.2f}" for level in range(levels + 1))
                                          for s in seeds))
     for a, b in (("lanes", "one-by-one"), ("lanes", "loop"), ("one-by-one", "loop")):
-        diff = max(abs(accs[a][k] - accs[b][k]) for k in accs[a]) * 100
-        print(f"max |{a} - {b}| over seeds and levels: {diff:.2f} points")
+        if a in accs and b in accs:
+            diff = max(abs(accs[a][k] - accs[b][k]) for k in accs[a]) * 100
+            print(f"max |{a} - {b}| over seeds and levels: {diff:.2f} points")
 
 
 def median_parts(rounds: list[Parts]) -> Parts:
@@ -999,7 +1038,7 @@ def profile_config(args, root: Path, config: str, overrides: list[str], lanes_op
             try:
                 return original(module, data, settings, steps, *a, **k)
             finally:
-                groups.append((getattr(module, "lanes", 1), steps, time.perf_counter() - start, a[2]))
+                groups.append((getattr(module, "lanes", None) or 1, steps, time.perf_counter() - start, a[2]))
 
         trainer_module.fit_and_test = counted
         for namespace in ("lottery.training.single", "lottery.training.lane_group"):
@@ -1050,6 +1089,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="rounds of the three variants, order rotated")
     parser.add_argument("--quick", action="store_true", help="2 epochs: a smoke test")
     parser.add_argument("--no-warmup", action="store_true")
+    parser.add_argument("--fresh", action="store_true",
+                        help="each variant of each round in a process of its own (no state left by the others)")
+    parser.add_argument("--variants", default="loop,lanes,one-by-one", help="which variants, comma-separated")
+    parser.add_argument("--variant", help=argparse.SUPPRESS)  # --fresh's child: run this one variant, print JSON
+    parser.add_argument("--data-root", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--runs", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--profile", action="store_true", help="where the study's step time goes, by part")
     parser.add_argument("--calls", action="store_true", help="with --profile: Python calls per step (cProfile)")
     parser.add_argument("--profile-demo", action="store_true", help="the same for experiments/configs/demo.yaml")
@@ -1065,6 +1110,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.quick:
         args.epochs = 2
+    args.variants = args.variants.split(",")
+    if args.variant:
+        return run_variant(args, args.runs, args.data_root)
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"load average {os.getloadavg()[0]:.1f}")
     root = Path(tempfile.mkdtemp(prefix="bench_study_"))
