@@ -47,7 +47,7 @@ install: $(VENV)/.installed  ## create .venv and install lottery with its depend
 demo: install  ## the demo: IMP on LeNet-300-100 / digits, 12 levels + control, curve and ticket in runs/demo (~30 s on 2 idle CPU cores)
 	$(VENV)/bin/lottery run --config experiments/configs/demo.yaml
 
-sparse-demo: install  ## IMP beside GMP, SET, RigL, static ERK and early-bird tickets on digits, with their cost (~1.5 min)
+sparse-demo: install  ## IMP beside GMP, SET, RigL, static ERK and early-bird tickets on digits, with their cost (~1 min)
 	$(VENV)/bin/lottery run --config experiments/configs/sparse_demo.yaml trainer.lanes=$(LANES)
 
 strong-tickets: install  ## strong tickets (edge-popup) and SR-STE 2:4 beside IMP and reinit on digits, LeNet and 4x as wide (~25 min)
