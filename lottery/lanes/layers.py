@@ -64,6 +64,8 @@ def _weight_grads(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     docs/speed.md) and gives their bits for most shapes, not all: on the CPU's BLAS the 10-row gradient of an output
     layer rounds apart. Which one a shape gets is decided once per shape (and strides), dtype, device and thread count,
     by both on random inputs of that layout (a BLAS's order of summation depends on the shapes, not on the values)."""
+    if torch.compiler.is_compiling():  # traced: no Python-side decision in the graph (shapes may be symbolic)
+        return _per_lane_weight_grads(grad, x)
     key = (grad.shape, grad.stride(), x.shape, x.stride(), grad.dtype, grad.device, torch.get_num_threads())
     if key not in _BMM_IS_MM:
         g = torch.Generator(grad.device).manual_seed(0)  # its own generator: the training's draws stay the same
