@@ -876,13 +876,16 @@ def study_variants(root: Path, data_root: Path, epochs: int, seeds: list[int], l
     def loop(T=NO_PARTS):
         return loop_study(lambda: read_mnist(data_root), optim, seeds, levels, epochs, 128, T=T)
 
-    return {"loop": loop, "lanes": lottery("auto"), "one-by-one": lottery("1")}
+    return dict(zip(VARIANTS, (loop, lottery("auto"), lottery("1"))))
+
+
+VARIANTS = ("loop", "lanes", "one-by-one")
 
 
 def measure_study(args, root: Path, data_root: Path) -> None:
     seeds, levels = list(range(args.seeds)), args.levels
     variants = study_variants(root, data_root, args.epochs, seeds, levels)
-    if not args.no_warmup:  # first calls: imports (torchvision, matplotlib), allocator, fx tracing, kernels
+    if not args.no_warmup and not args.fresh:  # first calls: imports, allocator, fx tracing (--fresh: each child's)
         for run in study_variants(root, data_root, 1, seeds[:2], 1).values():
             run()
     times, accs = defaultdict(list), {}
@@ -934,9 +937,10 @@ def print_study(args, names: list[str], times: dict, accs: dict) -> None:
           f"{args.repeats} round(s), {where}, medians; ratio = median over rounds of variant / loop in the same round\n")
     print("| variant | wall s | ratio to the loop | ms per optimizer step of one run |\n|---|---:|---:|---:|")
     for name in names:
-        ratio = statistics.median(v / loop for v, loop in zip(times[name], times["loop"])) if "loop" in times else 0
+        ratio = (f"{statistics.median(v / loop for v, loop in zip(times[name], times['loop'])):.3f}x"
+                 if "loop" in times else "–")
         median = statistics.median(times[name])
-        print(f"| {name} | {median:.2f} | {ratio:.3f}x | {median / steps * 1e3:.3f} |")
+        print(f"| {name} | {median:.2f} | {ratio} | {median / steps * 1e3:.3f} |")
     print(f"\ntest accuracy per seed (level {' / '.join(map(str, range(levels + 1)))}), %:")
     for name in names:
         print(f"  {name:11s} " + "   ".join(" / ".join(f"{100 * accs[name][s, level, '']:.2f}" for level in range(levels + 1))
@@ -1091,7 +1095,7 @@ def main() -> None:
     parser.add_argument("--no-warmup", action="store_true")
     parser.add_argument("--fresh", action="store_true",
                         help="each variant of each round in a process of its own (no state left by the others)")
-    parser.add_argument("--variants", default="loop,lanes,one-by-one", help="which variants, comma-separated")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="which variants, comma-separated")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # --fresh's child: run this one variant, print JSON
     parser.add_argument("--data-root", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--runs", type=Path, help=argparse.SUPPRESS)
@@ -1111,6 +1115,8 @@ def main() -> None:
     if args.quick:
         args.epochs = 2
     args.variants = args.variants.split(",")
+    if unknown := sorted(set(args.variants) - set(VARIANTS)):
+        parser.error(f"--variants: unknown {', '.join(unknown)}; choose from {','.join(VARIANTS)}")
     if args.variant:
         return run_variant(args, args.runs, args.data_root)
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "

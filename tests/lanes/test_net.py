@@ -115,7 +115,6 @@ def test_lane_loss_gives_each_lane_its_solo_gradient_bit_for_bit():
             assert torch.equal(net.get_parameter(name).grad[k], p.grad), (k, name)
 
 
-
 @pytest.mark.parametrize("batch, fan_in, fan_out", [(128, 784, 300), (128, 100, 10), (60, 64, 300), (7, 5, 3)])
 @pytest.mark.parametrize("contiguous", [True, False])
 def test_weight_gradients_are_each_runs_mm_whichever_product_computes_them(batch, fan_in, fan_out, contiguous):
