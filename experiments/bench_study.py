@@ -993,14 +993,15 @@ def print_instrumentation(columns) -> None:
 def profile_study(args, root: Path, data_root: Path) -> None:
     seeds, levels = list(range(args.seeds)), args.levels
     variants = study_variants(root, data_root, args.epochs, seeds, levels)
-    for run in study_variants(root, data_root, 1, seeds[:2], 1).values():  # warm-up
-        run()
+    for name, run in study_variants(root, data_root, 1, seeds[:2], 1).items():  # warm-up
+        if name in args.variants:
+            run()
     per_epoch = math.ceil((TRAIN_IMAGES - VAL_IMAGES) / 128)
     steps_run = len(seeds) * (levels + 1) * args.epochs * per_epoch
-    names = ["lanes", "one-by-one", "loop"]
+    names = [n for n in ("lanes", "one-by-one", "loop") if n in args.variants]
     rounds, walls = defaultdict(list), defaultdict(list)
     for i in range(args.repeats):
-        for name in names[i % 3:] + names[:i % 3]:  # rotated, so that a slow phase of the machine hits all three
+        for name in names[i % len(names):] + names[:i % len(names)]:  # rotated, so that a slow phase of the machine hits all three
             parts = Parts()
             if name == "loop":
                 wall, _ = profiled(parts, lambda: variants["loop"](parts), lottery=False)

@@ -54,6 +54,46 @@ class LaneInput(nn.Module):
         return to_channels(x, self.lanes) if x.dim() == 5 else x
 
 
+SPLIT_MACS = 1 << 21  # multiply-adds per lane from which a lane's own `mm` beats an idle thread (_batched_lanes)
+
+
+def _batched_lanes(lanes: int, device: torch.device, macs: int) -> int:
+    """How many of the K lanes one batched product (bmm) computes; each lane beyond them gets its run's own `mm`.
+
+    On the CPU a batched product hands whole lanes to the threads, so with K not a multiple of the T threads the last
+    lanes run while threads idle: the study's first layer, 5 lanes on 2 threads, takes 3.39 ms in one baddbmm and
+    2.88 as a baddbmm of 4 and the fifth lane's own addmm over both threads (its weight gradient 3.32 and 3.10; a
+    whole LeNet step 0.92-0.96x; docs/speed.md). All K go in the one product on CUDA, for K <= T or a multiple of T,
+    under autocast (the run's own product casts its inputs; a product into a buffer does not), and for products of
+    fewer than SPLIT_MACS multiply-adds per lane, where the extra calls cost more than the idle thread (LeNet on the
+    8x8 digits, 1-2M per product: a step 1.16x when split)."""
+    if torch.compiler.is_compiling() or device.type != "cpu":  # traced: no Python-side decision in the graph
+        return lanes
+    threads = torch.get_num_threads()
+    if lanes <= threads or macs < SPLIT_MACS or torch.is_autocast_enabled(device.type):
+        return lanes
+    return lanes - lanes % threads
+
+
+def _lane_products(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """a_k @ b_k (+ bias_k) of every lane k, [K, n, m]: `bmm` over `_batched_lanes` of them, the run's `mm`
+    (`addmm`) for each of the rest, written in place."""
+    lanes = a.shape[0]
+    batched = _batched_lanes(lanes, a.device, a.shape[1] * a.shape[2] * b.shape[2])
+    if batched == lanes:
+        return torch.bmm(a, b) if bias is None else torch.baddbmm(bias.unsqueeze(1), a, b)
+    out = a.new_empty((lanes, a.shape[1], b.shape[2]))
+    if bias is None:
+        torch.bmm(a[:batched], b[:batched], out=out[:batched])
+        for k in range(batched, lanes):
+            torch.mm(a[k], b[k], out=out[k])
+    else:
+        torch.baddbmm(bias[:batched].unsqueeze(1), a[:batched], b[:batched], out=out[:batched])
+        for k in range(batched, lanes):
+            torch.addmm(bias[k], a[k], b[k], out=out[k])
+    return out
+
+
 _BMM_IS_MM: dict[tuple, bool] = {}  # (shapes, strides, dtype, device, threads) -> whether one bmm gives the K mm's bits
 
 
@@ -63,19 +103,21 @@ def _weight_grads(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     One `bmm` over the lanes is up to 1.7x faster than K `mm` calls (the study's first layer on 2 CPU threads,
     docs/speed.md) and gives their bits for most shapes, not all: on the CPU's BLAS the 10-row gradient of an output
     layer rounds apart. Which one a shape gets is decided once per shape (and strides), dtype, device and thread count,
-    by both on random inputs of that layout (a BLAS's order of summation depends on the shapes, not on the values)."""
+    by both on random inputs of that layout (a BLAS's order of summation depends on the shapes, not on the values).
+    The bmm takes `_batched_lanes` of the lanes, the rest their own `mm`."""
     if torch.compiler.is_compiling():  # traced: no Python-side decision in the graph (shapes may be symbolic)
         return _per_lane_weight_grads(grad, x)
+    batched = _batched_lanes(grad.shape[0], grad.device, grad.shape[1] * grad.shape[2] * x.shape[2])
     key = (grad.shape, grad.stride(), x.shape, x.stride(), grad.dtype, grad.device, torch.get_num_threads())
     if key not in _BMM_IS_MM:
         g = torch.Generator(grad.device).manual_seed(0)  # its own generator: the training's draws stay the same
         probe_grad, probe_x = (torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device).normal_(
             generator=g) for t in (grad, x))
-        _BMM_IS_MM[key] = torch.equal(torch.bmm(probe_grad.transpose(1, 2), probe_x),
-                                      _per_lane_weight_grads(probe_grad, probe_x))
-    if _BMM_IS_MM[key]:
-        return torch.bmm(grad.transpose(1, 2), x)
-    return _per_lane_weight_grads(grad, x)
+        _BMM_IS_MM[key] = torch.equal(torch.bmm(probe_grad[:batched].transpose(1, 2), probe_x[:batched]),
+                                      _per_lane_weight_grads(probe_grad[:batched], probe_x[:batched]))
+    if not _BMM_IS_MM[key]:
+        return _per_lane_weight_grads(grad, x)
+    return _lane_products(grad.transpose(1, 2), x)
 
 
 def _per_lane_weight_grads(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -96,14 +138,13 @@ class _LaneProduct(torch.autograd.Function):
     def forward(ctx, x, weight, bias):
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        transposed = weight.transpose(1, 2)
-        return torch.bmm(x, transposed) if bias is None else torch.baddbmm(bias.unsqueeze(1), x, transposed)
+        return _lane_products(x, weight.transpose(1, 2), bias)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
         x, weight = x.to(grad.dtype), weight.to(grad.dtype)  # under autocast the product ran in a lower precision
-        grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
+        grad_x = _lane_products(grad, weight) if ctx.needs_input_grad[0] else None
         grad_w = _weight_grads(grad, x) if ctx.needs_input_grad[1] else None
         grad_b = grad.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b

@@ -133,6 +133,32 @@ def test_weight_gradients_are_each_runs_mm_whichever_product_computes_them(batch
             assert torch.equal(got[k], grad[k].clone().t().mm(x[k].contiguous())), k
 
 
+@pytest.mark.parametrize("lanes", [3, 5])
+def test_lanes_beyond_a_multiple_of_the_threads_get_their_runs_own_products(lanes):
+    """On 2 CPU threads, 5 lanes of the study's first layer: 4 in one bmm, the fifth by its run's own addmm/mm
+    (lottery.lanes.layers._batched_lanes); forward and every gradient still each run's own, bit for bit."""
+    from lottery.lanes import layers
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert layers._batched_lanes(lanes, torch.device("cpu"), 128 * 784 * 300) == lanes - lanes % 2
+        assert layers._batched_lanes(lanes, torch.device("cpu"), 60 * 64 * 300) == lanes  # a small product: all
+        models = _models("lenet_300_100", lanes, (1, 28, 28))
+        net = LaneNet.from_models(models)
+        x, y = torch.randn(lanes, 128, 1, 28, 28), torch.randint(0, 10, (lanes, 128))
+        logits = net(x)
+        lane_loss(logits, y)[0].backward()
+        for k, m in enumerate(models):
+            alone = m(x[k])
+            assert torch.equal(logits[k], alone), k
+            F.cross_entropy(alone, y[k]).backward()
+            for name, p in m.named_parameters():
+                assert torch.equal(net.get_parameter(name).grad[k], p.grad), (k, name)
+    finally:
+        torch.set_num_threads(threads)
+
+
 class _Branchy(nn.Module):
     """Data-dependent control flow: torch.fx cannot trace it."""
 
